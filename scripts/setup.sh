@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what ovsmesh's build, tests and lab need on a Debian machine (run as root).
+# Idempotent: installs only what is missing.
+set -euo pipefail
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+want_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$1"); }
+
+# Open vSwitch (ovsdb-server, ovs-vswitchd, ovs-vsctl for tests), iproute2, ping, a C toolchain for -sys crates.
+for pkg in openvswitch-switch iproute2 iputils-ping ca-certificates curl gcc pkg-config; do want_pkg "$pkg"; done
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "setup: installing ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Stable Rust with rustfmt and clippy. Debian 12's cargo (1.63) is too old for the dependencies,
+# so a machine without a recent toolchain gets one from rustup.
+if ! have cargo && [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
+if ! have cargo; then
+    echo "setup: installing Rust with rustup"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if have rustup; then
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+fi
+echo "setup: $(cargo --version), $(ovs-vswitchd --version | head -1)"

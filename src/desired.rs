@@ -1,0 +1,423 @@
+//! What one host must look like, computed from the topology alone.
+//!
+//! A pure function of (topology, host): bridges, tunnels to peers that share a
+//! VLAN or the tunnelled routed network, uplink and access ports, gateway ports
+//! and addresses, routes, forwarding and container interfaces. No I/O, so it is
+//! tested without root and the same answer comes out on every run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use thiserror::Error;
+
+use crate::marks::{self, Role};
+use crate::state::{
+    AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, HostState, Port, PortId,
+};
+use crate::topology::names::{self, BridgeRole};
+use crate::topology::{Datapath, Host, Network, RoutedMode, Topology, VlanGateway, VlanTransport};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DesiredError {
+    #[error("host {host:?} is not in the topology (hosts: {known})")]
+    UnknownHost { host: String, known: String },
+}
+
+/// Everything `host` must have.
+pub fn desired(topology: &Topology, host: &str) -> Result<HostState, DesiredError> {
+    let this = topology
+        .hosts
+        .get(host)
+        .ok_or_else(|| DesiredError::UnknownHost {
+            host: host.to_string(),
+            known: topology
+                .hosts
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let mut builder = Builder {
+        topology,
+        host: this,
+        state: HostState {
+            host: host.to_string(),
+            ..HostState::default()
+        },
+    };
+    builder.underlay();
+    builder.vlan_bridge();
+    builder.overlay_bridge();
+    builder.containers();
+    builder.host_routes();
+    Ok(builder.state)
+}
+
+struct Builder<'a> {
+    topology: &'a Topology,
+    host: &'a Host,
+    state: HostState,
+}
+
+impl Builder<'_> {
+    fn mesh_name(&self) -> &str {
+        &self.topology.mesh.name
+    }
+
+    fn marks(&self, role: Role, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut ids = BTreeMap::from([
+            (marks::MESH.to_string(), self.mesh_name().to_string()),
+            (marks::ROLE.to_string(), role.as_str().to_string()),
+        ]);
+        for (k, v) in extra {
+            ids.insert((*k).to_string(), (*v).to_string());
+        }
+        ids
+    }
+
+    fn bridge(&mut self, name: &str) {
+        self.state.bridges.insert(
+            name.to_string(),
+            Bridge {
+                datapath_type: self.host.datapath.as_str().to_string(),
+                owned: true,
+            },
+        );
+    }
+
+    fn port(&mut self, id: PortId, port: Port) {
+        self.state.ports.insert(id.key(), port);
+    }
+
+    fn address(&mut self, dev: &str, address: ipnet::Ipv4Net, role: AddressRole) {
+        let address = HostAddress {
+            dev: dev.to_string(),
+            address,
+            role,
+        };
+        self.state.addresses.insert(address.key(), address);
+    }
+
+    /// Netdev hosts: the NIC joins the underlay bridge, which takes the address.
+    fn underlay(&mut self) {
+        if self.host.datapath != Datapath::Netdev {
+            return;
+        }
+        let Some(nic) = self.host.underlay_nic.clone() else {
+            return;
+        };
+        let bridge = self.topology.mesh.underlay_bridge.clone();
+        self.bridge(&bridge);
+        let external_ids = self.marks(Role::Underlay, &[]);
+        self.port(
+            PortId::Underlay {
+                bridge: bridge.clone(),
+            },
+            Port {
+                name: nic,
+                bridge: bridge.clone(),
+                role: Role::Underlay,
+                iface_type: String::new(),
+                options: BTreeMap::new(),
+                tag: None,
+                trunks: Vec::new(),
+                protected: false,
+                bfd: BTreeMap::new(),
+                external_ids,
+            },
+        );
+        self.address(&bridge, self.host.underlay_address, AddressRole::Underlay);
+    }
+
+    fn tunnel(&mut self, role: BridgeRole, bridge: &str, key: u32, peer: &Host, trunks: Vec<u16>) {
+        let mesh = &self.topology.mesh;
+        let options = BTreeMap::from([
+            (
+                "remote_ip".to_string(),
+                peer.underlay_address.addr().to_string(),
+            ),
+            (
+                "local_ip".to_string(),
+                self.host.underlay_address.addr().to_string(),
+            ),
+            ("key".to_string(), key.to_string()),
+        ]);
+        let bfd = if mesh.bfd {
+            BTreeMap::from([("enable".to_string(), "true".to_string())])
+        } else {
+            BTreeMap::new()
+        };
+        let external_ids = self.marks(Role::Tunnel, &[(marks::PEER, &peer.name)]);
+        self.port(
+            PortId::Tunnel {
+                bridge: bridge.to_string(),
+                peer: peer.name.clone(),
+            },
+            Port {
+                name: names::tunnel_port(&mesh.name, role, bridge, &peer.name),
+                bridge: bridge.to_string(),
+                role: Role::Tunnel,
+                iface_type: mesh.encap.as_str().to_string(),
+                options,
+                tag: None,
+                trunks,
+                protected: true,
+                bfd,
+                external_ids,
+            },
+        );
+    }
+
+    /// VLAN bridge: on hosts taking part in a VLAN network; tunnels or uplink
+    /// trunk; hosted gateway ports.
+    fn vlan_bridge(&mut self) {
+        let topology = self.topology;
+        let mesh = &topology.mesh;
+        let participation = crate::topology::vlan_hosts(topology);
+        // VLAN tag → hosts taking part in it.
+        let mut vlans_by_host: BTreeMap<&str, BTreeSet<u16>> = BTreeMap::new();
+        for (network, hosts) in &participation {
+            let Some(vlan) = topology.vlan(network) else {
+                continue;
+            };
+            for host in hosts {
+                vlans_by_host.entry(host).or_default().insert(vlan.vlan);
+            }
+        }
+        let Some(mine) = vlans_by_host.get(self.host.name.as_str()).cloned() else {
+            return;
+        };
+        let bridge = mesh.vlan_bridge.clone();
+        self.bridge(&bridge);
+        match mesh.vlan_transport {
+            VlanTransport::Tunnel => {
+                for (peer, theirs) in &vlans_by_host {
+                    if *peer == self.host.name {
+                        continue;
+                    }
+                    let shared: Vec<u16> = mine.intersection(theirs).copied().collect();
+                    if shared.is_empty() {
+                        continue;
+                    }
+                    let peer = &topology.hosts[*peer];
+                    self.tunnel(
+                        BridgeRole::Vlan,
+                        &bridge,
+                        mesh.vlan_tunnel_key,
+                        peer,
+                        shared,
+                    );
+                }
+            }
+            VlanTransport::Uplink => {
+                if let Some(nic) = self.host.uplink_nic.clone() {
+                    let external_ids = self.marks(Role::Uplink, &[]);
+                    self.port(
+                        PortId::Uplink {
+                            bridge: bridge.clone(),
+                        },
+                        Port {
+                            name: nic,
+                            bridge: bridge.clone(),
+                            role: Role::Uplink,
+                            iface_type: String::new(),
+                            options: BTreeMap::new(),
+                            tag: None,
+                            trunks: mine.iter().copied().collect(),
+                            protected: false,
+                            bfd: BTreeMap::new(),
+                            external_ids,
+                        },
+                    );
+                }
+            }
+        }
+        for network in topology.networks.values() {
+            let Network::Vlan(vlan) = network else {
+                continue;
+            };
+            let (Some(VlanGateway::Hosted { host, address }), Some(subnet)) =
+                (&vlan.gateway, vlan.subnet)
+            else {
+                continue;
+            };
+            if *host != self.host.name {
+                continue;
+            }
+            let name = names::gateway_port(&mesh.name, &vlan.name);
+            let external_ids = self.marks(Role::Gateway, &[(marks::NETWORK, &vlan.name)]);
+            self.port(
+                PortId::Gateway {
+                    network: vlan.name.clone(),
+                },
+                Port {
+                    name: name.clone(),
+                    bridge: bridge.clone(),
+                    role: Role::Gateway,
+                    iface_type: "internal".into(),
+                    options: BTreeMap::new(),
+                    tag: Some(vlan.vlan),
+                    trunks: Vec::new(),
+                    protected: false,
+                    bfd: BTreeMap::new(),
+                    external_ids,
+                },
+            );
+            let address =
+                ipnet::Ipv4Net::new(*address, subnet.prefix_len()).expect("prefix from a subnet");
+            self.address(&name, address, AddressRole::VlanGateway);
+            self.state.forwarding.insert(name, true);
+        }
+    }
+
+    /// Overlay bridge: on hosts with a routed subnet; gateway address; tunnels in
+    /// tunnel mode.
+    fn overlay_bridge(&mut self) {
+        let topology = self.topology;
+        let mesh = &topology.mesh;
+        let Some(routed) = topology.routed() else {
+            return;
+        };
+        let Some(subnet) = routed.subnets.get(&self.host.name) else {
+            return;
+        };
+        let bridge = mesh.overlay_bridge.clone();
+        self.bridge(&bridge);
+        let gateway = routed.gateways[&self.host.name];
+        let address =
+            ipnet::Ipv4Net::new(gateway, subnet.prefix_len()).expect("prefix from a subnet");
+        self.address(&bridge, address, AddressRole::OverlayGateway);
+        self.state.forwarding.insert(bridge.clone(), true);
+        match routed.mode {
+            RoutedMode::Tunnel => {
+                for peer in routed.subnets.keys() {
+                    if *peer != self.host.name {
+                        let peer = &topology.hosts[peer];
+                        self.tunnel(
+                            BridgeRole::Overlay,
+                            &bridge,
+                            mesh.overlay_tunnel_key,
+                            peer,
+                            Vec::new(),
+                        );
+                    }
+                }
+            }
+            RoutedMode::Direct => {
+                // Packets from peers arrive on the underlay device: forward there too.
+                let underlay_dev = match (self.host.datapath, &self.host.underlay_nic) {
+                    (Datapath::Netdev, _) => mesh.underlay_bridge.clone(),
+                    (Datapath::System, Some(nic)) => nic.clone(),
+                    (Datapath::System, None) => "all".to_string(),
+                };
+                self.state.forwarding.insert(underlay_dev, true);
+            }
+        }
+    }
+
+    /// Routes to peers' container subnets, and the host's own extra routes.
+    fn host_routes(&mut self) {
+        let topology = self.topology;
+        if let Some(routed) = topology.routed() {
+            if routed.subnets.contains_key(&self.host.name) {
+                for (peer, subnet) in &routed.subnets {
+                    if *peer == self.host.name {
+                        continue;
+                    }
+                    let route = match routed.mode {
+                        RoutedMode::Tunnel => HostRoute {
+                            to: *subnet,
+                            via: routed.gateways[peer],
+                            dev: Some(topology.mesh.overlay_bridge.clone()),
+                            onlink: true,
+                        },
+                        RoutedMode::Direct => HostRoute {
+                            to: *subnet,
+                            via: topology.hosts[peer].underlay_address.addr(),
+                            dev: None,
+                            onlink: false,
+                        },
+                    };
+                    self.state.routes.insert(subnet.to_string(), route);
+                }
+            }
+        }
+        for route in &self.host.routes {
+            self.state.routes.insert(
+                route.to.to_string(),
+                HostRoute {
+                    to: route.to,
+                    via: route.via,
+                    dev: None,
+                    onlink: false,
+                },
+            );
+        }
+    }
+
+    /// Access ports and container interfaces of the containers on this host.
+    fn containers(&mut self) {
+        let topology = self.topology;
+        let mesh = &topology.mesh;
+        for container in topology
+            .containers
+            .values()
+            .filter(|c| c.host == self.host.name)
+        {
+            let gateway_iface = container.gateway.and_then(|gw| {
+                container
+                    .interfaces
+                    .iter()
+                    .position(|i| i.address.trunc().contains(&gw))
+            });
+            for (index, iface) in container.interfaces.iter().enumerate() {
+                let (bridge, tag) = match &topology.networks[&iface.network] {
+                    Network::Vlan(vlan) => (mesh.vlan_bridge.clone(), Some(vlan.vlan)),
+                    Network::Routed(_) => (mesh.overlay_bridge.clone(), None),
+                };
+                let name = names::access_port(&mesh.name, &container.name, &iface.ifname);
+                let external_ids = self.marks(
+                    Role::Access,
+                    &[
+                        (marks::CONTAINER, &container.name),
+                        (marks::IFNAME, &iface.ifname),
+                    ],
+                );
+                self.port(
+                    PortId::Access {
+                        container: container.name.clone(),
+                        ifname: iface.ifname.clone(),
+                    },
+                    Port {
+                        name: name.clone(),
+                        bridge,
+                        role: Role::Access,
+                        iface_type: String::new(),
+                        options: BTreeMap::new(),
+                        tag,
+                        trunks: Vec::new(),
+                        protected: false,
+                        bfd: BTreeMap::new(),
+                        external_ids,
+                    },
+                );
+                let interface = ContainerInterface {
+                    container: container.name.clone(),
+                    runtime: container.runtime.clone(),
+                    ifname: iface.ifname.clone(),
+                    host_end: name,
+                    mac: iface.mac,
+                    mtu: iface.mtu,
+                    address: iface.address,
+                    gateway: if gateway_iface == Some(index) {
+                        container.gateway
+                    } else {
+                        None
+                    },
+                    routes: iface.routes.clone(),
+                    tx_checksum_off: self.host.datapath == Datapath::Netdev,
+                };
+                self.state.containers.insert(interface.key(), interface);
+            }
+        }
+    }
+}

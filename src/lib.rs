@@ -1,0 +1,13 @@
+//! ovsmesh: one declarative TOML topology → a multi-host Open vSwitch network for
+//! containers.
+//!
+//! The code reads as a pipeline: TOML → validated [`topology::Topology`] →
+//! per-host desired [`state::HostState`] ([`desired`]) → observed state → typed
+//! diff ([`plan`]) → apply → verify. Topology, desired state and plan do no I/O.
+
+pub mod cli;
+pub mod desired;
+pub mod marks;
+pub mod plan;
+pub mod state;
+pub mod topology;

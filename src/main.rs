@@ -1,0 +1,5 @@
+//! The `ovsmesh` command.
+
+fn main() {
+    std::process::exit(ovsmesh::cli::main());
+}

@@ -1,0 +1,257 @@
+//! The topology file exactly as written.
+//!
+//! These types mirror the TOML keys one to one; serde checks types and unknown
+//! keys, schemars derives `schemas/topology.schema.json` from them. Nothing here
+//! is cross-checked yet: `resolve` turns these into a validated `Topology`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A whole topology file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "ovsmesh topology")]
+pub struct RawTopology {
+    pub mesh: RawMesh,
+    #[serde(default)]
+    pub hosts: BTreeMap<String, RawHost>,
+    #[serde(default)]
+    pub networks: BTreeMap<String, RawNetwork>,
+    #[serde(default)]
+    pub containers: BTreeMap<String, RawContainer>,
+}
+
+/// Keys allowed at the top level of a topology file.
+pub const TOP_LEVEL_KEYS: &[&str] = &["mesh", "hosts", "networks", "containers"];
+
+/// Tunnel encapsulation between hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Encap {
+    #[default]
+    Gre,
+    Vxlan,
+    Geneve,
+}
+
+impl Encap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encap::Gre => "gre",
+            Encap::Vxlan => "vxlan",
+            Encap::Geneve => "geneve",
+        }
+    }
+}
+
+/// How VLAN segments on the VLAN bridge reach other hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VlanTransport {
+    /// Tunnels to every peer sharing a VLAN, trunking the shared VLANs.
+    #[default]
+    Tunnel,
+    /// Each host's `uplink_nic` is a VLAN trunk port (needs a trunking switch).
+    Uplink,
+}
+
+/// Open vSwitch datapath of a host's bridges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Datapath {
+    /// The kernel datapath.
+    #[default]
+    System,
+    /// The userspace datapath.
+    Netdev,
+}
+
+impl Datapath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Datapath::System => "system",
+            Datapath::Netdev => "netdev",
+        }
+    }
+}
+
+/// How the routed network carries traffic between hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutedMode {
+    /// A tunnel mesh on the overlay bridge; routes via peers' gateways, onlink.
+    #[default]
+    Tunnel,
+    /// No encapsulation: routes via peers' underlay addresses.
+    Direct,
+}
+
+fn default_vlan_key() -> u64 {
+    1001
+}
+fn default_overlay_key() -> u64 {
+    1002
+}
+fn default_mtu() -> u32 {
+    1500
+}
+fn default_vlan_bridge() -> String {
+    "ovs0".into()
+}
+fn default_overlay_bridge() -> String {
+    "obr0".into()
+}
+fn default_underlay_bridge() -> String {
+    "br-phy".into()
+}
+
+/// `[mesh]`: settings shared by every host.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMesh {
+    /// Namespaces everything ovsmesh owns on a host.
+    pub name: String,
+    #[serde(default)]
+    pub encap: Encap,
+    #[serde(default)]
+    pub vlan_transport: VlanTransport,
+    /// Tunnel key (GRE) or VNI (VXLAN, Geneve) of the VLAN bridge's tunnels.
+    #[serde(default = "default_vlan_key")]
+    pub vlan_tunnel_key: u64,
+    /// Tunnel key or VNI of the overlay bridge's tunnels.
+    #[serde(default = "default_overlay_key")]
+    pub overlay_tunnel_key: u64,
+    /// Underlay MTU; hosts may override.
+    #[serde(default = "default_mtu")]
+    pub underlay_mtu: u32,
+    #[serde(default = "default_vlan_bridge")]
+    pub vlan_bridge: String,
+    #[serde(default = "default_overlay_bridge")]
+    pub overlay_bridge: String,
+    /// Bridge that takes the underlay address on netdev hosts.
+    #[serde(default = "default_underlay_bridge")]
+    pub underlay_bridge: String,
+    /// BFD on tunnel interfaces.
+    #[serde(default)]
+    pub bfd: bool,
+}
+
+/// A static route: `{ to = "CIDR", via = "ADDRESS" }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub to: String,
+    pub via: String,
+}
+
+/// `[hosts.NAME]`: one machine running Open vSwitch.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    /// This host's tunnel endpoint, `ADDRESS/PREFIX`.
+    pub underlay_address: String,
+    /// OVSDB remote: `unix:PATH` or `tcp:IP:PORT` (default `unix:/var/run/openvswitch/db.sock`).
+    pub ovsdb: Option<String>,
+    #[serde(default)]
+    pub datapath: Datapath,
+    /// Required with netdev: becomes a port of the underlay bridge, which takes the underlay address.
+    pub underlay_nic: Option<String>,
+    /// Required on hosts with VLAN members when `vlan_transport = "uplink"`.
+    pub uplink_nic: Option<String>,
+    pub underlay_mtu: Option<u32>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[networks.NAME]`: a VLAN segment or the routed overlay.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RawNetwork {
+    Vlan(RawVlanNetwork),
+    Routed(RawRoutedNetwork),
+}
+
+/// A VLAN segment on the VLAN bridge.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVlanNetwork {
+    /// 802.1Q tag, 1..4094.
+    pub vlan: i64,
+    /// Optional; members must be inside; allows bare member addresses.
+    pub subnet: Option<String>,
+    pub gateway: Option<RawVlanGateway>,
+}
+
+/// A VLAN network's gateway: on an ovsmesh host, or an external router's address.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "an address string or a table { host = \"NAME\", address = \"ADDRESS\" }"
+)]
+pub enum RawVlanGateway {
+    External(String),
+    Hosted(RawHostedGateway),
+}
+
+/// A gateway address ovsmesh puts on an internal port of the host's VLAN bridge.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHostedGateway {
+    pub host: String,
+    pub address: String,
+}
+
+/// The routed overlay: one container subnet per host.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoutedNetwork {
+    #[serde(default)]
+    pub mode: RoutedMode,
+    /// Host name → that host's container subnet.
+    #[serde(default)]
+    pub subnets: BTreeMap<String, String>,
+    /// Host name → gateway address; default: the first address of the host's subnet.
+    #[serde(default)]
+    pub gateways: BTreeMap<String, String>,
+}
+
+/// `[containers.NAME]`: a container and its interfaces.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainer {
+    pub host: String,
+    /// Docker container name or id (default: the key).
+    pub docker: Option<String>,
+    /// A named network namespace instead of a Docker container.
+    pub netns: Option<String>,
+    /// The container's one default route.
+    pub gateway: Option<String>,
+    /// Shorthand for one interface: its network.
+    pub network: Option<String>,
+    pub address: Option<String>,
+    pub ifname: Option<String>,
+    pub mac: Option<String>,
+    pub mtu: Option<u32>,
+    pub routes: Option<Vec<RawRoute>>,
+    /// Several interfaces; excludes the inline shorthand.
+    pub interfaces: Option<Vec<RawInterface>>,
+}
+
+/// One interface of a container.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInterface {
+    pub network: String,
+    /// `ADDRESS/PREFIX`, or a bare address when the network has a subnet.
+    pub address: String,
+    /// Name inside the container, default `eth1`.
+    pub ifname: Option<String>,
+    /// Default: derived from SHA-256 of `mesh/container/ifname`.
+    pub mac: Option<String>,
+    /// Default: the MTU budget of the path.
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
