@@ -10,5 +10,6 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt
 echo "--- benchmarks (figures only, no pass/fail)"
 cargo bench --locked --bench validate_plan 2>&1 | grep -E '^validate_plan:'
+cargo bench --locked --bench ovsdb_apply 2>&1 | grep -E '^ovsdb_apply:'
 # The last line CI reads: totals of every test binary.
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' target/test-output.txt

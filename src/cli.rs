@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+use std::time::Duration;
+
 use crate::desired::desired;
+use crate::engine;
+use crate::ovs::Session;
 use crate::plan::{plan, render_json, render_text};
 use crate::state::HostState;
 use crate::topology::{self, LoadError, Topology};
@@ -65,9 +69,43 @@ enum Command {
         /// Plan against an empty host instead of reading the live one.
         #[arg(long)]
         offline: bool,
+        /// OVSDB remote [default: $OVSMESH_OVSDB, else the host's `ovsdb`, else the system socket].
+        #[arg(long)]
+        ovsdb: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Make a host match the topology (one OVSDB transaction); prints what changed.
+    Apply {
+        topology: PathBuf,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Remove this mesh's objects from a host; foreign ports and adopted bridges stay.
+    Down {
+        topology: PathBuf,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+}
+
+/// Options of commands that change a live host.
+#[derive(Debug, clap::Args)]
+struct LiveArgs {
+    /// Host [default: $OVSMESH_HOST, else this machine's hostname].
+    #[arg(long, env = "OVSMESH_HOST")]
+    host: Option<String>,
+    /// OVSDB remote [default: $OVSMESH_OVSDB, else the host's `ovsdb`, else the system socket].
+    #[arg(long)]
+    ovsdb: Option<String>,
+    /// Do not wait for ovs-vswitchd to apply the change (like `ovs-vsctl --no-wait`).
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for ovs-vswitchd, in seconds.
+    #[arg(long, default_value_t = 10)]
+    wait_seconds: u64,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 /// Run the command line; returns the process exit code.
@@ -95,8 +133,11 @@ pub fn main() -> i32 {
             topology,
             host,
             offline,
+            ovsdb,
             format,
-        } => plan_command(&topology, host, offline, format),
+        } => plan_command(&topology, host, offline, ovsdb, format),
+        Command::Apply { topology, live } => live_command(&topology, live, LiveAction::Apply),
+        Command::Down { topology, live } => live_command(&topology, live, LiveAction::Down),
     }
 }
 
@@ -196,29 +237,160 @@ fn desired_command(path: &Path, host: Option<String>) -> i32 {
     }
 }
 
-fn plan_command(path: &Path, host: Option<String>, offline: bool, format: Format) -> i32 {
+fn plan_command(
+    path: &Path,
+    host: Option<String>,
+    offline: bool,
+    ovsdb: Option<String>,
+    format: Format,
+) -> i32 {
     let (topology, want) = match topology_and_desired(path, host, format) {
         Ok(found) => found,
         Err(code) => return code,
     };
     let host = want.host.clone();
-    if !offline {
-        eprintln!("ovsmesh: planning against a live host needs its OVSDB and netlink observers, which this build does not have yet; use --offline");
-        return EXIT_FAILURE;
-    }
-    let observed = HostState {
-        host: host.clone(),
-        ..HostState::default()
+    let plan = if offline {
+        let observed = HostState {
+            host: host.clone(),
+            ..HostState::default()
+        };
+        plan(&topology.mesh.name, &want, &observed)
+    } else {
+        let remote = remote_for(ovsdb.as_deref(), &topology, &host);
+        let result = runtime().block_on(async {
+            let session = Session::open(&remote, &topology.mesh.name).await?;
+            engine::plan_host(&session, &topology, &host).await
+        });
+        match result {
+            Ok((plan, _)) => plan,
+            Err(error) => {
+                eprintln!("ovsmesh: {error}");
+                return EXIT_FAILURE;
+            }
+        }
     };
-    let plan = plan(&topology.mesh.name, &want, &observed);
+    print_plan(&plan, format)
+}
+
+fn print_plan(plan: &crate::plan::Plan, format: Format) -> i32 {
     let text = match format {
-        Format::Text => render_text(&plan),
-        Format::Json => render_json(&plan),
+        Format::Text => render_text(plan),
+        Format::Json => render_json(plan),
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     if plan.is_empty() {
         EXIT_OK
     } else {
         EXIT_CHANGES
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn remote_for(flag: Option<&str>, topology: &Topology, host: &str) -> String {
+    let env = std::env::var("OVSMESH_OVSDB").ok();
+    engine::ovsdb_remote(flag, env.as_deref(), topology, host)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LiveAction {
+    Apply,
+    Down,
+}
+
+fn live_command(path: &Path, live: LiveArgs, action: LiveAction) -> i32 {
+    let (topology, want) = match topology_and_desired(path, live.host, live.format) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let host = want.host.clone();
+    let remote = remote_for(live.ovsdb.as_deref(), &topology, &host);
+    let wait = (!live.no_wait).then(|| Duration::from_secs(live.wait_seconds));
+    let result = runtime().block_on(async {
+        let mut session = Session::open(&remote, &topology.mesh.name).await?;
+        match action {
+            LiveAction::Apply => engine::apply_host(&mut session, &topology, &host, wait).await,
+            LiveAction::Down => engine::down_host(&mut session, &topology, &host, wait).await,
+        }
+    });
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("ovsmesh: {error}");
+            return EXIT_FAILURE;
+        }
+    };
+    report_outcome(&outcome, action, live.format)
+}
+
+fn report_outcome(outcome: &engine::Outcome, action: LiveAction, format: Format) -> i32 {
+    let failed = !outcome.ovs.failures.is_empty();
+    if format == Format::Json {
+        let failures: Vec<_> = outcome
+            .ovs
+            .failures
+            .iter()
+            .map(|f| json!({"id": f.id, "port": f.name, "error": f.error}))
+            .collect();
+        let kept: Vec<_> = outcome
+            .ovs
+            .kept_bridges
+            .iter()
+            .map(|(b, ports)| json!({"bridge": b, "foreign_ports": ports}))
+            .collect();
+        println!(
+            "{}",
+            json!({"host": outcome.plan.host, "changed": outcome.ovs.applied, "waiting": outcome.plan.waiting,
+                   "kept_bridges": kept, "failures": failures})
+        );
+    } else {
+        let verb = if action == LiveAction::Apply {
+            "applied"
+        } else {
+            "removed"
+        };
+        if outcome.plan.is_empty() && action == LiveAction::Down {
+            println!(
+                "nothing to remove: host {} has no objects of this mesh",
+                outcome.plan.host
+            );
+        } else if outcome.plan.is_empty() {
+            println!(
+                "no changes: host {} already matches the topology",
+                outcome.plan.host
+            );
+        } else {
+            println!("{verb} on host {}:", outcome.plan.host);
+            print!(
+                "{}",
+                render_text(&outcome.plan)
+                    .lines()
+                    .skip(1)
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+            );
+        }
+        for (bridge, ports) in &outcome.ovs.kept_bridges {
+            println!(
+                "kept bridge {bridge}: it still holds ports ovsmesh does not own ({})",
+                ports.join(", ")
+            );
+        }
+        for failure in &outcome.ovs.failures {
+            eprintln!(
+                "failed: port {} ({}): {}",
+                failure.id, failure.name, failure.error
+            );
+        }
+    }
+    if failed {
+        EXIT_FAILURE
+    } else {
+        EXIT_OK
     }
 }

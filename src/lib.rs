@@ -7,7 +7,10 @@
 
 pub mod cli;
 pub mod desired;
+pub mod engine;
 pub mod marks;
+pub mod ovs;
+pub mod ovsdb;
 pub mod plan;
 pub mod state;
 pub mod topology;

@@ -170,3 +170,16 @@ impl ContainerInterface {
         format!("{}/{}", self.container, self.ifname)
     }
 }
+
+impl HostState {
+    /// Only what lives in OVSDB (bridges and ports): what the OVS engine manages.
+    pub fn ovs_part(&self) -> HostState {
+        HostState {
+            host: self.host.clone(),
+            bridges: self.bridges.clone(),
+            ports: self.ports.clone(),
+            waiting: self.waiting.clone(),
+            ..HostState::default()
+        }
+    }
+}
