@@ -13,9 +13,10 @@ use serde_json::json;
 use std::time::Duration;
 
 use crate::desired::desired;
-use crate::engine;
+use crate::engine::{self, HostTarget};
 use crate::ovs::Session;
 use crate::plan::{plan, render_json, render_text};
+use crate::runtime::Runtimes;
 use crate::state::HostState;
 use crate::topology::{self, LoadError, Topology};
 
@@ -72,6 +73,9 @@ enum Command {
         /// OVSDB remote [default: $OVSMESH_OVSDB, else the host's `ovsdb`, else the system socket].
         #[arg(long)]
         ovsdb: Option<String>,
+        /// Docker API socket [default: $DOCKER_HOST, else /var/run/docker.sock].
+        #[arg(long)]
+        docker: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -98,6 +102,9 @@ struct LiveArgs {
     /// OVSDB remote [default: $OVSMESH_OVSDB, else the host's `ovsdb`, else the system socket].
     #[arg(long)]
     ovsdb: Option<String>,
+    /// Docker API socket [default: $DOCKER_HOST, else /var/run/docker.sock].
+    #[arg(long)]
+    docker: Option<String>,
     /// Do not wait for ovs-vswitchd to apply the change (like `ovs-vsctl --no-wait`).
     #[arg(long)]
     no_wait: bool,
@@ -134,8 +141,9 @@ pub fn main() -> i32 {
             host,
             offline,
             ovsdb,
+            docker,
             format,
-        } => plan_command(&topology, host, offline, ovsdb, format),
+        } => plan_command(&topology, host, offline, ovsdb, docker, format),
         Command::Apply { topology, live } => live_command(&topology, live, LiveAction::Apply),
         Command::Down { topology, live } => live_command(&topology, live, LiveAction::Down),
     }
@@ -242,6 +250,7 @@ fn plan_command(
     host: Option<String>,
     offline: bool,
     ovsdb: Option<String>,
+    docker: Option<String>,
     format: Format,
 ) -> i32 {
     let (topology, want) = match topology_and_desired(path, host, format) {
@@ -257,9 +266,16 @@ fn plan_command(
         plan(&topology.mesh.name, &want, &observed)
     } else {
         let remote = remote_for(ovsdb.as_deref(), &topology, &host);
+        let runtimes = Runtimes::new(docker.as_deref());
+        let target = HostTarget {
+            topology: &topology,
+            host: &host,
+            runtimes: &runtimes,
+            wait: None,
+        };
         let result = runtime().block_on(async {
             let session = Session::open(&remote, &topology.mesh.name).await?;
-            engine::plan_host(&session, &topology, &host).await
+            engine::plan_host(&session, &target).await
         });
         match result {
             Ok((plan, _)) => plan,
@@ -310,12 +326,18 @@ fn live_command(path: &Path, live: LiveArgs, action: LiveAction) -> i32 {
     };
     let host = want.host.clone();
     let remote = remote_for(live.ovsdb.as_deref(), &topology, &host);
-    let wait = (!live.no_wait).then(|| Duration::from_secs(live.wait_seconds));
+    let runtimes = Runtimes::new(live.docker.as_deref());
+    let target = HostTarget {
+        topology: &topology,
+        host: &host,
+        runtimes: &runtimes,
+        wait: (!live.no_wait).then(|| Duration::from_secs(live.wait_seconds)),
+    };
     let result = runtime().block_on(async {
         let mut session = Session::open(&remote, &topology.mesh.name).await?;
         match action {
-            LiveAction::Apply => engine::apply_host(&mut session, &topology, &host, wait).await,
-            LiveAction::Down => engine::down_host(&mut session, &topology, &host, wait).await,
+            LiveAction::Apply => engine::apply_host(&mut session, &target).await,
+            LiveAction::Down => engine::down_host(&mut session, &target).await,
         }
     });
     let outcome = match result {
@@ -329,13 +351,24 @@ fn live_command(path: &Path, live: LiveArgs, action: LiveAction) -> i32 {
 }
 
 fn report_outcome(outcome: &engine::Outcome, action: LiveAction, format: Format) -> i32 {
-    let failed = !outcome.ovs.failures.is_empty();
+    let failed = outcome.failed();
+    let failures: Vec<(String, String)> = outcome
+        .ovs
+        .failures
+        .iter()
+        .map(|f| (format!("port {} ({})", f.id, f.name), f.error.clone()))
+        .chain(
+            outcome
+                .netlink
+                .failures
+                .iter()
+                .map(|f| (format!("{} {}", f.kind.as_str(), f.id), f.error.clone())),
+        )
+        .collect();
     if format == Format::Json {
-        let failures: Vec<_> = outcome
-            .ovs
-            .failures
+        let failures: Vec<_> = failures
             .iter()
-            .map(|f| json!({"id": f.id, "port": f.name, "error": f.error}))
+            .map(|(what, error)| json!({"object": what, "error": error}))
             .collect();
         let kept: Vec<_> = outcome
             .ovs
@@ -345,8 +378,8 @@ fn report_outcome(outcome: &engine::Outcome, action: LiveAction, format: Format)
             .collect();
         println!(
             "{}",
-            json!({"host": outcome.plan.host, "changed": outcome.ovs.applied, "waiting": outcome.plan.waiting,
-                   "kept_bridges": kept, "failures": failures})
+            json!({"host": outcome.plan.host, "changed": outcome.ovs.applied.iter().chain(&outcome.netlink.applied).collect::<Vec<_>>(),
+                   "waiting": outcome.plan.waiting, "kept_bridges": kept, "failures": failures})
         );
     } else {
         let verb = if action == LiveAction::Apply {

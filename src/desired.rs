@@ -413,7 +413,11 @@ impl Builder<'_> {
                     } else {
                         None
                     },
-                    routes: iface.routes.clone(),
+                    routes: {
+                        let mut routes = iface.routes.clone();
+                        routes.sort();
+                        routes
+                    },
                     tx_checksum_off: self.host.datapath == Datapath::Netdev,
                 };
                 self.state.containers.insert(interface.key(), interface);

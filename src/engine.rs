@@ -9,9 +9,13 @@
 use std::time::Duration;
 
 use crate::desired::desired;
+use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
+use crate::marks::Role;
+use crate::netlink::{Netlink, NetlinkError};
 use crate::ovs::{self, ApplyError, OvsObserved, OvsReport, Session};
 use crate::ovsdb::OvsdbError;
 use crate::plan::{plan, Plan};
+use crate::runtime::Runtimes;
 use crate::state::HostState;
 use crate::topology::Topology;
 
@@ -27,6 +31,10 @@ pub enum EngineError {
     Desired(#[from] crate::desired::DesiredError),
     #[error(transparent)]
     Ovsdb(#[from] OvsdbError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Observe(#[from] host::ObserveError),
     #[error("the host kept changing under ovsmesh: gave up after {ATTEMPTS} attempts ({0})")]
     Conflict(String),
 }
@@ -53,26 +61,73 @@ fn managed_bridges(topology: &Topology) -> [&str; 3] {
     ]
 }
 
-/// What this build manages of a host's desired state (the OVS side).
-pub fn managed_desired(topology: &Topology, host: &str) -> Result<HostState, EngineError> {
-    Ok(desired(topology, host)?.ovs_part())
+/// Everything one reconcile of a host needs besides the OVSDB session.
+pub struct HostTarget<'a> {
+    pub topology: &'a Topology,
+    pub host: &'a str,
+    pub runtimes: &'a Runtimes,
+    /// Bound on waiting for ovs-vswitchd; `None` skips the wait.
+    pub wait: Option<Duration>,
+}
+
+/// A host as observed: both halves, plus what apply needs of each.
+pub struct Observed {
+    pub state: HostState,
+    pub ovs: OvsObserved,
+    pub netlink: NetlinkRows,
+}
+
+async fn observe(
+    session: &Session,
+    netlink: &Netlink,
+    target: &HostTarget<'_>,
+    want: &HostState,
+) -> Result<Observed, EngineError> {
+    let topology = target.topology;
+    let mesh = &topology.mesh;
+    let ovs = ovs::observe(
+        &session.client,
+        target.host,
+        &mesh.name,
+        &managed_bridges(topology),
+    )
+    .await?;
+    let gateway_ports = ovs
+        .state
+        .ports
+        .values()
+        .chain(want.ports.values())
+        .filter(|p| p.role == Role::Gateway)
+        .map(|p| p.name.clone())
+        .collect();
+    let devices = Devices {
+        overlay_bridge: &mesh.overlay_bridge,
+        underlay_bridge: &mesh.underlay_bridge,
+        gateway_ports,
+    };
+    let (links, rows) = host::observe(netlink, &mesh.name, want, &devices, target.runtimes).await?;
+    let mut state = ovs.state.clone();
+    state.addresses = links.addresses;
+    state.routes = links.routes;
+    state.forwarding = links.forwarding;
+    state.containers = links.containers;
+    state.waiting = links.waiting;
+    Ok(Observed {
+        state,
+        ovs,
+        netlink: rows,
+    })
 }
 
 /// Observe the host and plan.
 pub async fn plan_host(
     session: &Session,
-    topology: &Topology,
-    host: &str,
-) -> Result<(Plan, OvsObserved), EngineError> {
-    let want = managed_desired(topology, host)?;
-    let observed = ovs::observe(
-        &session.client,
-        host,
-        &topology.mesh.name,
-        &managed_bridges(topology),
-    )
-    .await?;
-    let plan = plan(&topology.mesh.name, &want, &observed.state);
+    target: &HostTarget<'_>,
+) -> Result<(Plan, Observed), EngineError> {
+    let want = desired(target.topology, target.host)?;
+    let netlink = Netlink::open()?;
+    let observed = observe(session, &netlink, target, &want).await?;
+    let plan = plan(&target.topology.mesh.name, &want, &observed.state);
     Ok((plan, observed))
 }
 
@@ -81,67 +136,113 @@ pub async fn plan_host(
 pub struct Outcome {
     pub plan: Plan,
     pub ovs: OvsReport,
+    pub netlink: NetlinkReport,
+}
+
+impl Outcome {
+    /// Whether any object failed.
+    pub fn failed(&self) -> bool {
+        !self.ovs.failures.is_empty() || !self.netlink.failures.is_empty()
+    }
 }
 
 /// Bring the host to the topology, under the mesh lock.
 pub async fn apply_host(
     session: &mut Session,
-    topology: &Topology,
-    host: &str,
-    wait: Option<Duration>,
+    target: &HostTarget<'_>,
 ) -> Result<Outcome, EngineError> {
-    let want = managed_desired(topology, host)?;
-    converge(session, topology, host, &want, wait).await
+    let want = desired(target.topology, target.host)?;
+    converge(session, target, &want, Direction::Up).await
 }
 
-/// Remove this mesh's objects from the host (adopted bridges and foreign rows stay).
+/// Remove this mesh's objects from the host (adopted bridges and foreign objects stay).
 pub async fn down_host(
     session: &mut Session,
-    topology: &Topology,
-    host: &str,
-    wait: Option<Duration>,
+    target: &HostTarget<'_>,
 ) -> Result<Outcome, EngineError> {
     let nothing = HostState {
-        host: host.to_string(),
+        host: target.host.to_string(),
         ..HostState::default()
     };
-    converge(session, topology, host, &nothing, wait).await
+    converge(session, target, &nothing, Direction::Down).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// OVS first: ports may precede their veths.
+    Up,
+    /// Netlink first: the underlay address goes back to the NIC before the bridge goes.
+    Down,
 }
 
 async fn converge(
     session: &mut Session,
-    topology: &Topology,
-    host: &str,
+    target: &HostTarget<'_>,
     want: &HostState,
-    wait: Option<Duration>,
+    direction: Direction,
 ) -> Result<Outcome, EngineError> {
     session.lock(Duration::from_secs(30)).await?;
-    let result = converge_locked(session, topology, host, want, wait).await;
+    let result = converge_locked(session, target, want, direction).await;
     session.unlock().await;
     result
 }
 
 async fn converge_locked(
     session: &mut Session,
-    topology: &Topology,
-    host: &str,
+    target: &HostTarget<'_>,
     want: &HostState,
-    wait: Option<Duration>,
+    direction: Direction,
 ) -> Result<Outcome, EngineError> {
-    let mesh = &topology.mesh.name;
+    let mesh = &target.topology.mesh.name;
+    let netlink = Netlink::open()?;
+    let context = HostContext {
+        mesh,
+        underlay_nic: target
+            .topology
+            .hosts
+            .get(target.host)
+            .and_then(|h| h.underlay_nic.as_deref()),
+    };
     let mut last_conflict = String::new();
     for attempt in 1..=ATTEMPTS {
-        let observed =
-            ovs::observe(&session.client, host, mesh, &managed_bridges(topology)).await?;
+        let observed = observe(session, &netlink, target, want).await?;
         let plan = plan(mesh, want, &observed.state);
         if plan.is_empty() {
             return Ok(Outcome {
                 plan,
                 ovs: OvsReport::default(),
+                netlink: NetlinkReport::default(),
             });
         }
-        match ovs::apply(session, &plan, mesh, &observed.rows, wait).await {
-            Ok(report) => return Ok(Outcome { plan, ovs: report }),
+        let mut links = NetlinkReport::default();
+        if direction == Direction::Down {
+            links = host::apply(
+                &netlink,
+                &context,
+                &plan,
+                &observed.state,
+                &observed.netlink,
+            )
+            .await;
+        }
+        match ovs::apply(session, &plan, mesh, &observed.ovs.rows, target.wait).await {
+            Ok(report) => {
+                if direction == Direction::Up {
+                    links = host::apply(
+                        &netlink,
+                        &context,
+                        &plan,
+                        &observed.state,
+                        &observed.netlink,
+                    )
+                    .await;
+                }
+                return Ok(Outcome {
+                    plan,
+                    ovs: report,
+                    netlink: links,
+                });
+            }
             Err(ApplyError::Conflict(reason)) => {
                 tracing::info!(attempt, %reason, "host changed during apply; re-planning");
                 last_conflict = reason;

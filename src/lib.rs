@@ -8,9 +8,12 @@
 pub mod cli;
 pub mod desired;
 pub mod engine;
+pub mod host;
 pub mod marks;
+pub mod netlink;
 pub mod ovs;
 pub mod ovsdb;
 pub mod plan;
+pub mod runtime;
 pub mod state;
 pub mod topology;

@@ -31,10 +31,12 @@ vlan = 200
 subnet = "192.168.0.0/24"
 [containers.test1]
 host = "A"
+netns = "{p}-test1"
 network = "v100"
 address = "192.168.0.1"
 [containers.test2]
 host = "A"
+netns = "{p}-test2"
 network = "v200"
 address = "192.168.0.2"
 [containers.test3]
@@ -46,6 +48,39 @@ host = "C"
 network = "v200"
 address = "192.168.0.4"
 "#;
+
+/// A server, host A's namespace, and the namespaces of A's containers.
+struct Setup {
+    server: OvsdbServer,
+    host: Netns,
+    text: String,
+    _containers: Vec<Netns>,
+}
+
+fn setup(tcp: bool) -> Setup {
+    let server = OvsdbServer::start(None, tcp);
+    let host = Netns::new("omA");
+    let prefix = unique("c");
+    let containers = ["test1", "test2"]
+        .iter()
+        .map(|c| Netns::named(&format!("{prefix}-{c}")))
+        .collect();
+    Setup {
+        server,
+        host,
+        text: TOPOLOGY.replace("{p}", &prefix),
+        _containers: containers,
+    }
+}
+
+impl Setup {
+    fn apply(&self, topology: &ovsmesh::topology::Topology) -> (engine::Outcome, usize) {
+        engine_run(&self.server, &self.host, topology, "A", false, None)
+    }
+    fn down(&self, topology: &ovsmesh::topology::Topology) -> engine::Outcome {
+        engine_run(&self.server, &self.host, topology, "A", true, None).0
+    }
+}
 
 fn ports_of(server: &OvsdbServer, bridge: &str) -> Vec<String> {
     let mut ports: Vec<String> = server
@@ -66,74 +101,103 @@ fn column(server: &OvsdbServer, table: &str, record: &str, col: &str) -> String 
 
 #[test]
 fn fresh_apply_creates_exactly_the_desired_rows_and_second_apply_writes_nothing() {
-    let server = OvsdbServer::start(None, false);
-    let topology = topology(TOPOLOGY);
+    let setup = setup(false);
+    let server = &setup.server;
+    let topology = topology(&setup.text);
     let want = ovsmesh::desired::desired(&topology, "A").unwrap();
-    runtime().block_on(async {
-        let mut session = Session::open(&server.remote(), "t1").await.unwrap();
-        let outcome = engine::apply_host(&mut session, &topology, "A", None).await.unwrap();
-        assert_eq!(session.write_transactions, 1, "a whole host in one transaction");
-        assert_eq!(outcome.ovs.applied.len(), 5, "{:?}", outcome.ovs.applied);
+    let (outcome, writes) = setup.apply(&topology);
+    assert_eq!(writes, 1, "a whole host in one transaction");
+    assert_eq!(outcome.ovs.applied.len(), 5, "{:?}", outcome.ovs.applied);
+    assert!(
+        !outcome.failed(),
+        "{:?} {:?}",
+        outcome.ovs.failures,
+        outcome.netlink.failures
+    );
 
-        // Exactly the desired rows, as ovs-vsctl sees them.
-        let mut expected: Vec<String> = want.ports.values().map(|p| p.name.clone()).collect();
-        expected.sort();
-        assert_eq!(ports_of(&server, "ovs0"), expected);
-        let to_b = &want.ports["tunnel/ovs0/B"].name;
-        let to_c = &want.ports["tunnel/ovs0/C"].name;
-        assert_eq!(column(&server, "Port", to_b, "protected"), "true");
-        assert_eq!(column(&server, "Port", to_b, "trunks"), "[100]");
-        assert_eq!(column(&server, "Port", to_c, "trunks"), "[200]");
-        assert_eq!(column(&server, "Interface", to_b, "type"), "gre");
-        assert_eq!(column(&server, "Interface", to_b, "options:key"), "\"1001\"");
-        assert_eq!(column(&server, "Interface", to_b, "options:remote_ip"), "\"192.0.2.2\"");
-        assert_eq!(column(&server, "Port", &want.ports["access/test1/eth1"].name, "tag"), "100");
-        assert_eq!(column(&server, "Bridge", "ovs0", "external_ids:ovsmesh-mesh"), "t1");
-        assert_eq!(column(&server, "Port", to_b, "external_ids:ovsmesh-peer"), "B");
+    // Exactly the desired rows, as ovs-vsctl sees them.
+    let mut expected: Vec<String> = want.ports.values().map(|p| p.name.clone()).collect();
+    expected.sort();
+    assert_eq!(ports_of(server, "ovs0"), expected);
+    let to_b = &want.ports["tunnel/ovs0/B"].name;
+    let to_c = &want.ports["tunnel/ovs0/C"].name;
+    assert_eq!(column(server, "Port", to_b, "protected"), "true");
+    assert_eq!(column(server, "Port", to_b, "trunks"), "[100]");
+    assert_eq!(column(server, "Port", to_c, "trunks"), "[200]");
+    assert_eq!(column(server, "Interface", to_b, "type"), "gre");
+    assert_eq!(column(server, "Interface", to_b, "options:key"), "\"1001\"");
+    assert_eq!(
+        column(server, "Interface", to_b, "options:remote_ip"),
+        "\"192.0.2.2\""
+    );
+    assert_eq!(
+        column(server, "Port", &want.ports["access/test1/eth1"].name, "tag"),
+        "100"
+    );
+    assert_eq!(
+        column(server, "Bridge", "ovs0", "external_ids:ovsmesh-mesh"),
+        "t1"
+    );
+    assert_eq!(
+        column(server, "Port", to_b, "external_ids:ovsmesh-peer"),
+        "B"
+    );
 
-        // A monitor on another connection proves the second apply writes nothing.
-        let (watcher, mut updates) = connect(&server.remote(), ConnectOptions::default()).await.unwrap();
-        let tables = json!({"Bridge": {"columns": ["name", "ports"]}, "Port": {"columns": ["name", "tag"]}, "Interface": {"columns": ["name"]}, "Open_vSwitch": {"columns": ["bridges", "next_cfg"]}});
-        watcher.monitor_cond(ovsdb::DB, json!("watch"), tables).await.unwrap();
-        let mut again = Session::open(&server.remote(), "t1").await.unwrap();
-        let outcome = engine::apply_host(&mut again, &topology, "A", None).await.unwrap();
-        assert!(outcome.plan.is_empty(), "{:?}", outcome.plan.changes);
-        assert_eq!(again.write_transactions, 0);
-        let quiet = tokio::time::timeout(Duration::from_millis(500), updates.recv()).await;
-        assert!(quiet.is_err(), "the second apply changed the database: {quiet:?}");
-    });
+    // A monitor on another connection proves the second apply writes nothing.
+    let runtime = runtime();
+    let (watcher, mut updates) = runtime
+        .block_on(connect(&server.remote(), ConnectOptions::default()))
+        .unwrap();
+    let tables = json!({"Bridge": {"columns": ["name", "ports"]}, "Port": {"columns": ["name", "tag"]}, "Interface": {"columns": ["name"]}, "Open_vSwitch": {"columns": ["bridges", "next_cfg"]}});
+    runtime
+        .block_on(watcher.monitor_cond(ovsdb::DB, json!("watch"), tables))
+        .unwrap();
+    let (outcome, writes) = setup.apply(&topology);
+    assert!(outcome.plan.is_empty(), "{:?}", outcome.plan.changes);
+    assert_eq!(writes, 0);
+    let quiet = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_millis(500), updates.recv()).await });
+    assert!(
+        quiet.is_err(),
+        "the second apply changed the database: {quiet:?}"
+    );
 }
 
 #[test]
 fn removing_a_peer_or_container_removes_its_rows() {
-    let server = OvsdbServer::start(None, false);
-    let before = topology(TOPOLOGY);
+    let setup = setup(false);
+    let server = &setup.server;
+    let before = topology(&setup.text);
     // C and test4 leave the topology; test2 too.
-    let text = TOPOLOGY
+    let text = setup
+        .text
         .replace("[hosts.C]\nunderlay_address = \"192.0.2.3/24\"\n", "")
         .replace(
             "[containers.test4]\nhost = \"C\"\nnetwork = \"v200\"\naddress = \"192.168.0.4\"\n",
             "",
-        )
-        .replace(
-            "[containers.test2]\nhost = \"A\"\nnetwork = \"v200\"\naddress = \"192.168.0.2\"\n",
-            "",
         );
+    let text = text.split("[containers.test2]").next().unwrap().to_string()
+        + "[containers.test3]"
+        + text.split("[containers.test3]").nth(1).unwrap();
     let after = topology(&text);
     let old = ovsmesh::desired::desired(&before, "A").unwrap();
     let new = ovsmesh::desired::desired(&after, "A").unwrap();
-    runtime().block_on(async {
-        let mut session = Session::open(&server.remote(), "t1").await.unwrap();
-        engine::apply_host(&mut session, &before, "A", None)
-            .await
-            .unwrap();
-        let outcome = engine::apply_host(&mut session, &after, "A", None)
-            .await
-            .unwrap();
-        let deleted: Vec<&str> = outcome.ovs.applied.iter().map(|c| c.id.as_str()).collect();
-        assert_eq!(deleted, vec!["access/test2/eth1", "tunnel/ovs0/C"]);
-    });
-    let ports = ports_of(&server, "ovs0");
+    setup.apply(&before);
+    let (outcome, _) = setup.apply(&after);
+    let deleted: Vec<&str> = outcome.ovs.applied.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(deleted, vec!["access/test2/eth1", "tunnel/ovs0/C"]);
+    let unplumbed: Vec<&str> = outcome
+        .netlink
+        .applied
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(
+        unplumbed,
+        vec!["test2/eth1"],
+        "test2's veth is found by its alias and removed"
+    );
+    let ports = ports_of(server, "ovs0");
     assert!(!ports.contains(&old.ports["tunnel/ovs0/C"].name));
     assert!(!ports.contains(&old.ports["access/test2/eth1"].name));
     let mut expected: Vec<String> = new.ports.values().map(|p| p.name.clone()).collect();
@@ -141,23 +205,19 @@ fn removing_a_peer_or_container_removes_its_rows() {
     assert_eq!(ports, expected);
     // The remaining tunnel now trunks only the VLAN still shared.
     assert_eq!(
-        column(&server, "Port", &new.ports["tunnel/ovs0/B"].name, "trunks"),
+        column(server, "Port", &new.ports["tunnel/ovs0/B"].name, "trunks"),
         "[100]"
     );
 }
 
 #[test]
 fn foreign_port_and_bridge_survive_apply_and_down() {
-    let server = OvsdbServer::start(None, false);
+    let setup = setup(false);
+    let server = &setup.server;
     server.vsctl(&["add-br", "br-foreign"]);
     server.vsctl(&["add-br", "obr0"]); // an existing bridge ovsmesh would adopt
-    let topology = topology(TOPOLOGY);
-    runtime().block_on(async {
-        let mut session = Session::open(&server.remote(), "t1").await.unwrap();
-        engine::apply_host(&mut session, &topology, "A", None)
-            .await
-            .unwrap();
-    });
+    let topology = topology(&setup.text);
+    setup.apply(&topology);
     server.vsctl(&[
         "add-port",
         "ovs0",
@@ -168,25 +228,18 @@ fn foreign_port_and_bridge_survive_apply_and_down() {
         "handmade",
         "type=internal",
     ]);
-    runtime().block_on(async {
-        let mut session = Session::open(&server.remote(), "t1").await.unwrap();
-        let outcome = engine::apply_host(&mut session, &topology, "A", None)
-            .await
-            .unwrap();
-        assert!(
-            outcome.plan.is_empty(),
-            "a foreign port is not a change: {:?}",
-            outcome.plan.changes
-        );
-        let outcome = engine::down_host(&mut session, &topology, "A", None)
-            .await
-            .unwrap();
-        assert_eq!(
-            outcome.ovs.kept_bridges,
-            vec![("ovs0".to_string(), vec!["handmade".to_string()])]
-        );
-    });
-    assert_eq!(ports_of(&server, "ovs0"), vec!["handmade".to_string()]);
+    let (outcome, _) = setup.apply(&topology);
+    assert!(
+        outcome.plan.is_empty(),
+        "a foreign port is not a change: {:?}",
+        outcome.plan.changes
+    );
+    let outcome = setup.down(&topology);
+    assert_eq!(
+        outcome.ovs.kept_bridges,
+        vec![("ovs0".to_string(), vec!["handmade".to_string()])]
+    );
+    assert_eq!(ports_of(server, "ovs0"), vec!["handmade".to_string()]);
     let bridges = server.vsctl(&["list-br"]);
     assert!(
         bridges.contains("br-foreign") && bridges.contains("obr0") && bridges.contains("ovs0"),
@@ -195,12 +248,7 @@ fn foreign_port_and_bridge_survive_apply_and_down() {
 
     // Once the foreign port is gone, down removes the bridge ovsmesh created.
     server.vsctl(&["del-port", "ovs0", "handmade"]);
-    runtime().block_on(async {
-        let mut session = Session::open(&server.remote(), "t1").await.unwrap();
-        engine::down_host(&mut session, &topology, "A", None)
-            .await
-            .unwrap();
-    });
+    setup.down(&topology);
     let bridges = server.vsctl(&["list-br"]);
     assert!(
         !bridges.contains("ovs0") && bridges.contains("br-foreign"),
@@ -210,77 +258,80 @@ fn foreign_port_and_bridge_survive_apply_and_down() {
 
 #[test]
 fn another_mesh_on_the_same_host_is_never_touched() {
-    let server = OvsdbServer::start(None, false);
-    let first = topology(TOPOLOGY);
+    let setup = setup(false);
+    let first = topology(&setup.text);
+    // Mesh t2 puts its own interface (eth9) into the same containers, on its own bridge.
     let second = topology(
-        &TOPOLOGY
-            .replace("name = \"t1\"", "name = \"t2\"")
-            .replace("ovs0", "ovs9"),
+        &setup
+            .text
+            .replace("name = \"t1\"", "name = \"t2\"\nvlan_bridge = \"ovs9\"")
+            .replace("netns = \"", "ifname = \"eth9\"\nnetns = \""),
     );
-    runtime().block_on(async {
-        let mut session = Session::open(&server.remote(), "t1").await.unwrap();
-        engine::apply_host(&mut session, &first, "A", None)
-            .await
-            .unwrap();
-        let mut other = Session::open(&server.remote(), "t2").await.unwrap();
-        let outcome = engine::apply_host(&mut other, &second, "A", None)
-            .await
-            .unwrap();
-        assert!(
-            outcome
-                .ovs
-                .applied
-                .iter()
-                .all(|c| c.op == ovsmesh::plan::Op::Create),
-            "{:?}",
-            outcome.ovs.applied
-        );
-        engine::down_host(&mut other, &second, "A", None)
-            .await
-            .unwrap();
-        let (plan, _) = engine::plan_host(&session, &first, "A").await.unwrap();
-        assert!(plan.is_empty(), "mesh t2 disturbed t1: {:?}", plan.changes);
-    });
+    setup.apply(&first);
+    let (outcome, _) = setup.apply(&second);
+    assert!(
+        outcome
+            .ovs
+            .applied
+            .iter()
+            .all(|c| c.op == ovsmesh::plan::Op::Create),
+        "{:?}",
+        outcome.ovs.applied
+    );
+    setup.down(&second);
+    let (outcome, writes) = setup.apply(&first);
+    assert!(
+        outcome.plan.is_empty() && writes == 0,
+        "mesh t2 disturbed t1: {:?}",
+        outcome.plan.changes
+    );
 }
 
 #[test]
 fn a_concurrent_change_between_plan_and_apply_is_detected_and_retried() {
-    let server = OvsdbServer::start(None, false);
-    let topology = topology(TOPOLOGY);
-    runtime().block_on(async {
-        let mut session = Session::open(&server.remote(), "t1").await.unwrap();
-        engine::apply_host(&mut session, &topology, "A", None)
-            .await
-            .unwrap();
-        let access = ovsmesh::desired::desired(&topology, "A").unwrap().ports["access/test1/eth1"]
-            .name
-            .clone();
-        server.vsctl(&["set", "port", &access, "tag=300"]);
-        let (plan, observed) = engine::plan_host(&session, &topology, "A").await.unwrap();
-        assert_eq!(plan.changes.len(), 1);
-        // Someone changes the same row after the plan was made.
-        server.vsctl(&["set", "port", &access, "tag=400"]);
-        let stale = ovs::apply(&mut session, &plan, "t1", &observed.rows, None).await;
-        assert!(matches!(stale, Err(ApplyError::Conflict(_))), "{stale:?}");
-        assert_eq!(
-            column(&server, "Port", &access, "tag"),
-            "400",
-            "nothing half-applied"
-        );
-        // The engine re-observes and converges.
-        let outcome = engine::apply_host(&mut session, &topology, "A", None)
-            .await
-            .unwrap();
-        assert_eq!(outcome.ovs.applied.len(), 1);
-        assert_eq!(column(&server, "Port", &access, "tag"), "100");
+    let setup = setup(false);
+    let server = &setup.server;
+    let topology = topology(&setup.text);
+    setup.apply(&topology);
+    let access = ovsmesh::desired::desired(&topology, "A").unwrap().ports["access/test1/eth1"]
+        .name
+        .clone();
+    server.vsctl(&["set", "port", &access, "tag=300"]);
+    in_netns(&setup.host, || {
+        runtime().block_on(async {
+            let runtimes = ovsmesh::runtime::Runtimes::new(None);
+            let target = engine::HostTarget {
+                topology: &topology,
+                host: "A",
+                runtimes: &runtimes,
+                wait: None,
+            };
+            let mut session = Session::open(&server.remote(), "t1").await.unwrap();
+            let (plan, observed) = engine::plan_host(&session, &target).await.unwrap();
+            assert_eq!(plan.changes.len(), 1);
+            // Someone changes the same row after the plan was made.
+            server.vsctl(&["set", "port", &access, "tag=400"]);
+            let stale = ovs::apply(&mut session, &plan, "t1", &observed.ovs.rows, None).await;
+            assert!(matches!(stale, Err(ApplyError::Conflict(_))), "{stale:?}");
+            assert_eq!(
+                column(server, "Port", &access, "tag"),
+                "400",
+                "nothing half-applied"
+            );
+            // The engine re-observes and converges.
+            let outcome = engine::apply_host(&mut session, &target).await.unwrap();
+            assert_eq!(outcome.ovs.applied.len(), 1);
+        })
     });
+    assert_eq!(column(server, "Port", &access, "tag"), "100");
 }
 
 #[test]
 fn a_tunnel_key_clash_with_a_foreign_tunnel_is_reported() {
-    let server = OvsdbServer::start(None, false);
-    let vswitchd = Vswitchd::start(&server);
-    let text = TOPOLOGY.replace(
+    let setup = setup(false);
+    let server = &setup.server;
+    let vswitchd = Vswitchd::start_in(server, &setup.host);
+    let text = setup.text.replace(
         "underlay_address = \"192.0.2.1/24\"\n",
         "underlay_address = \"192.0.2.1/24\"\ndatapath = \"netdev\"\nunderlay_nic = \"u0\"\n",
     );
@@ -315,17 +366,18 @@ fn a_tunnel_key_clash_with_a_foreign_tunnel_is_reported() {
     ]);
     // vswitchd must have set up the foreign tunnel first (it then keeps it).
     let ready = eventually(Duration::from_secs(20), || {
-        column(&server, "Interface", "greforeign", "ofport") != "[]"
-            && column(&server, "Interface", "greforeign", "ofport") != "-1"
+        column(server, "Interface", "greforeign", "ofport") != "[]"
+            && column(server, "Interface", "greforeign", "ofport") != "-1"
     });
     assert!(ready, "vswitchd did not set up the foreign tunnel");
-    let runtime = runtime();
-    let outcome = runtime.block_on(async {
-        let mut session = Session::open(&server.remote(), "t1").await.unwrap();
-        engine::apply_host(&mut session, &topology, "A", Some(Duration::from_secs(20)))
-            .await
-            .unwrap()
-    });
+    let (outcome, _) = engine_run(
+        server,
+        &setup.host,
+        &topology,
+        "A",
+        false,
+        Some(Duration::from_secs(20)),
+    );
     assert!(outcome.ovs.vswitchd_confirmed);
     let clash = outcome
         .ovs
@@ -492,12 +544,18 @@ fn a_schema_without_a_needed_column_is_refused_with_its_name() {
 
 #[test]
 fn cli_plan_apply_down_against_a_live_server() {
-    let server = OvsdbServer::start(None, false);
-    let dir = server.dir.clone();
-    let file = dir.join("topology.toml");
-    std::fs::write(&file, TOPOLOGY).unwrap();
+    let setup = setup(false);
+    let server = &setup.server;
+    let file = server.dir.join("topology.toml");
+    std::fs::write(&file, &setup.text).unwrap();
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &setup.host.name,
+                env!("CARGO_BIN_EXE_ovsmesh"),
+            ])
             .args(args)
             .arg(&file)
             .env("OVSMESH_OVSDB", server.remote())

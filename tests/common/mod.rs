@@ -117,13 +117,20 @@ impl Drop for OvsdbServer {
 /// A network namespace, deleted on drop.
 pub struct Netns {
     pub name: String,
+    owned: bool,
 }
 
 impl Netns {
     pub fn new(prefix: &str) -> Self {
-        let name = unique(prefix);
-        run("ip", &["netns", "add", &name]);
-        Self { name }
+        Self::named(&unique(prefix))
+    }
+
+    pub fn named(name: &str) -> Self {
+        run("ip", &["netns", "add", name]);
+        Self {
+            name: name.to_string(),
+            owned: true,
+        }
     }
 
     pub fn exec(&self, program: &str, args: &[&str]) -> String {
@@ -135,21 +142,38 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        if self.owned {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .status();
+        }
     }
 }
 
 /// ovs-vswitchd for a server, inside its own netns with its own OVS_RUNDIR.
 pub struct Vswitchd {
     pub netns: Netns,
-    dir: PathBuf,
+    /// Read at start: the pid file goes with the server's dir, which may be dropped first.
+    pid: String,
 }
 
 impl Vswitchd {
     pub fn start(server: &OvsdbServer) -> Self {
-        let netns = Netns::new("omh");
+        Self::spawn(server, Netns::new("omh"))
+    }
+
+    /// Run vswitchd in an existing namespace (which the caller keeps).
+    pub fn start_in(server: &OvsdbServer, netns: &Netns) -> Self {
+        Self::spawn(
+            server,
+            Netns {
+                name: netns.name.clone(),
+                owned: false,
+            },
+        )
+    }
+
+    fn spawn(server: &OvsdbServer, netns: Netns) -> Self {
         let dir = server.dir.clone();
         let db = format!("unix:{}", server.socket());
         let args = [
@@ -166,13 +190,14 @@ impl Vswitchd {
             "--detach",
         ];
         run("ip", &args);
-        Self { netns, dir }
+        let pid = std::fs::read_to_string(dir.join("vswitchd.pid")).unwrap().trim().to_string();
+        Self { netns, pid }
     }
 }
 
 impl Drop for Vswitchd {
     fn drop(&mut self) {
-        kill_pidfile(&self.dir.join("vswitchd.pid"));
+        let _ = Command::new("kill").arg("-9").arg(&self.pid).status();
     }
 }
 
@@ -200,4 +225,56 @@ pub fn topology(text: &str) -> ovsmesh::topology::Topology {
         Ok(t) => t,
         Err(invalid) => panic!("{}", invalid.messages().join("\n")),
     }
+}
+
+/// Run `work` on a thread inside `netns` (the test process itself never moves).
+pub fn in_netns<T: Send>(netns: &Netns, work: impl FnOnce() -> T + Send) -> T {
+    let file = std::fs::File::open(format!("/run/netns/{}", netns.name)).unwrap();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                use std::os::fd::AsRawFd;
+                // SAFETY: changes only this short-lived thread's namespace.
+                assert_eq!(
+                    unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                    0,
+                    "setns"
+                );
+                work()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Apply (or take down) `topology` on `host` from inside the host's namespace.
+pub fn engine_run(
+    server: &OvsdbServer,
+    host_ns: &Netns,
+    topology: &ovsmesh::topology::Topology,
+    host: &str,
+    down: bool,
+    wait: Option<Duration>,
+) -> (ovsmesh::engine::Outcome, usize) {
+    in_netns(host_ns, || {
+        runtime().block_on(async {
+            let runtimes = ovsmesh::runtime::Runtimes::new(Some("unix:///nonexistent/docker.sock"));
+            let target = ovsmesh::engine::HostTarget {
+                topology,
+                host,
+                runtimes: &runtimes,
+                wait,
+            };
+            let mut session = ovsmesh::ovs::Session::open(&server.remote(), &topology.mesh.name)
+                .await
+                .unwrap();
+            let outcome = if down {
+                ovsmesh::engine::down_host(&mut session, &target).await
+            } else {
+                ovsmesh::engine::apply_host(&mut session, &target).await
+            };
+            let outcome = outcome.unwrap_or_else(|e| panic!("{e}"));
+            (outcome, session.write_transactions)
+        })
+    })
 }

@@ -1,0 +1,403 @@
+//! Apply the netlink part of a plan, in order, reporting each failure precisely.
+//!
+//! Order: container interfaces (after the OVS transaction: a Port row may
+//! precede its veth, OVS attaches the device when it appears), then host
+//! addresses, routes and forwarding. One failing object does not stop the
+//! others; the next apply retries what failed, since it starts from what is.
+//!
+//! The underlay move on netdev hosts keeps the host reachable as long as
+//! possible: the address is first added to the underlay bridge and the bridge
+//! brought up, then the NIC's gateway routes are re-pointed at the bridge, and
+//! only then is the address removed from the NIC. `down` does the reverse.
+
+use std::collections::BTreeMap;
+
+use crate::marks;
+use crate::netlink::{ethtool, in_netns, sysctl, LinkChange, Netlink, NetlinkError, Route};
+use crate::plan::{Change, Kind, Op, Plan};
+use crate::state::{AddressRole, ContainerInterface, HostAddress, HostRoute, HostState};
+
+use super::observe::NetlinkRows;
+
+/// A netlink object that could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: Kind,
+    pub id: String,
+    pub error: String,
+}
+
+#[derive(Debug, Default)]
+pub struct NetlinkReport {
+    pub applied: Vec<Change>,
+    pub failures: Vec<Failure>,
+}
+
+/// Context for the netlink steps of one host.
+pub struct HostContext<'a> {
+    pub mesh: &'a str,
+    pub underlay_nic: Option<&'a str>,
+}
+
+/// Apply address, route, forwarding and container-interface changes.
+pub async fn apply(
+    netlink: &Netlink,
+    context: &HostContext<'_>,
+    plan: &Plan,
+    observed: &HostState,
+    rows: &NetlinkRows,
+) -> NetlinkReport {
+    let mut report = NetlinkReport::default();
+    let order = [
+        Kind::ContainerInterface,
+        Kind::Address,
+        Kind::Route,
+        Kind::Forwarding,
+    ];
+    for kind in order {
+        // Deletes first, so a replaced object never collides with its old self.
+        let mut changes: Vec<&Change> = plan.changes.iter().filter(|c| c.kind == kind).collect();
+        changes.sort_by_key(|c| c.op != Op::Delete);
+        for change in changes {
+            let result = match kind {
+                Kind::ContainerInterface => {
+                    container_interface(netlink, context, change, &plan.target, observed, rows)
+                        .await
+                }
+                Kind::Address => address(netlink, context, change, &plan.target, observed).await,
+                Kind::Route => route(netlink, change, &plan.target, observed).await,
+                Kind::Forwarding => forwarding(change, &plan.target),
+                Kind::Bridge | Kind::Port => continue,
+            };
+            match result {
+                Ok(()) => report.applied.push(change.clone()),
+                Err(error) => report.failures.push(Failure {
+                    kind,
+                    id: change.id.clone(),
+                    error: error.to_string(),
+                }),
+            }
+        }
+    }
+    report
+}
+
+async fn index_of(netlink: &Netlink, name: &str) -> Result<u32, NetlinkError> {
+    netlink
+        .link_by_name(name)
+        .await?
+        .map(|l| l.index)
+        .ok_or_else(|| NetlinkError::Io {
+            what: format!("device {name}"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "does not exist (is ovs-vswitchd running?)",
+            ),
+        })
+}
+
+async fn delete_host_end(netlink: &Netlink, name: &str) -> Result<(), NetlinkError> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    if let Some(link) = netlink.link_by_name(name).await? {
+        netlink.delete_link(link.index).await?;
+    }
+    Ok(())
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> NetlinkError {
+    move |source| NetlinkError::Io { what, source }
+}
+
+async fn container_interface(
+    netlink: &Netlink,
+    context: &HostContext<'_>,
+    change: &Change,
+    target: &HostState,
+    observed: &HostState,
+    rows: &NetlinkRows,
+) -> Result<(), NetlinkError> {
+    let seen = observed.containers.get(&change.id);
+    if change.op == Op::Delete {
+        return match seen {
+            Some(old) => delete_host_end(netlink, &old.host_end).await,
+            None => Ok(()),
+        };
+    }
+    let want = &target.containers[&change.id];
+    let netns = rows
+        .netns
+        .get(&want.container)
+        .ok_or_else(|| NetlinkError::Io {
+            what: format!("container {}", want.container),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "its network namespace went away",
+            ),
+        })?;
+    if matches!(change.op, Op::Create | Op::Replace) {
+        if let Some(old) = seen {
+            delete_host_end(netlink, &old.host_end).await?;
+        }
+        // A stale device under the new name (an earlier half-made attempt) goes too.
+        delete_host_end(netlink, &want.host_end).await?;
+        let ifname = want.ifname.clone();
+        in_netns(netns, |inner| async move {
+            if let Some(stale) = inner.link_by_name(&ifname).await? {
+                inner.delete_link(stale.index).await?;
+            }
+            Ok(())
+        })?;
+        netlink
+            .create_veth(&want.host_end, &want.ifname, netns, want.mac, want.mtu)
+            .await?;
+        let alias = marks::veth_alias(context.mesh, &want.container, &want.ifname);
+        let index = index_of(netlink, &want.host_end).await?;
+        netlink
+            .set_link(
+                index,
+                LinkChange {
+                    up: true,
+                    alias: Some(&alias),
+                    ..LinkChange::default()
+                },
+            )
+            .await?;
+    } else if let Some(old) = seen {
+        if old.mtu != want.mtu {
+            let index = index_of(netlink, &want.host_end).await?;
+            netlink
+                .set_link(
+                    index,
+                    LinkChange {
+                        up: true,
+                        mtu: Some(want.mtu),
+                        ..LinkChange::default()
+                    },
+                )
+                .await?;
+        }
+    }
+    if want.tx_checksum_off {
+        ethtool::set_tx_checksum(&want.host_end, false)
+            .map_err(io(format!("tx checksum off on {}", want.host_end)))?;
+    }
+    let inside = want.clone();
+    in_netns(netns, |inner| async move {
+        configure_inside(&inner, &inside).await
+    })
+}
+
+/// Everything inside the container: lo up, the interface's MAC, MTU, address,
+/// default route and routes; stale addresses and routes on it removed.
+async fn configure_inside(
+    netlink: &Netlink,
+    want: &ContainerInterface,
+) -> Result<(), NetlinkError> {
+    if let Some(lo) = netlink.link_by_name("lo").await? {
+        if !lo.up {
+            netlink
+                .set_link(
+                    lo.index,
+                    LinkChange {
+                        up: true,
+                        ..LinkChange::default()
+                    },
+                )
+                .await?;
+        }
+    }
+    let link = netlink
+        .link_by_name(&want.ifname)
+        .await?
+        .ok_or_else(|| NetlinkError::Io {
+            what: format!("interface {} in container {}", want.ifname, want.container),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "missing after creation"),
+        })?;
+    netlink
+        .set_link(
+            link.index,
+            LinkChange {
+                up: true,
+                mtu: (link.mtu != want.mtu).then_some(want.mtu),
+                mac: (link.mac != Some(want.mac)).then_some(want.mac),
+                alias: None,
+            },
+        )
+        .await?;
+    for (index, address) in netlink.addresses().await? {
+        if index == link.index && address != want.address {
+            netlink.delete_address(index, address).await?;
+        }
+    }
+    netlink.add_address(link.index, want.address).await?;
+    let mut wanted: Vec<Route> = want
+        .routes
+        .iter()
+        .map(|r| Route {
+            to: r.to,
+            via: Some(r.via),
+            oif: Some(link.index),
+            onlink: false,
+            protocol: marks::ROUTE_PROTOCOL,
+        })
+        .collect();
+    if let Some(gateway) = want.gateway {
+        wanted.push(Route {
+            to: ipnet::Ipv4Net::default(),
+            via: Some(gateway),
+            oif: Some(link.index),
+            onlink: false,
+            protocol: marks::ROUTE_PROTOCOL,
+        });
+    }
+    for existing in netlink.routes().await? {
+        let stale = existing.oif == Some(link.index)
+            && existing.via.is_some()
+            && !wanted
+                .iter()
+                .any(|w| w.to == existing.to && w.via == existing.via);
+        if stale {
+            netlink.delete_route(&existing).await?;
+        }
+    }
+    for route in &wanted {
+        netlink.replace_route(route).await?;
+    }
+    if want.tx_checksum_off {
+        ethtool::set_tx_checksum(&want.ifname, false)
+            .map_err(io(format!("tx checksum off on {}", want.ifname)))?;
+    }
+    Ok(())
+}
+
+async fn address(
+    netlink: &Netlink,
+    context: &HostContext<'_>,
+    change: &Change,
+    target: &HostState,
+    observed: &HostState,
+) -> Result<(), NetlinkError> {
+    if change.op == Op::Delete {
+        let Some(old) = observed.addresses.get(&change.id) else {
+            return Ok(());
+        };
+        if old.role == AddressRole::Underlay {
+            if let Some(nic) = context.underlay_nic {
+                move_underlay(netlink, old, &old.dev, nic).await?;
+            }
+        }
+        if let Some(link) = netlink.link_by_name(&old.dev).await? {
+            netlink.delete_address(link.index, old.address).await?;
+        }
+        return Ok(());
+    }
+    let want: &HostAddress = &target.addresses[&change.id];
+    let index = index_of(netlink, &want.dev).await?;
+    netlink
+        .set_link(
+            index,
+            LinkChange {
+                up: true,
+                ..LinkChange::default()
+            },
+        )
+        .await?;
+    netlink.add_address(index, want.address).await?;
+    if want.role == AddressRole::Underlay {
+        if let Some(nic) = context.underlay_nic {
+            move_underlay(netlink, want, nic, &want.dev).await?;
+            if let Some(link) = netlink.link_by_name(nic).await? {
+                netlink.delete_address(link.index, want.address).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Re-point the gateway routes of `from` at `to`, and make sure `to` has the
+/// address and is up (the address on `from` is removed by the caller).
+async fn move_underlay(
+    netlink: &Netlink,
+    address: &HostAddress,
+    from: &str,
+    to: &str,
+) -> Result<(), NetlinkError> {
+    let Some(to_link) = netlink.link_by_name(to).await? else {
+        return Ok(());
+    };
+    netlink
+        .set_link(
+            to_link.index,
+            LinkChange {
+                up: true,
+                ..LinkChange::default()
+            },
+        )
+        .await?;
+    netlink.add_address(to_link.index, address.address).await?;
+    let Some(from_link) = netlink.link_by_name(from).await? else {
+        return Ok(());
+    };
+    for route in netlink.routes().await? {
+        if route.oif == Some(from_link.index)
+            && route.via.is_some()
+            && route.protocol != marks::ROUTE_PROTOCOL
+        {
+            let moved = Route {
+                oif: Some(to_link.index),
+                ..route.clone()
+            };
+            netlink.replace_route(&moved).await?;
+        }
+    }
+    Ok(())
+}
+
+fn to_netlink_route(route: &HostRoute, indices: &BTreeMap<String, u32>) -> Route {
+    Route {
+        to: route.to,
+        via: Some(route.via),
+        oif: route.dev.as_ref().and_then(|d| indices.get(d).copied()),
+        onlink: route.onlink,
+        protocol: marks::ROUTE_PROTOCOL,
+    }
+}
+
+async fn route(
+    netlink: &Netlink,
+    change: &Change,
+    target: &HostState,
+    observed: &HostState,
+) -> Result<(), NetlinkError> {
+    let indices: BTreeMap<String, u32> = netlink
+        .links()
+        .await?
+        .into_iter()
+        .map(|l| (l.name, l.index))
+        .collect();
+    if change.op == Op::Delete {
+        let Some(old) = observed.routes.get(&change.id) else {
+            return Ok(());
+        };
+        return netlink.delete_route(&to_netlink_route(old, &indices)).await;
+    }
+    let want = &target.routes[&change.id];
+    if let Some(dev) = &want.dev {
+        if !indices.contains_key(dev) {
+            return index_of(netlink, dev).await.map(|_| ());
+        }
+    }
+    netlink
+        .replace_route(&to_netlink_route(want, &indices))
+        .await
+}
+
+fn forwarding(change: &Change, target: &HostState) -> Result<(), NetlinkError> {
+    // Forwarding is only ever enabled; devices ovsmesh deletes take theirs along.
+    let Some(on) = target.forwarding.get(&change.id) else {
+        return Ok(());
+    };
+    sysctl::set_forwarding(&change.id, *on).map_err(io(format!("forwarding on {}", change.id)))
+}

@@ -1,0 +1,8 @@
+//! The netlink half of observe → plan → apply: host addresses, routes,
+//! forwarding and container interfaces (veth pairs into container namespaces).
+
+pub mod apply;
+pub mod observe;
+
+pub use apply::{apply, Failure, HostContext, NetlinkReport};
+pub use observe::{observe, Devices, NetlinkRows, ObserveError};

@@ -1,0 +1,398 @@
+//! Links, addresses and routes over rtnetlink — never by running `ip`.
+//!
+//! A [`Netlink`] is a route-netlink socket bound to the network namespace it was
+//! opened in. Container namespaces are entered only on a dedicated OS thread
+//! ([`in_netns`]) that opens its own socket and runtime there and exits
+//! afterwards: `setns` on a tokio worker would move every task sharing that
+//! thread into the container. The namespace fd is held for that one call only.
+
+pub mod ethtool;
+pub mod sysctl;
+
+use std::fs::File;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
+};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol,
+};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::topology::Mac;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("netlink: {what}: {source}")]
+    Netlink {
+        what: String,
+        source: rtnetlink::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let what = what.into();
+    move |source| NetlinkError::Netlink { what, source }
+}
+
+/// A network interface as netlink reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub alias: Option<String>,
+    pub mac: Option<Mac>,
+    pub mtu: u32,
+    pub up: bool,
+    /// For a veth: the peer's index (in the peer's namespace).
+    pub peer_index: Option<u32>,
+}
+
+/// An IPv4 route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub to: Ipv4Net,
+    pub via: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    pub onlink: bool,
+    pub protocol: u8,
+}
+
+/// An rtnetlink socket in the namespace it was opened in.
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Open a socket in the current thread's namespace; its connection task runs
+    /// on the current tokio runtime.
+    pub fn open() -> Result<Self, NetlinkError> {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().map_err(|source| NetlinkError::Io {
+                what: "open a netlink socket".into(),
+                source,
+            })?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
+        let messages: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list links"))?;
+        Ok(messages.iter().map(link_of).collect())
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
+        Ok(self.links().await?.into_iter().find(|l| l.name == name))
+    }
+
+    /// Create a veth whose peer is born in `peer_netns` under `peer_name`, with its MAC and MTU.
+    pub async fn create_veth(
+        &self,
+        host_name: &str,
+        peer_name: &str,
+        peer_netns: &File,
+        mac: Mac,
+        mtu: u32,
+    ) -> Result<(), NetlinkError> {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer_name.to_string())
+            .address(mac.0.to_vec())
+            .mtu(mtu)
+            .setns_by_fd(peer_netns.as_raw_fd())
+            .build();
+        let message = LinkVeth::new(host_name, peer_name)
+            .mtu(mtu)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(nl(format!("create veth {host_name} with peer {peer_name}")))
+    }
+
+    /// Set what is given of a link's state.
+    pub async fn set_link(&self, index: u32, change: LinkChange<'_>) -> Result<(), NetlinkError> {
+        let mut builder = LinkUnspec::new_with_index(index);
+        if let Some(mtu) = change.mtu {
+            builder = builder.mtu(mtu);
+        }
+        if let Some(mac) = change.mac {
+            builder = builder.address(mac.0.to_vec());
+        }
+        if let Some(alias) = change.alias {
+            builder = builder.alias(alias);
+        }
+        if change.up {
+            builder = builder.up();
+        }
+        self.handle
+            .link()
+            .set(builder.build())
+            .execute()
+            .await
+            .map_err(nl(format!("set link {index}")))
+    }
+
+    pub async fn delete_link(&self, index: u32) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(nl(format!("delete link {index}")))
+    }
+
+    /// IPv4 addresses, with the index of their link.
+    pub async fn addresses(&self) -> Result<Vec<(u32, Ipv4Net)>, NetlinkError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list addresses"))?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| {
+                let address = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(IpAddr::V4(ip))
+                    | AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                    _ => None,
+                })?;
+                Some((
+                    m.header.index,
+                    Ipv4Net::new(address, m.header.prefix_len).ok()?,
+                ))
+            })
+            .collect())
+    }
+
+    pub async fn add_address(&self, index: u32, address: Ipv4Net) -> Result<(), NetlinkError> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(address.addr()), address.prefix_len())
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!("add address {address} to link {index}")))
+    }
+
+    pub async fn delete_address(&self, index: u32, address: Ipv4Net) -> Result<(), NetlinkError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list addresses"))?;
+        for message in messages {
+            let matches = message.header.prefix_len == address.prefix_len()
+                && message
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == address.addr()));
+            if matches {
+                self.handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("delete address {address} from link {index}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// IPv4 routes of the main table.
+    pub async fn routes(&self) -> Result<Vec<Route>, NetlinkError> {
+        let request = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let messages: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(request)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list routes"))?;
+        Ok(messages
+            .iter()
+            .filter(|m| m.header.table == 254 && m.header.address_family == AddressFamily::Inet)
+            .filter_map(route_of)
+            .collect())
+    }
+
+    /// Add or replace a route.
+    pub async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(route.to.network(), route.to.prefix_len())
+            .protocol(RouteProtocol::from(route.protocol));
+        if let Some(via) = route.via {
+            builder = builder.gateway(via);
+        }
+        if let Some(oif) = route.oif {
+            builder = builder.output_interface(oif);
+        }
+        if route.onlink {
+            builder = builder.onlink();
+        }
+        self.handle
+            .route()
+            .add(builder.build())
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!("add route {}", route.to)))
+    }
+
+    pub async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(route.to.network(), route.to.prefix_len())
+            .protocol(RouteProtocol::from(route.protocol));
+        if let Some(oif) = route.oif {
+            builder = builder.output_interface(oif);
+        }
+        if let Some(via) = route.via {
+            builder = builder.gateway(via);
+        }
+        self.handle
+            .route()
+            .del(builder.build())
+            .execute()
+            .await
+            .map_err(nl(format!("delete route {}", route.to)))
+    }
+}
+
+/// Which parts of a link to change.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkChange<'a> {
+    pub up: bool,
+    pub mtu: Option<u32>,
+    pub mac: Option<Mac>,
+    pub alias: Option<&'a str>,
+}
+
+fn link_of(message: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: message.header.index,
+        name: String::new(),
+        alias: None,
+        mac: None,
+        mtu: 0,
+        up: message.header.flags.contains(LinkFlags::Up),
+        peer_index: None,
+    };
+    let mut is_veth = false;
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => link.name = name.clone(),
+            LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
+            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+            LinkAttribute::Address(bytes) if bytes.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(bytes);
+                link.mac = Some(Mac(mac));
+            }
+            LinkAttribute::Link(peer) => link.peer_index = Some(*peer),
+            LinkAttribute::LinkInfo(infos) => {
+                is_veth = infos.iter().any(|i| {
+                    matches!(
+                        i,
+                        rtnetlink::packet_route::link::LinkInfo::Kind(InfoKind::Veth)
+                    )
+                });
+            }
+            _ => {}
+        }
+    }
+    if !is_veth {
+        link.peer_index = None;
+    }
+    link
+}
+
+fn route_of(message: &RouteMessage) -> Option<Route> {
+    let mut to = Ipv4Addr::UNSPECIFIED;
+    let mut via = None;
+    let mut oif = None;
+    for attribute in &message.attributes {
+        match attribute {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => to = *ip,
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(*ip),
+            RouteAttribute::Oif(index) => oif = Some(*index),
+            _ => {}
+        }
+    }
+    Some(Route {
+        to: Ipv4Net::new(to, message.header.destination_prefix_length).ok()?,
+        via,
+        oif,
+        onlink: message.header.flags.contains(RouteFlags::Onlink),
+        protocol: u8::from(message.header.protocol),
+    })
+}
+
+/// Run `work` with a [`Netlink`] opened inside `netns`, on a dedicated OS thread
+/// with its own single-threaded runtime. The thread ends with the call.
+pub fn in_netns<T, F, Fut>(netns: &File, work: F) -> Result<T, NetlinkError>
+where
+    T: Send,
+    F: FnOnce(Netlink) -> Fut + Send,
+    Fut: Future<Output = Result<T, NetlinkError>>,
+{
+    let fd = netns.as_raw_fd();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                // SAFETY: setns only changes this (dedicated, short-lived) thread's namespace.
+                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                    return Err(NetlinkError::Io {
+                        what: "enter the container's network namespace".into(),
+                        source: std::io::Error::last_os_error(),
+                    });
+                }
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|source| NetlinkError::Io {
+                        what: "start a runtime for the namespace".into(),
+                        source,
+                    })?;
+                runtime.block_on(async {
+                    let netlink = Netlink::open()?;
+                    work(netlink).await
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(NetlinkError::Io {
+                    what: "namespace thread".into(),
+                    source: std::io::Error::other("panicked"),
+                })
+            })
+    })
+}
