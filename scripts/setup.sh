@@ -7,8 +7,10 @@ need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
 want_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$1"); }
 
-# Open vSwitch (ovsdb-server, ovs-vswitchd, ovs-vsctl for tests), iproute2, ping, a C toolchain for -sys crates.
-for pkg in openvswitch-switch iproute2 iputils-ping ca-certificates curl gcc pkg-config; do want_pkg "$pkg"; done
+# Open vSwitch (ovsdb-server, ovs-vswitchd; ovs-vsctl only to check results in tests), iproute2, ping,
+# Docker and busybox-static (the lab and tests run their own dockerd with an imported busybox image),
+# a C toolchain for -sys crates.
+for pkg in openvswitch-switch iproute2 iputils-ping docker.io busybox-static ca-certificates curl gcc pkg-config; do want_pkg "$pkg"; done
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -308,3 +308,114 @@ fn down_removes_owned_links_routes_and_addresses_and_gives_the_underlay_back() {
         host.server.vsctl(&["show"])
     );
 }
+
+#[test]
+fn docker_containers_are_plumbed_and_recover_after_docker_restart() {
+    let dockerd = Dockerd::start();
+    let server = OvsdbServer::start(None, false);
+    let netns = Netns::new("odk");
+    netns.exec(
+        "ip",
+        &["link", "add", "u0", "type", "veth", "peer", "name", "u0p"],
+    );
+    let _vswitchd = Vswitchd::start_in(&server, &netns);
+    let prefix = unique("d");
+    let web = format!("{prefix}-web");
+    let peer = Netns::named(&format!("{prefix}-peer"));
+    dockerd.run_container(&web);
+    let text = format!(
+        r#"
+[mesh]
+name = "dk"
+[hosts.A]
+underlay_address = "192.0.2.1/24"
+datapath = "netdev"
+underlay_nic = "u0"
+[networks.blue]
+kind = "vlan"
+vlan = 100
+subnet = "192.168.0.0/24"
+[containers.web]
+host = "A"
+docker = "{web}"
+network = "blue"
+address = "192.168.0.5"
+[containers.peer]
+host = "A"
+netns = "{}"
+network = "blue"
+address = "192.168.0.6"
+[containers.absent]
+host = "A"
+docker = "{prefix}-never-started"
+network = "blue"
+address = "192.168.0.7"
+"#,
+        peer.name
+    );
+    let topology = topology(&text);
+    let apply = || {
+        let (outcome, _) = engine_run_with_docker(
+            &server,
+            &netns,
+            &topology,
+            "A",
+            false,
+            Some(Duration::from_secs(20)),
+            &dockerd.socket,
+        );
+        assert!(
+            !outcome.failed(),
+            "{:?} {:?}",
+            outcome.ovs.failures,
+            outcome.netlink.failures
+        );
+        outcome
+    };
+    let outcome = apply();
+    assert_eq!(
+        outcome.plan.waiting,
+        vec!["absent".to_string()],
+        "a container that does not run is waiting"
+    );
+    let pings = |to: &str| {
+        eventually(Duration::from_secs(10), || {
+            std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &peer.name, "ping", "-c", "1", "-W", "1", to,
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    };
+    assert!(
+        pings("192.168.0.5"),
+        "netns container reaches the docker container"
+    );
+    let mac = dockerd.docker(&["exec", &web, "cat", "/sys/class/net/eth1/address"]);
+    let pid = dockerd.docker(&["inspect", "-f", "{{.State.Pid}}", &web]);
+
+    dockerd.docker(&["restart", "-t", "0", &web]);
+    assert_ne!(
+        pid,
+        dockerd.docker(&["inspect", "-f", "{{.State.Pid}}", &web]),
+        "a restart gives a new PID"
+    );
+    let outcome = apply();
+    assert!(outcome
+        .plan
+        .changes
+        .iter()
+        .any(|c| c.id == "access/web/eth1" && c.op == ovsmesh::plan::Op::Replace));
+    assert_eq!(
+        mac,
+        dockerd.docker(&["exec", &web, "cat", "/sys/class/net/eth1/address"]),
+        "same MAC"
+    );
+    let addr = dockerd.docker(&["exec", &web, "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains("192.168.0.5/24"), "same address: {addr}");
+    assert!(
+        pings("192.168.0.5"),
+        "traffic flows again after docker restart"
+    );
+}

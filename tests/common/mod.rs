@@ -190,7 +190,10 @@ impl Vswitchd {
             "--detach",
         ];
         run("ip", &args);
-        let pid = std::fs::read_to_string(dir.join("vswitchd.pid")).unwrap().trim().to_string();
+        let pid = std::fs::read_to_string(dir.join("vswitchd.pid"))
+            .unwrap()
+            .trim()
+            .to_string();
         Self { netns, pid }
     }
 }
@@ -256,9 +259,30 @@ pub fn engine_run(
     down: bool,
     wait: Option<Duration>,
 ) -> (ovsmesh::engine::Outcome, usize) {
+    engine_run_with_docker(
+        server,
+        host_ns,
+        topology,
+        host,
+        down,
+        wait,
+        "unix:///nonexistent/docker.sock",
+    )
+}
+
+/// [`engine_run`] with a Docker engine.
+pub fn engine_run_with_docker(
+    server: &OvsdbServer,
+    host_ns: &Netns,
+    topology: &ovsmesh::topology::Topology,
+    host: &str,
+    down: bool,
+    wait: Option<Duration>,
+    docker: &str,
+) -> (ovsmesh::engine::Outcome, usize) {
     in_netns(host_ns, || {
         runtime().block_on(async {
-            let runtimes = ovsmesh::runtime::Runtimes::new(Some("unix:///nonexistent/docker.sock"));
+            let runtimes = ovsmesh::runtime::Runtimes::new(Some(docker));
             let target = ovsmesh::engine::HostTarget {
                 topology,
                 host,
@@ -277,4 +301,130 @@ pub fn engine_run(
             (outcome, session.write_transactions)
         })
     })
+}
+
+/// A private Docker engine (no iptables, no bridge, vfs storage) with a busybox
+/// image built by `docker import`; stopped and cleaned up on drop.
+pub struct Dockerd {
+    pub dir: PathBuf,
+    pub socket: String,
+    pid: String,
+    child: std::process::Child,
+    pub image: String,
+}
+
+impl Dockerd {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique("ovsmesh-docker-"));
+        std::fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
+        let socket = format!("unix://{}", dir.join("docker.sock").display());
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+                "-H",
+                &socket,
+            ])
+            .arg(format!("--data-root={}", dir.join("data").display()))
+            .arg(format!("--exec-root={}", dir.join("exec").display()))
+            .arg(format!("--pidfile={}", dir.join("docker.pid").display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd (apt-get install docker.io)");
+        let mut dockerd = Self {
+            dir: dir.clone(),
+            socket,
+            pid: child.id().to_string(),
+            child,
+            image: "ovsmesh-busybox:test".into(),
+        };
+        let ready = eventually(Duration::from_secs(60), || {
+            Command::new("docker")
+                .args(["-H", &dockerd.socket, "version"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        assert!(
+            ready,
+            "dockerd did not start: {}",
+            std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+        );
+        // A tiny image from busybox-static: no registry needed.
+        let rootfs = dir.join("rootfs");
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .expect("busybox (apt-get install busybox-static)");
+        for applet in ["sh", "sleep", "ping", "ip", "cat", "nc"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        let tar = dir.join("rootfs.tar");
+        run(
+            "tar",
+            &[
+                "-C",
+                rootfs.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ],
+        );
+        let image = dockerd.image.clone();
+        dockerd.docker(&["import", tar.to_str().unwrap(), &image]);
+        dockerd.pid = std::fs::read_to_string(dir.join("docker.pid"))
+            .unwrap_or(dockerd.pid.clone())
+            .trim()
+            .to_string();
+        dockerd
+    }
+
+    pub fn docker(&self, args: &[&str]) -> String {
+        let mut all = vec!["-H", self.socket.as_str()];
+        all.extend_from_slice(args);
+        run("docker", &all)
+    }
+
+    /// Run a container with no network, sleeping.
+    pub fn run_container(&self, name: &str) {
+        self.docker(&[
+            "run",
+            "-d",
+            "--net=none",
+            "--name",
+            name,
+            &self.image,
+            "/bin/sleep",
+            "100000",
+        ]);
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Ok(ids) = Command::new("docker")
+            .args(["-H", &self.socket, "ps", "-aq"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+                let _ = Command::new("docker")
+                    .args(["-H", &self.socket, "rm", "-f", id])
+                    .output();
+            }
+        }
+        let _ = Command::new("kill").arg(&self.pid).status();
+        let gone = eventually(Duration::from_secs(15), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !gone {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.join("exec"))
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
