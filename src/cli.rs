@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::desired::desired;
 use crate::engine::{self, HostTarget};
+use crate::lab::Lab;
 use crate::ovs::Session;
 use crate::plan::{plan, render_json, render_text};
 use crate::runtime::Runtimes;
@@ -91,6 +92,51 @@ enum Command {
         #[command(flatten)]
         live: LiveArgs,
     },
+    /// A local twin of a topology: one namespace per host with its own Open vSwitch.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Prove reachability and isolation with packets (exit 4 on any mismatch).
+    Check {
+        topology: PathBuf,
+        /// Check the lab with this prefix.
+        #[arg(long, conflicts_with = "host")]
+        lab: Option<String>,
+        /// Check this real host's containers against everyone else (ping and MTU only).
+        #[arg(long)]
+        host: Option<String>,
+        /// Docker API socket [default: the lab's, else $DOCKER_HOST].
+        #[arg(long)]
+        docker: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LabAction {
+    /// Build the twin and apply the topology on every lab host.
+    Up {
+        topology: PathBuf,
+        #[arg(long, default_value = "om")]
+        prefix: String,
+        /// Also run the topology's Docker containers (private dockerd unless $DOCKER_HOST).
+        #[arg(long)]
+        docker: bool,
+    },
+    /// Remove everything of the lab (idempotent; also after a crash or a half `up`).
+    Down {
+        topology: PathBuf,
+        #[arg(long, default_value = "om")]
+        prefix: String,
+    },
+    /// List what runs in the lab.
+    Status {
+        topology: PathBuf,
+        #[arg(long, default_value = "om")]
+        prefix: String,
+    },
 }
 
 /// Options of commands that change a live host.
@@ -146,6 +192,14 @@ pub fn main() -> i32 {
         } => plan_command(&topology, host, offline, ovsdb, docker, format),
         Command::Apply { topology, live } => live_command(&topology, live, LiveAction::Apply),
         Command::Down { topology, live } => live_command(&topology, live, LiveAction::Down),
+        Command::Lab { action } => lab_command(action),
+        Command::Check {
+            topology,
+            lab,
+            host,
+            docker,
+            format,
+        } => check_command(&topology, lab, host, docker, format),
     }
 }
 
@@ -423,6 +477,199 @@ fn report_outcome(outcome: &engine::Outcome, action: LiveAction, format: Format)
     }
     if failed {
         EXIT_FAILURE
+    } else {
+        EXIT_OK
+    }
+}
+
+fn lab_command(action: LabAction) -> i32 {
+    let (path, prefix) = match &action {
+        LabAction::Up {
+            topology, prefix, ..
+        }
+        | LabAction::Down { topology, prefix }
+        | LabAction::Status { topology, prefix } => (topology.clone(), prefix.clone()),
+    };
+    if prefix.is_empty()
+        || prefix.len() > 12
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        eprintln!("ovsmesh: --prefix must be 1 to 12 letters, digits or '-'");
+        return EXIT_INVALID;
+    }
+    let lab = Lab::new(&prefix);
+    match action {
+        LabAction::Up { docker, .. } => {
+            let topology = match load(&path, Format::Text) {
+                Ok(topology) => topology,
+                Err(code) => return code,
+            };
+            match runtime().block_on(crate::lab::up(&lab, &topology, docker)) {
+                Ok(report) => print_lab(&lab, &topology, &report, docker),
+                Err(error) => {
+                    eprintln!("ovsmesh: {error}");
+                    eprintln!(
+                        "(clean up with: ovsmesh lab down {} --prefix {prefix})",
+                        path.display()
+                    );
+                    EXIT_FAILURE
+                }
+            }
+        }
+        LabAction::Down { .. } => match runtime().block_on(crate::lab::down(&lab)) {
+            Ok(removed) if removed.is_empty() => {
+                println!("lab {prefix}: nothing to remove");
+                EXIT_OK
+            }
+            Ok(removed) => {
+                for item in removed {
+                    println!("removed {item}");
+                }
+                EXIT_OK
+            }
+            Err(error) => {
+                eprintln!("ovsmesh: {error}");
+                EXIT_FAILURE
+            }
+        },
+        LabAction::Status { .. } => {
+            let lines = crate::lab::status(&lab);
+            if lines.is_empty() {
+                println!("lab {prefix}: nothing runs");
+            }
+            for line in lines {
+                println!("{line}");
+            }
+            EXIT_OK
+        }
+    }
+}
+
+fn print_lab(lab: &Lab, topology: &Topology, report: &crate::lab::UpReport, docker: bool) -> i32 {
+    let twin = lab.twin(topology);
+    println!(
+        "lab {} of mesh {} is up ({:.1} s)",
+        lab.prefix, topology.mesh.name, report.seconds
+    );
+    println!(
+        "underlay switch: namespace {} (bridge br0)",
+        lab.switch_ns()
+    );
+    let mut failed = false;
+    for (name, host) in &twin.hosts {
+        let outcome = &report.outcomes[name];
+        println!(
+            "host {name}: namespace {}, underlay {} on {}, OVSDB {}, logs {}",
+            lab.host_ns(name),
+            host.underlay_address,
+            topology.mesh.underlay_bridge,
+            lab.ovsdb_remote(name),
+            lab.host_dir(name).display()
+        );
+        println!(
+            "  applied {} change(s); waiting: {}",
+            outcome.ovs.applied.len() + outcome.netlink.applied.len(),
+            if outcome.plan.waiting.is_empty() {
+                "none".to_string()
+            } else {
+                outcome.plan.waiting.join(", ")
+            }
+        );
+        for failure in &outcome.ovs.failures {
+            failed = true;
+            println!(
+                "  FAILED port {} ({}): {}",
+                failure.id, failure.name, failure.error
+            );
+        }
+        for failure in &outcome.netlink.failures {
+            failed = true;
+            println!(
+                "  FAILED {} {}: {}",
+                failure.kind.as_str(),
+                failure.id,
+                failure.error
+            );
+        }
+    }
+    for container in twin.containers.values() {
+        let place = match &container.runtime {
+            crate::topology::Runtime::Netns(ns) => format!("ip netns exec {ns} ..."),
+            crate::topology::Runtime::Docker(name) if docker => format!("docker exec {name} ..."),
+            crate::topology::Runtime::Docker(name) => {
+                format!("docker container {name} (not started: use --docker)")
+            }
+        };
+        let addresses: Vec<String> = container
+            .interfaces
+            .iter()
+            .map(|i| format!("{} {} ({})", i.ifname, i.address, i.network))
+            .collect();
+        println!(
+            "container {} on {}: {}; {place}",
+            container.name,
+            container.host,
+            addresses.join(", ")
+        );
+    }
+    if failed {
+        EXIT_FAILURE
+    } else {
+        EXIT_OK
+    }
+}
+
+fn check_command(
+    path: &Path,
+    lab: Option<String>,
+    host: Option<String>,
+    docker: Option<String>,
+    format: Format,
+) -> i32 {
+    let topology = match load(path, format) {
+        Ok(topology) => topology,
+        Err(code) => return code,
+    };
+    let (checked, from_host, docker, tcp) = match &lab {
+        Some(prefix) => {
+            let lab = Lab::new(prefix);
+            if !lab.dir.exists() {
+                eprintln!(
+                    "ovsmesh: no lab {prefix} is up (ovsmesh lab up {} --prefix {prefix})",
+                    path.display()
+                );
+                return EXIT_FAILURE;
+            }
+            let socket = docker.or_else(|| lab.docker_socket());
+            (lab.twin(&topology), None, socket, true)
+        }
+        None => {
+            let Some(host) = host_name(host) else {
+                eprintln!("ovsmesh: give --lab PREFIX or --host NAME");
+                return EXIT_INVALID;
+            };
+            if !topology.hosts.contains_key(&host) {
+                eprintln!("ovsmesh: host {host:?} is not in the topology");
+                return EXIT_INVALID;
+            }
+            (topology.clone(), Some(host), docker, false)
+        }
+    };
+    let (endpoints, probes) = crate::check::expectations(&checked, from_host.as_deref());
+    let runtimes = Runtimes::new(docker.as_deref());
+    let netns = runtime().block_on(crate::check::probe::locate(&endpoints, &runtimes));
+    let report = crate::check::probe::check(&endpoints, &probes, &netns, tcp);
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        ),
+        Format::Text => print!("{}", crate::check::render_text(&report)),
+    }
+    if report.mismatches() > 0 {
+        EXIT_MISMATCH
     } else {
         EXIT_OK
     }

@@ -5,10 +5,12 @@
 //! per-host desired [`state::HostState`] ([`desired`]) → observed state → typed
 //! diff ([`plan`]) → apply → verify. Topology, desired state and plan do no I/O.
 
+pub mod check;
 pub mod cli;
 pub mod desired;
 pub mod engine;
 pub mod host;
+pub mod lab;
 pub mod marks;
 pub mod netlink;
 pub mod ovs;

@@ -131,6 +131,52 @@ impl Netlink {
             .map_err(nl(format!("create veth {host_name} with peer {peer_name}")))
     }
 
+    /// Create a plain veth pair, the peer born in `peer_netns` (lab plumbing).
+    pub async fn create_veth_pair(
+        &self,
+        name: &str,
+        peer_name: &str,
+        peer_netns: &File,
+    ) -> Result<(), NetlinkError> {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer_name.to_string())
+            .setns_by_fd(peer_netns.as_raw_fd())
+            .build();
+        let message = LinkVeth::new(name, peer_name)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(nl(format!("create veth {name} with peer {peer_name}")))
+    }
+
+    /// Create a Linux bridge (it forwards VLAN-tagged frames as they are).
+    pub async fn create_bridge(&self, name: &str) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .add(rtnetlink::LinkBridge::new(name).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("create bridge {name}")))
+    }
+
+    /// Enslave a link to a bridge and bring it up.
+    pub async fn set_controller(&self, index: u32, bridge: u32) -> Result<(), NetlinkError> {
+        let message = LinkUnspec::new_with_index(index)
+            .controller(bridge)
+            .up()
+            .build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(nl(format!("attach link {index} to bridge {bridge}")))
+    }
+
     /// Set what is given of a link's state.
     pub async fn set_link(&self, index: u32, change: LinkChange<'_>) -> Result<(), NetlinkError> {
         let mut builder = LinkUnspec::new_with_index(index);
