@@ -9,18 +9,27 @@
 use std::time::Duration;
 
 use crate::desired::desired;
+use crate::host::apply::{CONTAINER_KINDS, HOST_KINDS};
 use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
 use crate::marks::Role;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::ovs::{self, ApplyError, OvsObserved, OvsReport, Session};
 use crate::ovsdb::OvsdbError;
-use crate::plan::{plan, Plan};
+use crate::plan::{plan, Kind, Plan};
 use crate::runtime::Runtimes;
 use crate::state::HostState;
 use crate::topology::Topology;
 
 /// Default OVSDB socket of a Debian/Ubuntu Open vSwitch.
 pub const DEFAULT_OVSDB: &str = "unix:/var/run/openvswitch/db.sock";
+
+/// Down: everything of netlink first (veths, then the underlay address back to the NIC).
+const ALL_NETLINK_KINDS: &[Kind] = &[
+    Kind::ContainerInterface,
+    Kind::Address,
+    Kind::Route,
+    Kind::Forwarding,
+];
 
 /// Attempts when the host changes under an apply.
 const ATTEMPTS: usize = 3;
@@ -169,7 +178,7 @@ pub async fn down_host(
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Direction {
-    /// OVS first: ports may precede their veths.
+    /// Container veths, then OVS, then host addresses, routes and forwarding.
     Up,
     /// Netlink first: the underlay address goes back to the NIC before the bridge goes.
     Down,
@@ -214,29 +223,32 @@ async fn converge_locked(
                 netlink: NetlinkReport::default(),
             });
         }
-        let mut links = NetlinkReport::default();
-        if direction == Direction::Down {
-            links = host::apply(
-                &netlink,
-                &context,
-                &plan,
-                &observed.state,
-                &observed.netlink,
-            )
-            .await;
-        }
+        let (before, after): (&[Kind], &[Kind]) = match direction {
+            Direction::Up => (CONTAINER_KINDS, HOST_KINDS),
+            Direction::Down => (ALL_NETLINK_KINDS, &[]),
+        };
+        let mut links = host::apply(
+            &netlink,
+            &context,
+            &plan,
+            &observed.state,
+            &observed.netlink,
+            before,
+        )
+        .await;
         match ovs::apply(session, &plan, mesh, &observed.ovs.rows, target.wait).await {
             Ok(report) => {
-                if direction == Direction::Up {
-                    links = host::apply(
-                        &netlink,
-                        &context,
-                        &plan,
-                        &observed.state,
-                        &observed.netlink,
-                    )
-                    .await;
-                }
+                let later = host::apply(
+                    &netlink,
+                    &context,
+                    &plan,
+                    &observed.state,
+                    &observed.netlink,
+                    after,
+                )
+                .await;
+                links.applied.extend(later.applied);
+                links.failures.extend(later.failures);
                 return Ok(Outcome {
                     plan,
                     ovs: report,

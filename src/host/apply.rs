@@ -1,9 +1,9 @@
 //! Apply the netlink part of a plan, in order, reporting each failure precisely.
 //!
-//! Order: container interfaces (after the OVS transaction: a Port row may
-//! precede its veth, OVS attaches the device when it appears), then host
-//! addresses, routes and forwarding. One failing object does not stop the
-//! others; the next apply retries what failed, since it starts from what is.
+//! Order: container interfaces (before the OVS transaction, see
+//! [`CONTAINER_KINDS`]), then, after it, host addresses, routes and
+//! forwarding. One failing object does not stop the others; the next apply
+//! retries what failed, since it starts from what is.
 //!
 //! The underlay move on netdev hosts keeps the host reachable as long as
 //! possible: the address is first added to the underlay bridge and the bridge
@@ -39,22 +39,26 @@ pub struct HostContext<'a> {
     pub underlay_nic: Option<&'a str>,
 }
 
-/// Apply address, route, forwarding and container-interface changes.
+/// The container interfaces: done before the OVS transaction on the way up, so
+/// vswitchd opens a veth that already exists and is up. (Measured on the
+/// userspace datapath: a Port row whose device appears later can leave the
+/// device set down by vswitchd's failed first open, and it passes no traffic.)
+pub const CONTAINER_KINDS: &[Kind] = &[Kind::ContainerInterface];
+/// Host addresses, routes and forwarding: after the OVS transaction on the way
+/// up (internal ports must exist), before it on the way down.
+pub const HOST_KINDS: &[Kind] = &[Kind::Address, Kind::Route, Kind::Forwarding];
+
+/// Apply the changes of the given kinds, in the order given.
 pub async fn apply(
     netlink: &Netlink,
     context: &HostContext<'_>,
     plan: &Plan,
     observed: &HostState,
     rows: &NetlinkRows,
+    kinds: &[Kind],
 ) -> NetlinkReport {
     let mut report = NetlinkReport::default();
-    let order = [
-        Kind::ContainerInterface,
-        Kind::Address,
-        Kind::Route,
-        Kind::Forwarding,
-    ];
-    for kind in order {
+    for &kind in kinds {
         // Deletes first, so a replaced object never collides with its old self.
         let mut changes: Vec<&Change> = plan.changes.iter().filter(|c| c.kind == kind).collect();
         changes.sort_by_key(|c| c.op != Op::Delete);

@@ -42,6 +42,25 @@ pub enum NetlinkError {
     },
 }
 
+/// Whether a netlink error says the object is already gone (ESRCH, ENODEV, EADDRNOTAVAIL, ENOENT).
+fn already_gone(error: &rtnetlink::Error) -> bool {
+    match error {
+        rtnetlink::Error::NetlinkError(message) => {
+            [libc::ESRCH, libc::ENODEV, libc::EADDRNOTAVAIL, libc::ENOENT]
+                .contains(&-message.raw_code())
+        }
+        _ => false,
+    }
+}
+
+/// A delete that finds nothing to delete has done its job.
+fn deleted(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::Error> {
+    match result {
+        Err(error) if already_gone(&error) => Ok(()),
+        other => other,
+    }
+}
+
 fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
     let what = what.into();
     move |source| NetlinkError::Netlink { what, source }
@@ -201,11 +220,7 @@ impl Netlink {
     }
 
     pub async fn delete_link(&self, index: u32) -> Result<(), NetlinkError> {
-        self.handle
-            .link()
-            .del(index)
-            .execute()
-            .await
+        deleted(self.handle.link().del(index).execute().await)
             .map_err(nl(format!("delete link {index}")))
     }
 
@@ -262,11 +277,7 @@ impl Netlink {
                     .iter()
                     .any(|a| matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == address.addr()));
             if matches {
-                self.handle
-                    .address()
-                    .del(message)
-                    .execute()
-                    .await
+                deleted(self.handle.address().del(message).execute().await)
                     .map_err(nl(format!("delete address {address} from link {index}")))?;
             }
         }
@@ -324,11 +335,7 @@ impl Netlink {
         if let Some(via) = route.via {
             builder = builder.gateway(via);
         }
-        self.handle
-            .route()
-            .del(builder.build())
-            .execute()
-            .await
+        deleted(self.handle.route().del(builder.build()).execute().await)
             .map_err(nl(format!("delete route {}", route.to)))
     }
 }

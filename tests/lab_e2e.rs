@@ -1,0 +1,368 @@
+//! End-to-end: the seed scenarios in a lab (real OVS per host, userspace
+//! datapath), proven with packets by `check`. Each test has its own prefix and
+//! tears its lab down even when it fails.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use ovsmesh::check::{self, Expect, Report};
+use ovsmesh::lab::{self, namespaces, Lab};
+use ovsmesh::runtime::Runtimes;
+use ovsmesh::topology::Topology;
+
+struct LabGuard {
+    lab: Lab,
+    topology: Topology,
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if std::env::var_os("OVSMESH_KEEP_LAB").is_some() {
+            eprintln!("keeping lab {}", self.lab.prefix);
+            return;
+        }
+        let _ = runtime().block_on(lab::down(&self.lab));
+    }
+}
+
+fn seed(file: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("topology")
+            .join(file),
+    )
+    .unwrap()
+}
+
+/// Docker containers of a seed topology become named namespaces (no dockerd needed).
+fn as_netns(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(name) = line
+            .strip_prefix("[containers.")
+            .and_then(|l| l.strip_suffix(']'))
+        {
+            out.push_str(&format!("netns = \"{name}\"\n"));
+        }
+    }
+    out
+}
+
+fn up(text: &str, docker: bool) -> LabGuard {
+    let topology = topology(text);
+    let guard = LabGuard {
+        lab: Lab::new(&unique("e")),
+        topology,
+    };
+    let report = runtime()
+        .block_on(lab::up(&guard.lab, &guard.topology, docker))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (host, outcome) in &report.outcomes {
+        assert!(
+            !outcome.failed(),
+            "{host}: {:?} {:?}",
+            outcome.ovs.failures,
+            outcome.netlink.failures
+        );
+    }
+    guard
+}
+
+impl LabGuard {
+    fn check(&self) -> Report {
+        let twin = self.lab.twin(&self.topology);
+        let (endpoints, probes) = check::expectations(&twin, None);
+        let runtimes = Runtimes::new(self.lab.docker_socket().as_deref());
+        let netns = runtime().block_on(check::probe::locate(&endpoints, &runtimes));
+        check::probe::check(&endpoints, &probes, &netns, true)
+    }
+
+    fn assert_converged(&self) -> Report {
+        // Fresh veths may take a moment to be picked up by vswitchd.
+        let mut report = self.check();
+        for _ in 0..3 {
+            if report.mismatches() == 0 {
+                break;
+            }
+            eprintln!(
+                "lab {}: retrying check after {} mismatches",
+                self.lab.prefix,
+                report.mismatches()
+            );
+            std::thread::sleep(Duration::from_secs(1));
+            report = self.check();
+        }
+        assert_eq!(report.mismatches(), 0, "{}", check::render_text(&report));
+        report
+    }
+
+    fn ns(&self, name: &str) -> std::fs::File {
+        namespaces::open(&format!("{}-{name}", self.lab.prefix)).unwrap()
+    }
+
+    fn ping(&self, from: &str, address: &str) -> bool {
+        eventually(Duration::from_secs(5), || {
+            namespaces::run_in(
+                &self.ns(from),
+                "ping",
+                &["-n", "-c", "1", "-W", "1", address],
+            )
+            .is_ok_and(|o| o.status.success())
+        })
+    }
+
+    fn apply(&self, host: &str, down: bool) -> ovsmesh::engine::Outcome {
+        let twin = self.lab.twin(&self.topology);
+        lab::apply_host(
+            &self.lab,
+            &twin,
+            host,
+            self.lab.docker_socket().as_deref(),
+            down,
+        )
+        .unwrap()
+    }
+}
+
+fn assert_pair(report: &Report, from: &str, to: &str, expect: Expect) {
+    let probe = report
+        .probes
+        .iter()
+        .find(|p| p.from == from && p.to == to)
+        .unwrap_or_else(|| panic!("no probe {from} -> {to}"));
+    assert_eq!(probe.expect, expect, "{from} -> {to}");
+    assert!(probe.ok, "{from} -> {to}: {:?}", probe.problem);
+}
+
+#[test]
+fn pipework_vlans_over_gre_tunnels() {
+    let lab = up(&as_netns(&seed("pipework-vlan.toml")), false);
+    let report = lab.assert_converged();
+    assert_pair(&report, "test1/eth1", "test3/eth1", Expect::Reachable);
+    assert_pair(&report, "test2/eth1", "test4/eth1", Expect::Reachable);
+    assert_pair(&report, "test1/eth1", "test4/eth1", Expect::Isolated);
+    assert_pair(&report, "test3/eth1", "test2/eth1", Expect::Isolated);
+    assert!(
+        report.tcp.iter().all(|t| t.ok) && report.tcp.len() == 2,
+        "{:?}",
+        report.tcp
+    );
+}
+
+#[test]
+fn pipework_vlans_over_an_uplink_trunk() {
+    let lab = up(&as_netns(&seed("pipework-uplink.toml")), false);
+    let report = lab.assert_converged();
+    assert_pair(&report, "test1/eth1", "test3/eth1", Expect::Reachable);
+    assert_pair(&report, "test2/eth1", "test3/eth1", Expect::Isolated);
+}
+
+#[test]
+fn vxlan_and_geneve_carry_the_vlans_too() {
+    for encap in ["vxlan", "geneve"] {
+        let text = as_netns(&seed("pipework-vlan.toml"))
+            .replace("encap = \"gre\"", &format!("encap = \"{encap}\""));
+        let lab = up(&text, false);
+        let report = lab.assert_converged();
+        assert_pair(&report, "test1/eth1", "test3/eth1", Expect::Reachable);
+        assert_pair(&report, "test1/eth1", "test4/eth1", Expect::Isolated);
+        let link =
+            namespaces::run_in(&lab.ns("test1"), "ip", &["-o", "link", "show", "eth1"]).unwrap();
+        assert!(
+            String::from_utf8_lossy(&link.stdout).contains("mtu 1446"),
+            "{encap} budget: 1500-20-16-14-4"
+        );
+    }
+}
+
+#[test]
+fn routed_overlay_over_gre_and_direct() {
+    for file in ["routed-gre.toml", "routed-direct.toml"] {
+        let lab = up(&as_netns(&seed(file)), false);
+        let report = lab.assert_converged();
+        assert_pair(&report, "web/eth1", "db/eth1", Expect::Reachable);
+        assert_pair(&report, "db/eth1", "web/eth1", Expect::Reachable);
+        // Symmetric paths: each side's default route is its own host's gateway.
+        let routes = namespaces::run_in(&lab.ns("web"), "ip", &["route"]).unwrap();
+        assert!(
+            String::from_utf8_lossy(&routes.stdout).contains("default via 172.17.1.1"),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn three_host_lab_full_mesh_gateway_no_storm_idempotent_and_clean_down() {
+    let lab = up(&seed("lab.toml"), false);
+    let report = lab.assert_converged();
+    assert_pair(&report, "blue1/eth1", "blue3/eth1", Expect::Reachable);
+    assert_pair(&report, "pod1/eth1", "pod3/eth1", Expect::Reachable);
+    assert_pair(&report, "red2/eth1", "blue3/eth1", Expect::Isolated);
+
+    // The VLAN gateway answers, and node1 routes VLAN members to the routed network.
+    assert!(
+        lab.ping("blue2", "192.168.0.254"),
+        "blue2 -> its gateway on node1"
+    );
+    assert!(
+        lab.ping("blue2", "172.17.1.10"),
+        "blue2 -> pod1 routed by node1"
+    );
+
+    // No broadcast storm: underlay frames stay bounded during a broadcast ping.
+    let switch = namespaces::open(&lab.lab.switch_ns()).unwrap();
+    let frames = || {
+        let out = namespaces::run_in(&switch, "cat", &["/proc/net/dev"]).unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.trim_start().starts_with("br0:"))
+            .and_then(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .unwrap()
+    };
+    let before = frames();
+    let _ = namespaces::run_in(
+        &lab.ns("blue1"),
+        "ping",
+        &["-b", "-c", "5", "-i", "0.2", "-W", "1", "192.168.0.255"],
+    );
+    let after = frames();
+    assert!(
+        after - before < 500,
+        "underlay frames during 5 broadcasts: {}",
+        after - before
+    );
+
+    // A second apply changes nothing on any host.
+    for host in ["node1", "node2", "node3"] {
+        let outcome = lab.apply(host, false);
+        assert!(
+            outcome.plan.is_empty(),
+            "{host}: {:?}",
+            outcome.plan.changes
+        );
+    }
+
+    // down leaves no owned row, link or route; a foreign port and route survive.
+    let node1 = lab.lab.ovsdb_remote("node1");
+    let vsctl = |args: &[&str]| {
+        let db = format!("--db={node1}");
+        let mut all = vec![db.as_str(), "--timeout=10"];
+        all.extend_from_slice(args);
+        run("ovs-vsctl", &all)
+    };
+    vsctl(&[
+        "add-port",
+        "ovs0",
+        "handmade",
+        "--",
+        "set",
+        "interface",
+        "handmade",
+        "type=internal",
+    ]);
+    let host_ns = namespaces::open(&lab.lab.host_ns("node1")).unwrap();
+    let added = namespaces::run_in(
+        &host_ns,
+        "ip",
+        &["route", "add", "198.18.7.0/24", "via", "192.0.2.254"],
+    )
+    .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let outcome = lab.apply("node1", true);
+    assert!(
+        !outcome.failed(),
+        "{:?} {:?}",
+        outcome.ovs.failures,
+        outcome.netlink.failures
+    );
+    assert_eq!(
+        outcome.ovs.kept_bridges,
+        vec![("ovs0".to_string(), vec!["handmade".to_string()])]
+    );
+    let ports = vsctl(&["list-ports", "ovs0"]);
+    assert_eq!(ports.trim(), "handmade");
+    let owned = vsctl(&[
+        "--columns=name",
+        "find",
+        "port",
+        "external_ids:ovsmesh-mesh=lab",
+    ]);
+    assert!(owned.trim().is_empty(), "{owned}");
+    let links = namespaces::run_in(&host_ns, "ip", &["-o", "link"]).unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("ovsmesh:"));
+    let routes = namespaces::run_in(&host_ns, "ip", &["route"]).unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert!(!routes.contains("proto 79"), "{routes}");
+    assert!(
+        routes.contains("198.18.7.0/24 via 192.0.2.254"),
+        "the foreign route survives: {routes}"
+    );
+    let addrs = namespaces::run_in(&host_ns, "ip", &["-o", "-4", "addr"]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&addrs.stdout)
+            .lines()
+            .any(|l| l.contains(" eth1 ") && l.contains("192.0.2.11/24")),
+        "the underlay address is back on the NIC"
+    );
+}
+
+#[test]
+fn docker_restart_then_apply_restores_reachability_with_the_same_ip_and_mac() {
+    let lab = up(&seed("pipework-vlan.toml"), true);
+    let report = lab.assert_converged();
+    assert_pair(&report, "test1/eth1", "test3/eth1", Expect::Reachable);
+    let socket = lab.lab.docker_socket().unwrap();
+    let docker = |args: &[&str]| {
+        let mut all = vec!["-H", socket.as_str()];
+        all.extend_from_slice(args);
+        run("docker", &all)
+    };
+    let name = format!("{}-test1", lab.lab.prefix);
+    let mac = docker(&["exec", &name, "cat", "/sys/class/net/eth1/address"]);
+    docker(&["restart", "-t", "0", &name]);
+    let outcome = lab.apply("A", false);
+    assert!(!outcome.failed());
+    assert_eq!(
+        mac,
+        docker(&["exec", &name, "cat", "/sys/class/net/eth1/address"])
+    );
+    let addr = docker(&["exec", &name, "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains("192.168.0.1/24"), "{addr}");
+    let report = lab.assert_converged();
+    assert_pair(&report, "test1/eth1", "test3/eth1", Expect::Reachable);
+}
+
+#[test]
+fn check_names_the_broken_pairs_when_an_owned_port_is_deleted_by_hand() {
+    let lab = up(&as_netns(&seed("pipework-vlan.toml")), false);
+    lab.assert_converged();
+    let remote = lab.lab.ovsdb_remote("B");
+    let port = ovsmesh::desired::desired(&lab.lab.twin(&lab.topology), "B")
+        .unwrap()
+        .ports["access/test3/eth1"]
+        .name
+        .clone();
+    run(
+        "ovs-vsctl",
+        &[&format!("--db={remote}"), "--timeout=10", "del-port", &port],
+    );
+    let file = lab.lab.dir.join("topology.toml");
+    std::fs::write(&file, as_netns(&seed("pipework-vlan.toml"))).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
+        .args(["check", file.to_str().unwrap(), "--lab", &lab.lab.prefix])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("MISMATCH test1/eth1 -> test3/eth1"), "{text}");
+    assert!(text.contains("MISMATCH test3/eth1 -> test1/eth1"), "{text}");
+}
