@@ -92,6 +92,40 @@ enum Command {
         #[command(flatten)]
         live: LiveArgs,
     },
+    /// Keep a host equal to the topology: re-plumb restarted containers, undo drift, follow edits.
+    Daemon {
+        topology: PathBuf,
+        /// Host [default: $OVSMESH_HOST, else this machine's hostname].
+        #[arg(long, env = "OVSMESH_HOST")]
+        host: Option<String>,
+        #[arg(long)]
+        ovsdb: Option<String>,
+        #[arg(long)]
+        docker: Option<String>,
+        /// Serve Prometheus metrics here (e.g. 127.0.0.1:9475).
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+        /// Full resync period, e.g. 60s, 5m.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        resync: Duration,
+        #[arg(long, value_enum, default_value_t)]
+        log_format: LogFormat,
+        /// Keep the lab twin with this prefix converged (runs inside the lab host's namespace).
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Per container interface and tunnel: attached, waiting, drifted, errors; host warnings.
+    Status {
+        topology: PathBuf,
+        #[arg(long, env = "OVSMESH_HOST")]
+        host: Option<String>,
+        #[arg(long)]
+        ovsdb: Option<String>,
+        #[arg(long)]
+        docker: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// A local twin of a topology: one namespace per host with its own Open vSwitch.
     Lab {
         #[command(subcommand)]
@@ -112,6 +146,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +234,38 @@ pub fn main() -> i32 {
         Command::Apply { topology, live } => live_command(&topology, live, LiveAction::Apply),
         Command::Down { topology, live } => live_command(&topology, live, LiveAction::Down),
         Command::Lab { action } => lab_command(action),
+        Command::Daemon {
+            topology,
+            host,
+            ovsdb,
+            docker,
+            metrics,
+            resync,
+            log_format,
+            lab,
+        } => daemon_command(DaemonArgs {
+            topology,
+            host,
+            ovsdb,
+            docker,
+            metrics,
+            resync,
+            log_format,
+            lab,
+        }),
+        Command::Status {
+            topology,
+            host,
+            ovsdb,
+            docker,
+            format,
+        } => crate::status::command(
+            &topology,
+            host_name(host),
+            ovsdb,
+            docker,
+            format == Format::Json,
+        ),
         Command::Check {
             topology,
             lab,
@@ -257,7 +330,7 @@ fn validate(path: &Path, format: Format) -> i32 {
 }
 
 /// `--host`, else `$OVSMESH_HOST` (via clap), else the machine's hostname.
-fn host_name(host: Option<String>) -> Option<String> {
+pub(crate) fn host_name(host: Option<String>) -> Option<String> {
     host.or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
@@ -672,5 +745,106 @@ fn check_command(
         EXIT_MISMATCH
     } else {
         EXIT_OK
+    }
+}
+
+/// `30s`, `5m`, `1h` or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 60s"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        "ms" => return Ok(Duration::from_millis(value)),
+        _ => return Err(format!("{text:?}: use s, m, h or ms")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+struct DaemonArgs {
+    topology: PathBuf,
+    host: Option<String>,
+    ovsdb: Option<String>,
+    docker: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
+    resync: Duration,
+    log_format: LogFormat,
+    lab: Option<String>,
+}
+
+fn daemon_command(args: DaemonArgs) -> i32 {
+    let DaemonArgs {
+        topology,
+        host,
+        ovsdb,
+        docker,
+        metrics,
+        resync,
+        log_format,
+        lab,
+    } = args;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OVSMESH_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let Some(host) = host_name(host) else {
+        eprintln!("ovsmesh: no --host given, OVSMESH_HOST unset and no hostname");
+        return EXIT_INVALID;
+    };
+    let mut docker = docker;
+    if let Some(prefix) = &lab {
+        // Enter the lab host's namespace before any thread or runtime exists.
+        let lab = Lab::new(prefix);
+        let entered = crate::lab::namespaces::open(&lab.host_ns(&host)).and_then(|file| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the process is still single-threaded here.
+            match unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } {
+                0 => Ok(()),
+                _ => Err(crate::lab::LabError::Setup(
+                    std::io::Error::last_os_error().to_string(),
+                )),
+            }
+        });
+        if let Err(error) = entered {
+            eprintln!("ovsmesh: lab {prefix} host {host}: {error}");
+            return EXIT_FAILURE;
+        }
+        docker = docker.or_else(|| lab.docker_socket());
+    }
+    let config = crate::daemon::DaemonConfig {
+        topology,
+        host,
+        ovsdb,
+        docker,
+        metrics,
+        resync,
+        wait: Duration::from_secs(10),
+        lab,
+    };
+    match runtime().block_on(crate::daemon::run(config)) {
+        Ok(()) => EXIT_OK,
+        Err(crate::daemon::DaemonError::Topology(error)) => {
+            eprintln!("{error}");
+            EXIT_INVALID
+        }
+        Err(error @ crate::daemon::DaemonError::UnknownHost(_)) => {
+            eprintln!("ovsmesh: {error}");
+            EXIT_INVALID
+        }
+        Err(error) => {
+            eprintln!("ovsmesh: {error}");
+            EXIT_FAILURE
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod daemon;
 pub mod desired;
 pub mod engine;
 pub mod host;
@@ -18,4 +19,5 @@ pub mod ovsdb;
 pub mod plan;
 pub mod runtime;
 pub mod state;
+pub mod status;
 pub mod topology;
