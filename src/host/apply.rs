@@ -201,15 +201,7 @@ async fn configure_inside(
 ) -> Result<(), NetlinkError> {
     if let Some(lo) = netlink.link_by_name("lo").await? {
         if !lo.up {
-            netlink
-                .set_link(
-                    lo.index,
-                    LinkChange {
-                        up: true,
-                        ..LinkChange::default()
-                    },
-                )
-                .await?;
+            netlink.set_up(lo.index).await?;
         }
     }
     let link = netlink
@@ -299,15 +291,7 @@ async fn address(
     }
     let want: &HostAddress = &target.addresses[&change.id];
     let index = index_of(netlink, &want.dev).await?;
-    netlink
-        .set_link(
-            index,
-            LinkChange {
-                up: true,
-                ..LinkChange::default()
-            },
-        )
-        .await?;
+    netlink.set_up(index).await?;
     netlink.add_address(index, want.address).await?;
     if want.role == AddressRole::Underlay {
         if let Some(nic) = context.underlay_nic {
@@ -331,15 +315,7 @@ async fn move_underlay(
     let Some(to_link) = netlink.link_by_name(to).await? else {
         return Ok(());
     };
-    netlink
-        .set_link(
-            to_link.index,
-            LinkChange {
-                up: true,
-                ..LinkChange::default()
-            },
-        )
-        .await?;
+    netlink.set_up(to_link.index).await?;
     netlink.add_address(to_link.index, address.address).await?;
     let Some(from_link) = netlink.link_by_name(from).await? else {
         return Ok(());

@@ -367,11 +367,13 @@ pub fn apply_host(
     };
     let result = in_netns(&ns, |_netlink: Netlink| async move {
         let runtimes = Runtimes::new(docker);
+        // vswitchd takes longer the more ports it opens (userspace datapath).
+        let ports = twin.containers.values().filter(|c| c.host == host).count() as u64;
         let target = HostTarget {
             topology: twin,
             host,
             runtimes: &runtimes,
-            wait: Some(Duration::from_secs(30)),
+            wait: Some(Duration::from_secs(30 + ports / 5)),
         };
         let outcome = async {
             let mut session = Session::open(&remote, &twin.mesh.name).await?;

@@ -196,6 +196,15 @@ impl Netlink {
             .map_err(nl(format!("attach link {index} to bridge {bridge}")))
     }
 
+    /// Bring a link up.
+    pub async fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
+        let up = LinkChange {
+            up: true,
+            ..LinkChange::default()
+        };
+        self.set_link(index, up).await
+    }
+
     /// Set what is given of a link's state.
     pub async fn set_link(&self, index: u32, change: LinkChange<'_>) -> Result<(), NetlinkError> {
         let mut builder = LinkUnspec::new_with_index(index);
