@@ -119,6 +119,9 @@ enum Command {
         topology: PathBuf,
         #[arg(long, env = "OVSMESH_HOST")]
         host: Option<String>,
+        /// The status of a lab host (the lab twin of the topology, inside its namespace).
+        #[arg(long)]
+        lab: Option<String>,
         #[arg(long)]
         ovsdb: Option<String>,
         #[arg(long)]
@@ -256,16 +259,11 @@ pub fn main() -> i32 {
         Command::Status {
             topology,
             host,
+            lab,
             ovsdb,
             docker,
             format,
-        } => crate::status::command(
-            &topology,
-            host_name(host),
-            ovsdb,
-            docker,
-            format == Format::Json,
-        ),
+        } => status_command(&topology, host_name(host), lab, ovsdb, docker, format),
         Command::Check {
             topology,
             lab,
@@ -804,20 +802,9 @@ fn daemon_command(args: DaemonArgs) -> i32 {
     };
     let mut docker = docker;
     if let Some(prefix) = &lab {
-        // Enter the lab host's namespace before any thread or runtime exists.
         let lab = Lab::new(prefix);
-        let entered = crate::lab::namespaces::open(&lab.host_ns(&host)).and_then(|file| {
-            use std::os::fd::AsRawFd;
-            // SAFETY: the process is still single-threaded here.
-            match unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } {
-                0 => Ok(()),
-                _ => Err(crate::lab::LabError::Setup(
-                    std::io::Error::last_os_error().to_string(),
-                )),
-            }
-        });
-        if let Err(error) = entered {
-            eprintln!("ovsmesh: lab {prefix} host {host}: {error}");
+        if let Err(error) = enter_lab_host(&lab, &host) {
+            eprintln!("ovsmesh: {error}");
             return EXIT_FAILURE;
         }
         docker = docker.or_else(|| lab.docker_socket());
@@ -847,4 +834,47 @@ fn daemon_command(args: DaemonArgs) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// Move this (still single-threaded) process into a lab host's namespace, so
+/// daemon and status act on that host as they would on a real one.
+fn enter_lab_host(lab: &Lab, host: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let file = crate::lab::namespaces::open(&lab.host_ns(host))
+        .map_err(|e| format!("lab {} host {host}: {e}", lab.prefix))?;
+    // SAFETY: called before any other thread or runtime exists.
+    match unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } {
+        0 => Ok(()),
+        _ => Err(format!(
+            "lab {} host {host}: {}",
+            lab.prefix,
+            std::io::Error::last_os_error()
+        )),
+    }
+}
+
+fn status_command(
+    path: &Path,
+    host: Option<String>,
+    lab: Option<String>,
+    ovsdb: Option<String>,
+    docker: Option<String>,
+    format: Format,
+) -> i32 {
+    let lab = lab.map(|prefix| Lab::new(&prefix));
+    if let (Some(lab), Some(host)) = (&lab, &host) {
+        if let Err(error) = enter_lab_host(lab, host) {
+            eprintln!("ovsmesh: {error}");
+            return EXIT_FAILURE;
+        }
+    }
+    let docker = docker.or_else(|| lab.as_ref().and_then(Lab::docker_socket));
+    crate::status::command(
+        path,
+        host,
+        lab.as_ref(),
+        ovsdb,
+        docker,
+        format == Format::Json,
+    )
 }

@@ -40,12 +40,16 @@ struct TunnelStatus {
 pub fn command(
     path: &Path,
     host: Option<String>,
+    lab: Option<&crate::lab::Lab>,
     ovsdb: Option<String>,
     docker: Option<String>,
     json_output: bool,
 ) -> i32 {
     let topology = match crate::topology::load(path) {
-        Ok(topology) => topology,
+        Ok(topology) => match lab {
+            Some(lab) => lab.twin(&topology),
+            None => topology,
+        },
         Err(error) => {
             eprintln!("{error}");
             return crate::cli::EXIT_INVALID;
@@ -83,7 +87,14 @@ pub fn command(
             return crate::cli::EXIT_FAILURE;
         }
     };
-    let desired = plan.target.clone();
+    // The full desired state: the plan's target leaves waiting containers out.
+    let desired = match crate::desired::desired(&topology, &host) {
+        Ok(desired) => desired,
+        Err(error) => {
+            eprintln!("ovsmesh: {error}");
+            return crate::cli::EXIT_INVALID;
+        }
+    };
 
     let mut interfaces = Vec::new();
     for (key, iface) in &desired.containers {

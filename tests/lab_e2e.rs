@@ -366,3 +366,88 @@ fn check_names_the_broken_pairs_when_an_owned_port_is_deleted_by_hand() {
     assert!(text.contains("MISMATCH test1/eth1 -> test3/eth1"), "{text}");
     assert!(text.contains("MISMATCH test3/eth1 -> test1/eth1"), "{text}");
 }
+
+#[test]
+fn status_reports_attached_drifted_waiting_and_tunnels() {
+    let lab = up(&as_netns(&seed("pipework-vlan.toml")), false);
+    lab.assert_converged();
+    let file = lab.lab.dir.join("topology.toml");
+    std::fs::write(&file, as_netns(&seed("pipework-vlan.toml"))).unwrap();
+    let status = |json: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ovsmesh"));
+        command.args([
+            "status",
+            file.to_str().unwrap(),
+            "--host",
+            "A",
+            "--lab",
+            &lab.lab.prefix,
+        ]);
+        if json {
+            command.args(["--format", "json"]);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = status(false);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("host A: converged"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("test1/eth1") && l.contains("attached")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("tunnel/ovs0/B") && l.contains(" up ")),
+        "{text}"
+    );
+
+    // Drift and a vanished container show, and the exit code says "not converged".
+    let remote = lab.lab.ovsdb_remote("A");
+    let port = run(
+        "ovs-vsctl",
+        &[
+            &format!("--db={remote}"),
+            "--columns=name",
+            "--bare",
+            "find",
+            "port",
+            "external_ids:ovsmesh-container=test1",
+        ],
+    );
+    run(
+        "ovs-vsctl",
+        &[
+            &format!("--db={remote}"),
+            "--timeout=10",
+            "set",
+            "port",
+            port.trim(),
+            "tag=999",
+        ],
+    );
+    run(
+        "ip",
+        &["netns", "del", &format!("{}-test2", lab.lab.prefix)],
+    );
+    let (code, json) = status(true);
+    assert_eq!(code, Some(2), "{json}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["converged"], false);
+    let state = |name: &str| {
+        report["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["interface"] == name)
+            .map(|i| i["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(state("test1/eth1"), "drifted");
+    assert_eq!(state("test2/eth1"), "waiting");
+    assert!(report["pending_changes"].as_u64().unwrap() >= 1);
+}
