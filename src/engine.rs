@@ -173,7 +173,18 @@ pub async fn down_host(
         host: target.host.to_string(),
         ..HostState::default()
     };
-    converge(session, target, &nothing, Direction::Down).await
+    let mut outcome = converge(session, target, &nothing, Direction::Down).await?;
+    // Forwarding back to what it was before ovsmesh enabled it.
+    match host::apply::restore_forwarding(&target.topology.mesh.name) {
+        Ok(devices) if !devices.is_empty() => tracing::info!(?devices, "forwarding restored"),
+        Ok(_) => {}
+        Err(error) => outcome.netlink.failures.push(host::Failure {
+            kind: Kind::Forwarding,
+            id: "restore".into(),
+            error: error.to_string(),
+        }),
+    }
+    Ok(outcome)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -419,3 +419,27 @@ address = "192.168.0.7"
         "traffic flows again after docker restart"
     );
 }
+
+#[test]
+fn forwarding_enabled_by_ovsmesh_is_put_back_by_down() {
+    use ovsmesh::netlink::sysctl;
+    let netns = Netns::new("ofw");
+    netns.exec(
+        "ip",
+        &["link", "add", "f0", "type", "veth", "peer", "name", "f1"],
+    );
+    let mesh = unique("fw");
+    in_netns(&netns, || {
+        sysctl::set_forwarding("f0", false).unwrap();
+        assert_eq!(sysctl::forwarding("f0"), Some(false));
+        sysctl::enable_remembering(&mesh, "f0").unwrap();
+        sysctl::enable_remembering(&mesh, "f0").unwrap(); // a second apply keeps the first memory
+        assert_eq!(sysctl::forwarding("f0"), Some(true));
+        assert_eq!(sysctl::restore_all(&mesh).unwrap(), vec!["f0".to_string()]);
+        assert_eq!(sysctl::forwarding("f0"), Some(false));
+        assert!(
+            sysctl::restore_all(&mesh).unwrap().is_empty(),
+            "restored once"
+        );
+    });
+}

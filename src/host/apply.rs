@@ -70,7 +70,7 @@ pub async fn apply(
                 }
                 Kind::Address => address(netlink, context, change, &plan.target, observed).await,
                 Kind::Route => route(netlink, change, &plan.target, observed).await,
-                Kind::Forwarding => forwarding(change, &plan.target),
+                Kind::Forwarding => forwarding(context, change, &plan.target),
                 Kind::Bridge | Kind::Port => continue,
             };
             match result {
@@ -374,10 +374,21 @@ async fn route(
         .await
 }
 
-fn forwarding(change: &Change, target: &HostState) -> Result<(), NetlinkError> {
-    // Forwarding is only ever enabled; devices ovsmesh deletes take theirs along.
-    let Some(on) = target.forwarding.get(&change.id) else {
+fn forwarding(
+    context: &HostContext<'_>,
+    change: &Change,
+    target: &HostState,
+) -> Result<(), NetlinkError> {
+    // Forwarding is only ever enabled, remembering the setting before; `down`
+    // puts it back ([`restore_forwarding`]).
+    if target.forwarding.get(&change.id) != Some(&true) {
         return Ok(());
-    };
-    sysctl::set_forwarding(&change.id, *on).map_err(io(format!("forwarding on {}", change.id)))
+    }
+    sysctl::enable_remembering(context.mesh, &change.id)
+        .map_err(io(format!("forwarding on {}", change.id)))
+}
+
+/// `down`: forwarding back to what it was before ovsmesh enabled it.
+pub fn restore_forwarding(mesh: &str) -> Result<Vec<String>, NetlinkError> {
+    sysctl::restore_all(mesh).map_err(io("restore forwarding".to_string()))
 }
