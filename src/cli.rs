@@ -391,17 +391,12 @@ fn plan_command(
         plan(&topology.mesh.name, &want, &observed)
     } else {
         let remote = remote_for(ovsdb.as_deref(), &topology, &host);
-        let runtimes = Runtimes::new(docker.as_deref());
-        let target = HostTarget {
-            topology: &topology,
-            host: &host,
-            runtimes: &runtimes,
-            wait: None,
-        };
-        let result = runtime().block_on(async {
-            let session = Session::open(&remote, &topology.mesh.name).await?;
-            engine::plan_host(&session, &target).await
-        });
+        let result = runtime().block_on(engine::plan_remote(
+            &topology,
+            &host,
+            &remote,
+            docker.as_deref(),
+        ));
         match result {
             Ok((plan, _)) => plan,
             Err(error) => {

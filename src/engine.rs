@@ -140,6 +140,24 @@ pub async fn plan_host(
     Ok((plan, observed))
 }
 
+/// Connect to a host's OVSDB and plan it (the `plan` and `status` commands).
+pub async fn plan_remote(
+    topology: &Topology,
+    host: &str,
+    remote: &str,
+    docker: Option<&str>,
+) -> Result<(Plan, Observed), EngineError> {
+    let runtimes = Runtimes::new(docker);
+    let target = HostTarget {
+        topology,
+        host,
+        runtimes: &runtimes,
+        wait: None,
+    };
+    let session = Session::open(remote, &topology.mesh.name).await?;
+    plan_host(&session, &target).await
+}
+
 /// Outcome of an apply or down.
 #[derive(Debug)]
 pub struct Outcome {

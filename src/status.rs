@@ -13,12 +13,10 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::engine::{self, HostTarget};
+use crate::engine;
 use crate::marks::Role;
 use crate::netlink::sysctl;
-use crate::ovs::Session;
 use crate::plan::Kind;
-use crate::runtime::Runtimes;
 
 #[derive(Debug, Serialize)]
 struct InterfaceStatus {
@@ -65,21 +63,16 @@ pub fn command(
     }
     let env = std::env::var("OVSMESH_OVSDB").ok();
     let remote = engine::ovsdb_remote(ovsdb.as_deref(), env.as_deref(), &topology, &host);
-    let runtimes = Runtimes::new(docker.as_deref());
-    let target = HostTarget {
-        topology: &topology,
-        host: &host,
-        runtimes: &runtimes,
-        wait: None,
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let result = runtime.block_on(async {
-        let session = Session::open(&remote, &topology.mesh.name).await?;
-        engine::plan_host(&session, &target).await
-    });
+    let result = runtime.block_on(engine::plan_remote(
+        &topology,
+        &host,
+        &remote,
+        docker.as_deref(),
+    ));
     let (plan, observed) = match result {
         Ok(found) => found,
         Err(error) => {

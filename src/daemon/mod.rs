@@ -161,13 +161,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                 due.get_or_insert(Instant::now() + DEBOUNCE);
             }
             Some(trigger) = rx.recv() => {
-                if trigger == Trigger::Topology {
-                    reload = true;
-                }
-                if matches!(trigger, Trigger::Netns | Trigger::Docker) {
-                    waiting_retries = 0;
-                }
-                reasons.insert(trigger.as_str());
+                note(trigger, &mut reasons, &mut reload, &mut waiting_retries);
                 due.get_or_insert(Instant::now() + DEBOUNCE);
             }
             _ = tokio::time::sleep_until(wake.into()) => {
@@ -213,7 +207,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                         if changed {
                             while let Ok(trigger) = rx.try_recv() {
                                 if !trigger.may_be_own_write() {
-                                    reasons.insert(trigger.as_str());
+                                    note(trigger, &mut reasons, &mut reload, &mut waiting_retries);
                                 }
                             }
                             reasons.insert("verify after own changes");
@@ -242,6 +236,22 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         session.unlock().await;
     }
     Ok(())
+}
+
+/// Record what a trigger asks for: a reload, fresh retries for waiting containers.
+fn note(
+    trigger: Trigger,
+    reasons: &mut BTreeSet<&'static str>,
+    reload: &mut bool,
+    waiting_retries: &mut u32,
+) {
+    if trigger == Trigger::Topology {
+        *reload = true;
+    }
+    if matches!(trigger, Trigger::Netns | Trigger::Docker) {
+        *waiting_retries = 0;
+    }
+    reasons.insert(trigger.as_str());
 }
 
 fn remote(config: &DaemonConfig, topology: &Topology) -> String {

@@ -138,16 +138,7 @@ impl Netlink {
             .mtu(mtu)
             .setns_by_fd(peer_netns.as_raw_fd())
             .build();
-        let message = LinkVeth::new(host_name, peer_name)
-            .mtu(mtu)
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-            .build();
-        self.handle
-            .link()
-            .add(message)
-            .execute()
-            .await
-            .map_err(nl(format!("create veth {host_name} with peer {peer_name}")))
+        self.add_veth(host_name, peer_name, peer, Some(mtu)).await
     }
 
     /// Create a plain veth pair, the peer born in `peer_netns` (lab plumbing).
@@ -161,7 +152,21 @@ impl Netlink {
             .name(peer_name.to_string())
             .setns_by_fd(peer_netns.as_raw_fd())
             .build();
-        let message = LinkVeth::new(name, peer_name)
+        self.add_veth(name, peer_name, peer, None).await
+    }
+
+    async fn add_veth(
+        &self,
+        name: &str,
+        peer_name: &str,
+        peer: LinkMessage,
+        mtu: Option<u32>,
+    ) -> Result<(), NetlinkError> {
+        let mut builder = LinkVeth::new(name, peer_name);
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        let message = builder
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
         self.handle
