@@ -194,6 +194,11 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                 let started = Instant::now();
                 let result = reconcile(&config, &topology, &runtimes, &mut session, &metrics, &why).await;
                 metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+                // A reconcile of many containers allocates a lot briefly; give it back while idle.
+                // SAFETY: malloc_trim only releases free heap memory.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
                 due = None;
                 match result {
                     Ok(outcome) => {
