@@ -58,7 +58,7 @@ fn main() {
         let mut session = Session::open(&server.remote(), "bench").await.unwrap();
         // The OVS half only: 1000 containers need no namespaces to measure OVSDB.
         let want = ovsmesh::desired::desired(&topology, "A").unwrap().ovs_part();
-        let bridges = ["ovs0", "obr0", "br-phy"];
+        let bridges = ovsmesh::engine::managed_bridges(&topology);
         let plan_ovs = |observed: &ovs::OvsObserved| ovsmesh::plan::plan("bench", &want, &observed.state);
         let start = Instant::now();
         let observed = ovs::observe(&session.client, "A", "bench", &bridges).await.unwrap();

@@ -343,7 +343,21 @@ fn topology_and_desired(
     host: Option<String>,
     format: Format,
 ) -> Result<(Topology, HostState), i32> {
+    topology_and_desired_of(path, host, format, None)
+}
+
+/// [`topology_and_desired`], for a lab host's twin when `lab` is given.
+fn topology_and_desired_of(
+    path: &Path,
+    host: Option<String>,
+    format: Format,
+    lab: Option<&Lab>,
+) -> Result<(Topology, HostState), i32> {
     let topology = load(path, format)?;
+    let topology = match lab {
+        Some(lab) => lab.twin(&topology),
+        None => topology,
+    };
     let Some(host) = host_name(host) else {
         eprintln!("ovsmesh: no --host given, OVSMESH_HOST unset and no hostname");
         return Err(EXIT_INVALID);
@@ -390,10 +404,10 @@ fn plan_command(
         };
         plan(&topology.mesh.name, &want, &observed)
     } else {
-        let remote = remote_for(ovsdb.as_deref(), &topology, &host);
+        let remote = engine::ovsdb_remote_from_env(ovsdb.as_deref(), &topology, &host);
         let result = runtime().block_on(engine::plan_remote(
             &topology,
-            &host,
+            &want,
             &remote,
             docker.as_deref(),
         ));
@@ -428,11 +442,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-fn remote_for(flag: Option<&str>, topology: &Topology, host: &str) -> String {
-    let env = std::env::var("OVSMESH_OVSDB").ok();
-    engine::ovsdb_remote(flag, env.as_deref(), topology, host)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LiveAction {
     Apply,
@@ -445,7 +454,7 @@ fn live_command(path: &Path, live: LiveArgs, action: LiveAction) -> i32 {
         Err(code) => return code,
     };
     let host = want.host.clone();
-    let remote = remote_for(live.ovsdb.as_deref(), &topology, &host);
+    let remote = engine::ovsdb_remote_from_env(live.ovsdb.as_deref(), &topology, &host);
     let runtimes = Runtimes::new(live.docker.as_deref());
     let target = HostTarget {
         topology: &topology,
@@ -857,19 +866,42 @@ fn status_command(
     format: Format,
 ) -> i32 {
     let lab = lab.map(|prefix| Lab::new(&prefix));
-    if let (Some(lab), Some(host)) = (&lab, &host) {
-        if let Err(error) = enter_lab_host(lab, host) {
+    let (topology, want) = match topology_and_desired_of(path, host, format, lab.as_ref()) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    if let Some(lab) = &lab {
+        if let Err(error) = enter_lab_host(lab, &want.host) {
             eprintln!("ovsmesh: {error}");
             return EXIT_FAILURE;
         }
     }
     let docker = docker.or_else(|| lab.as_ref().and_then(Lab::docker_socket));
-    crate::status::command(
-        path,
-        host,
-        lab.as_ref(),
-        ovsdb,
-        docker,
-        format == Format::Json,
-    )
+    let remote = engine::ovsdb_remote_from_env(ovsdb.as_deref(), &topology, &want.host);
+    let planned = runtime().block_on(engine::plan_remote(
+        &topology,
+        &want,
+        &remote,
+        docker.as_deref(),
+    ));
+    let (plan, observed) = match planned {
+        Ok(found) => found,
+        Err(error) => {
+            eprintln!("ovsmesh: {error}");
+            return EXIT_FAILURE;
+        }
+    };
+    let status = crate::status::report(&want, &plan, &observed, topology.mesh.encap);
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serializes")
+        ),
+        Format::Text => print!("{}", crate::status::render_text(&status)),
+    }
+    if status.converged {
+        EXIT_OK
+    } else {
+        EXIT_CHANGES
+    }
 }

@@ -1,4 +1,4 @@
-//! One host's observe → plan → apply, shared by the CLI (and later the daemon).
+//! One host's observe → plan → apply, shared by the CLI, the lab and the daemon.
 //!
 //! Every run starts from what the host has now: the engine never remembers
 //! what it did, so a concurrent change, a restarted container or a half-applied
@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::desired::desired;
-use crate::host::apply::{CONTAINER_KINDS, HOST_KINDS};
+use crate::host::apply::{ALL_KINDS, CONTAINER_KINDS, HOST_KINDS};
 use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
 use crate::marks::Role;
 use crate::netlink::{Netlink, NetlinkError};
@@ -20,16 +20,14 @@ use crate::runtime::Runtimes;
 use crate::state::HostState;
 use crate::topology::Topology;
 
+/// [`ovsdb_remote`] with `$OVSMESH_OVSDB` read from the environment.
+pub fn ovsdb_remote_from_env(flag: Option<&str>, topology: &Topology, host: &str) -> String {
+    let env = std::env::var("OVSMESH_OVSDB").ok();
+    ovsdb_remote(flag, env.as_deref(), topology, host)
+}
+
 /// Default OVSDB socket of a Debian/Ubuntu Open vSwitch.
 pub const DEFAULT_OVSDB: &str = "unix:/var/run/openvswitch/db.sock";
-
-/// Down: everything of netlink first (veths, then the underlay address back to the NIC).
-const ALL_NETLINK_KINDS: &[Kind] = &[
-    Kind::ContainerInterface,
-    Kind::Address,
-    Kind::Route,
-    Kind::Forwarding,
-];
 
 /// Attempts when the host changes under an apply.
 const ATTEMPTS: usize = 3;
@@ -61,7 +59,8 @@ pub fn ovsdb_remote(
         .unwrap_or_else(|| DEFAULT_OVSDB.to_string())
 }
 
-fn managed_bridges(topology: &Topology) -> [&str; 3] {
+/// The bridges ovsmesh manages on a host (observed by name even when adopted).
+pub fn managed_bridges(topology: &Topology) -> [&str; 3] {
     let mesh = &topology.mesh;
     [
         &mesh.vlan_bridge,
@@ -115,7 +114,8 @@ async fn observe(
         gateway_ports,
     };
     let (links, rows) = host::observe(netlink, &mesh.name, want, &devices, target.runtimes).await?;
-    let mut state = ovs.state.clone();
+    let mut ovs = ovs;
+    let mut state = std::mem::take(&mut ovs.state);
     state.addresses = links.addresses;
     state.routes = links.routes;
     state.forwarding = links.forwarding;
@@ -128,34 +128,34 @@ async fn observe(
     })
 }
 
-/// Observe the host and plan.
+/// Observe the host and plan it towards `want` (its desired state).
 pub async fn plan_host(
     session: &Session,
     target: &HostTarget<'_>,
+    want: &HostState,
 ) -> Result<(Plan, Observed), EngineError> {
-    let want = desired(target.topology, target.host)?;
     let netlink = Netlink::open()?;
-    let observed = observe(session, &netlink, target, &want).await?;
-    let plan = plan(&target.topology.mesh.name, &want, &observed.state);
+    let observed = observe(session, &netlink, target, want).await?;
+    let plan = plan(&target.topology.mesh.name, want, &observed.state);
     Ok((plan, observed))
 }
 
 /// Connect to a host's OVSDB and plan it (the `plan` and `status` commands).
 pub async fn plan_remote(
     topology: &Topology,
-    host: &str,
+    want: &HostState,
     remote: &str,
     docker: Option<&str>,
 ) -> Result<(Plan, Observed), EngineError> {
     let runtimes = Runtimes::new(docker);
     let target = HostTarget {
         topology,
-        host,
+        host: &want.host,
         runtimes: &runtimes,
         wait: None,
     };
     let session = Session::open(remote, &topology.mesh.name).await?;
-    plan_host(&session, &target).await
+    plan_host(&session, &target, want).await
 }
 
 /// Outcome of an apply or down.
@@ -254,7 +254,7 @@ async fn converge_locked(
         }
         let (before, after): (&[Kind], &[Kind]) = match direction {
             Direction::Up => (CONTAINER_KINDS, HOST_KINDS),
-            Direction::Down => (ALL_NETLINK_KINDS, &[]),
+            Direction::Down => (ALL_KINDS, &[]),
         };
         let mut links = host::apply(
             &netlink,

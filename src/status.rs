@@ -6,17 +6,18 @@
 //! The number of pending changes, and warnings: forwarding disabled where the
 //! topology routes, a firewall FORWARD policy that drops, a tunnel whose BFD
 //! is down (the tunnel protocol is likely blocked between the hosts).
-//! Exit 0 when converged, 2 when not.
+//! The command exits 0 when converged, 2 when not.
 
-use std::path::Path;
+use std::fmt::Write as _;
 
 use serde::Serialize;
-use serde_json::json;
 
-use crate::engine;
+use crate::engine::Observed;
 use crate::marks::Role;
 use crate::netlink::sysctl;
-use crate::plan::Kind;
+use crate::plan::{Kind, Plan};
+use crate::state::HostState;
+use crate::topology::Encap;
 
 #[derive(Debug, Serialize)]
 struct InterfaceStatus {
@@ -35,60 +36,21 @@ struct TunnelStatus {
     bfd: Option<String>,
 }
 
-pub fn command(
-    path: &Path,
-    host: Option<String>,
-    lab: Option<&crate::lab::Lab>,
-    ovsdb: Option<String>,
-    docker: Option<String>,
-    json_output: bool,
-) -> i32 {
-    let topology = match crate::topology::load(path) {
-        Ok(topology) => match lab {
-            Some(lab) => lab.twin(&topology),
-            None => topology,
-        },
-        Err(error) => {
-            eprintln!("{error}");
-            return crate::cli::EXIT_INVALID;
-        }
-    };
-    let Some(host) = host else {
-        eprintln!("ovsmesh: no --host given, OVSMESH_HOST unset and no hostname");
-        return crate::cli::EXIT_INVALID;
-    };
-    if !topology.hosts.contains_key(&host) {
-        eprintln!("ovsmesh: host {host:?} is not in the topology");
-        return crate::cli::EXIT_INVALID;
-    }
-    let env = std::env::var("OVSMESH_OVSDB").ok();
-    let remote = engine::ovsdb_remote(ovsdb.as_deref(), env.as_deref(), &topology, &host);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let result = runtime.block_on(engine::plan_remote(
-        &topology,
-        &host,
-        &remote,
-        docker.as_deref(),
-    ));
-    let (plan, observed) = match result {
-        Ok(found) => found,
-        Err(error) => {
-            eprintln!("ovsmesh: {error}");
-            return crate::cli::EXIT_FAILURE;
-        }
-    };
-    // The full desired state: the plan's target leaves waiting containers out.
-    let desired = match crate::desired::desired(&topology, &host) {
-        Ok(desired) => desired,
-        Err(error) => {
-            eprintln!("ovsmesh: {error}");
-            return crate::cli::EXIT_INVALID;
-        }
-    };
+/// A host's status against its topology.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub host: String,
+    pub converged: bool,
+    pub pending_changes: usize,
+    interfaces: Vec<InterfaceStatus>,
+    tunnels: Vec<TunnelStatus>,
+    pub warnings: Vec<String>,
+}
 
+/// The status of a host from its full desired state (the plan's target leaves
+/// waiting containers out), the plan, and what was observed; reads the host's
+/// forwarding and firewall settings for the warnings.
+pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Encap) -> Status {
     let mut interfaces = Vec::new();
     for (key, iface) in &desired.containers {
         let drift: Vec<String> = plan
@@ -129,10 +91,10 @@ pub fn command(
         if bfd.as_deref() == Some("down") {
             warnings.push(format!(
                 "tunnel {key}: BFD is down — {} between the hosts is likely blocked by a firewall",
-                match topology.mesh.encap {
-                    crate::topology::Encap::Gre => "GRE (IP protocol 47)",
-                    crate::topology::Encap::Vxlan => "VXLAN (UDP 4789)",
-                    crate::topology::Encap::Geneve => "Geneve (UDP 6081)",
+                match encap {
+                    Encap::Gre => "GRE (IP protocol 47)",
+                    Encap::Vxlan => "VXLAN (UDP 4789)",
+                    Encap::Geneve => "Geneve (UDP 6081)",
                 }
             ));
         }
@@ -157,55 +119,47 @@ pub fn command(
             }
         }
     }
-    let converged = plan.is_empty();
-    if json_output {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "host": host,
-                "converged": converged,
-                "pending_changes": plan.changes.len(),
-                "interfaces": interfaces,
-                "tunnels": tunnels,
-                "warnings": warnings,
-            }))
-            .expect("status serializes")
-        );
+    Status {
+        host: desired.host.clone(),
+        converged: plan.is_empty(),
+        pending_changes: plan.changes.len(),
+        interfaces,
+        tunnels,
+        warnings,
+    }
+}
+
+/// The status as text.
+pub fn render_text(status: &Status) -> String {
+    let mut out = String::new();
+    let summary = if status.converged {
+        "converged".to_string()
     } else {
-        println!(
-            "host {host}: {}",
-            if converged {
-                "converged".to_string()
-            } else {
-                format!("{} change(s) pending", plan.changes.len())
-            }
-        );
-        for iface in &interfaces {
-            println!("  interface {:<24} {}", iface.interface, iface.state);
-            for drift in &iface.drift {
-                println!("      {drift}");
-            }
-        }
-        for tunnel in &tunnels {
-            let bfd = tunnel
-                .bfd
-                .as_deref()
-                .map(|b| format!(", BFD {b}"))
-                .unwrap_or_default();
-            println!(
-                "  tunnel    {:<24} {} ({}){bfd}",
-                tunnel.tunnel, tunnel.state, tunnel.port
-            );
-        }
-        for warning in &warnings {
-            println!("  warning: {warning}");
+        format!("{} change(s) pending", status.pending_changes)
+    };
+    let _ = writeln!(out, "host {}: {summary}", status.host);
+    for iface in &status.interfaces {
+        let _ = writeln!(out, "  interface {:<24} {}", iface.interface, iface.state);
+        for drift in &iface.drift {
+            let _ = writeln!(out, "      {drift}");
         }
     }
-    if converged {
-        crate::cli::EXIT_OK
-    } else {
-        crate::cli::EXIT_CHANGES
+    for tunnel in &status.tunnels {
+        let bfd = tunnel
+            .bfd
+            .as_deref()
+            .map(|b| format!(", BFD {b}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  tunnel    {:<24} {} ({}){bfd}",
+            tunnel.tunnel, tunnel.state, tunnel.port
+        );
     }
+    for warning in &status.warnings {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
+    out
 }
 
 /// The iptables FORWARD chain policy, if iptables is there to ask.

@@ -307,7 +307,8 @@ fn a_concurrent_change_between_plan_and_apply_is_detected_and_retried() {
                 wait: None,
             };
             let mut session = Session::open(&server.remote(), "t1").await.unwrap();
-            let (plan, observed) = engine::plan_host(&session, &target).await.unwrap();
+            let want = ovsmesh::desired::desired(&topology, "A").unwrap();
+            let (plan, observed) = engine::plan_host(&session, &target, &want).await.unwrap();
             assert_eq!(plan.changes.len(), 1);
             // Someone changes the same row after the plan was made.
             server.vsctl(&["set", "port", &access, "tag=400"]);

@@ -260,13 +260,7 @@ fn note(
 }
 
 fn remote(config: &DaemonConfig, topology: &Topology) -> String {
-    let env = std::env::var("OVSMESH_OVSDB").ok();
-    engine::ovsdb_remote(
-        config.ovsdb.as_deref(),
-        env.as_deref(),
-        topology,
-        &config.host,
-    )
+    engine::ovsdb_remote_from_env(config.ovsdb.as_deref(), topology, &config.host)
 }
 
 fn unix_now() -> i64 {
@@ -356,13 +350,9 @@ async fn reconcile(
 
 /// Tunnel ports with an interface error or BFD down.
 async fn tunnel_health(session: &Session, topology: &Topology, host: &str) -> usize {
-    let mesh = &topology.mesh;
-    let bridges = [
-        mesh.vlan_bridge.as_str(),
-        mesh.overlay_bridge.as_str(),
-        mesh.underlay_bridge.as_str(),
-    ];
-    let Ok(observed) = ovs::observe(&session.client, host, &mesh.name, &bridges).await else {
+    let bridges = engine::managed_bridges(topology);
+    let Ok(observed) = ovs::observe(&session.client, host, &topology.mesh.name, &bridges).await
+    else {
         return 0;
     };
     observed
@@ -375,7 +365,7 @@ async fn tunnel_health(session: &Session, topology: &Topology, host: &str) -> us
                 .rows
                 .status
                 .get(*key)
-                .is_some_and(|s| s.error.is_some() || s.bfd_state.as_deref() == Some("down"))
+                .is_some_and(|s| s.unhealthy())
         })
         .count()
 }

@@ -47,6 +47,14 @@ pub const CONTAINER_KINDS: &[Kind] = &[Kind::ContainerInterface];
 /// Host addresses, routes and forwarding: after the OVS transaction on the way
 /// up (internal ports must exist), before it on the way down.
 pub const HOST_KINDS: &[Kind] = &[Kind::Address, Kind::Route, Kind::Forwarding];
+/// Everything of netlink, for `down`: veths first, then the underlay address
+/// back to the NIC, all before the OVS rows (and the underlay bridge) go.
+pub const ALL_KINDS: &[Kind] = &[
+    Kind::ContainerInterface,
+    Kind::Address,
+    Kind::Route,
+    Kind::Forwarding,
+];
 
 /// Apply the changes of the given kinds, in the order given.
 pub async fn apply(

@@ -32,6 +32,13 @@ pub struct InterfaceStatus {
     pub bfd_state: Option<String>,
 }
 
+impl InterfaceStatus {
+    /// vswitchd reports an error, or BFD says the far end is down.
+    pub fn unhealthy(&self) -> bool {
+        self.error.is_some() || self.bfd_state.as_deref() == Some("down")
+    }
+}
+
 /// What apply and down need to know about the rows behind the state.
 #[derive(Debug, Clone, Default)]
 pub struct Rows {
