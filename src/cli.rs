@@ -65,18 +65,11 @@ enum Command {
     /// Show what must change on a host to match the topology (exit 2 when something must).
     Plan {
         topology: PathBuf,
-        /// Host to plan for [default: $OVSMESH_HOST, else this machine's hostname].
-        #[arg(long, env = "OVSMESH_HOST")]
-        host: Option<String>,
+        #[command(flatten)]
+        target: HostArgs,
         /// Plan against an empty host instead of reading the live one.
         #[arg(long)]
         offline: bool,
-        /// OVSDB remote [default: $OVSMESH_OVSDB, else the host's `ovsdb`, else the system socket].
-        #[arg(long)]
-        ovsdb: Option<String>,
-        /// Docker API socket [default: $DOCKER_HOST, else /var/run/docker.sock].
-        #[arg(long)]
-        docker: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -93,39 +86,15 @@ enum Command {
         live: LiveArgs,
     },
     /// Keep a host equal to the topology: re-plumb restarted containers, undo drift, follow edits.
-    Daemon {
-        topology: PathBuf,
-        /// Host [default: $OVSMESH_HOST, else this machine's hostname].
-        #[arg(long, env = "OVSMESH_HOST")]
-        host: Option<String>,
-        #[arg(long)]
-        ovsdb: Option<String>,
-        #[arg(long)]
-        docker: Option<String>,
-        /// Serve Prometheus metrics here (e.g. 127.0.0.1:9475).
-        #[arg(long)]
-        metrics: Option<std::net::SocketAddr>,
-        /// Full resync period, e.g. 60s, 5m.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        resync: Duration,
-        #[arg(long, value_enum, default_value_t)]
-        log_format: LogFormat,
-        /// Keep the lab twin with this prefix converged (runs inside the lab host's namespace).
-        #[arg(long)]
-        lab: Option<String>,
-    },
+    Daemon(DaemonArgs),
     /// Per container interface and tunnel: attached, waiting, drifted, errors; host warnings.
     Status {
         topology: PathBuf,
-        #[arg(long, env = "OVSMESH_HOST")]
-        host: Option<String>,
+        #[command(flatten)]
+        target: HostArgs,
         /// The status of a lab host (the lab twin of the topology, inside its namespace).
         #[arg(long)]
         lab: Option<String>,
-        #[arg(long)]
-        ovsdb: Option<String>,
-        #[arg(long)]
-        docker: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -183,9 +152,9 @@ enum LabAction {
     },
 }
 
-/// Options of commands that change a live host.
+/// Which host, and how to reach its OVSDB and Docker.
 #[derive(Debug, clap::Args)]
-struct LiveArgs {
+struct HostArgs {
     /// Host [default: $OVSMESH_HOST, else this machine's hostname].
     #[arg(long, env = "OVSMESH_HOST")]
     host: Option<String>,
@@ -195,6 +164,32 @@ struct LiveArgs {
     /// Docker API socket [default: $DOCKER_HOST, else /var/run/docker.sock].
     #[arg(long)]
     docker: Option<String>,
+}
+
+/// Options of the daemon.
+#[derive(Debug, clap::Args)]
+struct DaemonArgs {
+    topology: PathBuf,
+    #[command(flatten)]
+    target: HostArgs,
+    /// Serve Prometheus metrics here (e.g. 127.0.0.1:9475).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Full resync period, e.g. 60s, 5m.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    resync: Duration,
+    #[arg(long, value_enum, default_value_t)]
+    log_format: LogFormat,
+    /// Keep the lab twin with this prefix converged (runs inside the lab host's namespace).
+    #[arg(long)]
+    lab: Option<String>,
+}
+
+/// Options of commands that change a live host.
+#[derive(Debug, clap::Args)]
+struct LiveArgs {
+    #[command(flatten)]
+    target: HostArgs,
     /// Do not wait for ovs-vswitchd to apply the change (like `ovs-vsctl --no-wait`).
     #[arg(long)]
     no_wait: bool,
@@ -228,42 +223,20 @@ pub fn main() -> i32 {
         Command::Desired { topology, host } => desired_command(&topology, host),
         Command::Plan {
             topology,
-            host,
+            target,
             offline,
-            ovsdb,
-            docker,
             format,
-        } => plan_command(&topology, host, offline, ovsdb, docker, format),
+        } => plan_command(&topology, target, offline, format),
         Command::Apply { topology, live } => live_command(&topology, live, LiveAction::Apply),
         Command::Down { topology, live } => live_command(&topology, live, LiveAction::Down),
         Command::Lab { action } => lab_command(action),
-        Command::Daemon {
-            topology,
-            host,
-            ovsdb,
-            docker,
-            metrics,
-            resync,
-            log_format,
-            lab,
-        } => daemon_command(DaemonArgs {
-            topology,
-            host,
-            ovsdb,
-            docker,
-            metrics,
-            resync,
-            log_format,
-            lab,
-        }),
+        Command::Daemon(args) => daemon_command(args),
         Command::Status {
             topology,
-            host,
+            target,
             lab,
-            ovsdb,
-            docker,
             format,
-        } => status_command(&topology, host_name(host), lab, ovsdb, docker, format),
+        } => status_command(&topology, target, lab, format),
         Command::Check {
             topology,
             lab,
@@ -384,14 +357,12 @@ fn desired_command(path: &Path, host: Option<String>) -> i32 {
     }
 }
 
-fn plan_command(
-    path: &Path,
-    host: Option<String>,
-    offline: bool,
-    ovsdb: Option<String>,
-    docker: Option<String>,
-    format: Format,
-) -> i32 {
+fn plan_command(path: &Path, target: HostArgs, offline: bool, format: Format) -> i32 {
+    let HostArgs {
+        host,
+        ovsdb,
+        docker,
+    } = target;
     let (topology, want) = match topology_and_desired(path, host, format) {
         Ok(found) => found,
         Err(code) => return code,
@@ -449,13 +420,13 @@ enum LiveAction {
 }
 
 fn live_command(path: &Path, live: LiveArgs, action: LiveAction) -> i32 {
-    let (topology, want) = match topology_and_desired(path, live.host, live.format) {
+    let (topology, want) = match topology_and_desired(path, live.target.host, live.format) {
         Ok(found) => found,
         Err(code) => return code,
     };
     let host = want.host.clone();
-    let remote = engine::ovsdb_remote_from_env(live.ovsdb.as_deref(), &topology, &host);
-    let runtimes = Runtimes::new(live.docker.as_deref());
+    let remote = engine::ovsdb_remote_from_env(live.target.ovsdb.as_deref(), &topology, &host);
+    let runtimes = Runtimes::new(live.target.docker.as_deref());
     let target = HostTarget {
         topology: &topology,
         host: &host,
@@ -769,23 +740,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-struct DaemonArgs {
-    topology: PathBuf,
-    host: Option<String>,
-    ovsdb: Option<String>,
-    docker: Option<String>,
-    metrics: Option<std::net::SocketAddr>,
-    resync: Duration,
-    log_format: LogFormat,
-    lab: Option<String>,
-}
-
 fn daemon_command(args: DaemonArgs) -> i32 {
     let DaemonArgs {
         topology,
-        host,
-        ovsdb,
-        docker,
+        target: HostArgs {
+            host,
+            ovsdb,
+            docker,
+        },
         metrics,
         resync,
         log_format,
@@ -857,14 +819,12 @@ fn enter_lab_host(lab: &Lab, host: &str) -> Result<(), String> {
     }
 }
 
-fn status_command(
-    path: &Path,
-    host: Option<String>,
-    lab: Option<String>,
-    ovsdb: Option<String>,
-    docker: Option<String>,
-    format: Format,
-) -> i32 {
+fn status_command(path: &Path, target: HostArgs, lab: Option<String>, format: Format) -> i32 {
+    let HostArgs {
+        host,
+        ovsdb,
+        docker,
+    } = target;
     let lab = lab.map(|prefix| Lab::new(&prefix));
     let (topology, want) = match topology_and_desired_of(path, host, format, lab.as_ref()) {
         Ok(found) => found,
