@@ -125,31 +125,36 @@ fn build_image(lab: &Lab, socket: &str) -> Result<(), LabError> {
 
 /// Run every Docker container of the twin that is not there yet.
 pub fn run_containers(lab: &Lab, socket: &str, twin: &Topology) -> Result<(), LabError> {
-    let label = format!("{LABEL}={}", lab.prefix);
     for container in twin.containers.values() {
-        let Runtime::Docker(name) = &container.runtime else {
-            continue;
-        };
-        if docker(socket, &["inspect", name]).is_ok() {
-            docker(socket, &["start", name])?;
-            continue;
+        if let Runtime::Docker(name) = &container.runtime {
+            run_container(lab, socket, name)?;
         }
-        docker(
-            socket,
-            &[
-                "run",
-                "-d",
-                "--net=none",
-                "--name",
-                name,
-                "--label",
-                &label,
-                IMAGE,
-                "/bin/sleep",
-                "1000000000",
-            ],
-        )?;
     }
+    Ok(())
+}
+
+/// Start container `name` (created `--net=none` and labelled with the lab if new).
+pub fn run_container(lab: &Lab, socket: &str, name: &str) -> Result<(), LabError> {
+    if docker(socket, &["inspect", name]).is_ok() {
+        docker(socket, &["start", name])?;
+        return Ok(());
+    }
+    let label = format!("{LABEL}={}", lab.prefix);
+    docker(
+        socket,
+        &[
+            "run",
+            "-d",
+            "--net=none",
+            "--name",
+            name,
+            "--label",
+            &label,
+            IMAGE,
+            "/bin/sleep",
+            "1000000000",
+        ],
+    )?;
     Ok(())
 }
 

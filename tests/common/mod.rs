@@ -303,80 +303,23 @@ pub fn engine_run_with_docker(
     })
 }
 
-/// A private Docker engine (no iptables, no bridge, vfs storage) with a busybox
-/// image built by `docker import`; stopped and cleaned up on drop.
+/// A private Docker engine with the busybox image, started and stopped the way
+/// the lab does it (`ovsmesh::lab::docker`), under a lab directory of its own.
 pub struct Dockerd {
-    pub dir: PathBuf,
+    lab: ovsmesh::lab::Lab,
     pub socket: String,
-    pid: String,
-    child: std::process::Child,
-    pub image: String,
 }
 
 impl Dockerd {
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(unique("ovsmesh-docker-"));
-        std::fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
-        let socket = format!("unix://{}", dir.join("docker.sock").display());
-        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .args([
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-                "--storage-driver=vfs",
-                "-H",
-                &socket,
-            ])
-            .arg(format!("--data-root={}", dir.join("data").display()))
-            .arg(format!("--exec-root={}", dir.join("exec").display()))
-            .arg(format!("--pidfile={}", dir.join("docker.pid").display()))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("dockerd (apt-get install docker.io)");
+        let lab = ovsmesh::lab::Lab::new(&unique("k"));
+        std::fs::create_dir_all(&lab.dir).unwrap();
         let mut dockerd = Self {
-            dir: dir.clone(),
-            socket,
-            pid: child.id().to_string(),
-            child,
-            image: "ovsmesh-busybox:test".into(),
+            lab,
+            socket: String::new(),
         };
-        let ready = eventually(Duration::from_secs(60), || {
-            Command::new("docker")
-                .args(["-H", &dockerd.socket, "version"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        assert!(
-            ready,
-            "dockerd did not start: {}",
-            std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
-        );
-        // A tiny image from busybox-static: no registry needed.
-        let rootfs = dir.join("rootfs");
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
-            .expect("busybox (apt-get install busybox-static)");
-        for applet in ["sh", "sleep", "ping", "ip", "cat", "nc"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        let tar = dir.join("rootfs.tar");
-        run(
-            "tar",
-            &[
-                "-C",
-                rootfs.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ],
-        );
-        let image = dockerd.image.clone();
-        dockerd.docker(&["import", tar.to_str().unwrap(), &image]);
-        dockerd.pid = std::fs::read_to_string(dir.join("docker.pid"))
-            .unwrap_or(dockerd.pid.clone())
-            .trim()
-            .to_string();
+        dockerd.socket =
+            ovsmesh::lab::docker::ensure_engine(&dockerd.lab).unwrap_or_else(|e| panic!("{e}"));
         dockerd
     }
 
@@ -388,43 +331,14 @@ impl Dockerd {
 
     /// Run a container with no network, sleeping.
     pub fn run_container(&self, name: &str) {
-        self.docker(&[
-            "run",
-            "-d",
-            "--net=none",
-            "--name",
-            name,
-            &self.image,
-            "/bin/sleep",
-            "100000",
-        ]);
+        ovsmesh::lab::docker::run_container(&self.lab, &self.socket, name)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        if let Ok(ids) = Command::new("docker")
-            .args(["-H", &self.socket, "ps", "-aq"])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-                let _ = Command::new("docker")
-                    .args(["-H", &self.socket, "rm", "-f", id])
-                    .output();
-            }
-        }
-        let _ = Command::new("kill").arg(&self.pid).status();
-        let gone = eventually(Duration::from_secs(15), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        });
-        if !gone {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.dir.join("exec"))
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        ovsmesh::lab::docker::remove_all(&self.lab);
+        let _ = std::fs::remove_dir_all(&self.lab.dir);
     }
 }
