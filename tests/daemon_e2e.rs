@@ -283,7 +283,11 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     run("ip", &["netns", "add", &name]);
     assert!(setup.reaches("blue1", "192.168.0.2"), "{}", setup.log());
     assert_eq!(mac(&setup), blue1_mac);
-    assert!(setup.metric("ovsmesh_container_replumbs_total") >= 1.0);
+    // Traffic flows once the veth and port exist; the re-plumb is counted when
+    // that reconcile returns (after waiting for vswitchd), so wait for it.
+    assert!(eventually(Duration::from_secs(5), || setup
+        .metric("ovsmesh_container_replumbs_total")
+        >= 1.0));
 
     // A topology edit adding a container: attached without restarting the daemon.
     run(
@@ -409,5 +413,8 @@ fn docker_restart_is_healed_without_a_manual_apply() {
         >= 1.0));
     docker(&["start", &test1]);
     assert!(reaches(), "{}", setup.log());
-    assert!(setup.metric("ovsmesh_container_replumbs_total") >= 2.0);
+    // Counted when the reconcile returns, which can be after traffic flows.
+    assert!(eventually(Duration::from_secs(5), || setup
+        .metric("ovsmesh_container_replumbs_total")
+        >= 2.0));
 }
