@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::desired::desired;
 use crate::engine::{self, HostTarget};
 use crate::lab::Lab;
+use crate::netns;
 use crate::ovs::Session;
 use crate::plan::{plan, render_json, render_text};
 use crate::runtime::Runtimes;
@@ -766,26 +767,30 @@ fn daemon_command(args: DaemonArgs) -> i32 {
         eprintln!("ovsmesh: no --host given, OVSMESH_HOST unset and no hostname");
         return EXIT_INVALID;
     };
-    let mut docker = docker;
-    if let Some(prefix) = &lab {
-        let lab = Lab::new(prefix);
-        if let Err(error) = enter_lab_host(&lab, &host) {
-            eprintln!("ovsmesh: {error}");
-            return EXIT_FAILURE;
-        }
-        docker = docker.or_else(|| lab.docker_socket());
-    }
+    let lab = lab.map(|prefix| Lab::new(&prefix));
+    let docker = docker.or_else(|| lab.as_ref().and_then(Lab::docker_socket));
+    // The lab's twin of every (re)loaded topology, enforced from inside the lab host.
+    let rewrite = lab.clone().map(|lab| {
+        let twin = move |topology: &_| lab.twin(topology);
+        crate::daemon::Rewrite(std::sync::Arc::new(twin))
+    });
     let config = crate::daemon::DaemonConfig {
         topology,
-        host,
+        host: host.clone(),
         ovsdb,
         docker,
         metrics,
         resync,
         wait: Duration::from_secs(10),
-        lab,
+        rewrite,
     };
-    match runtime().block_on(crate::daemon::run(config)) {
+    let result = match on_lab_host(lab.as_ref(), &host, || {
+        runtime().block_on(crate::daemon::run(config))
+    }) {
+        Ok(result) => result,
+        Err(code) => return code,
+    };
+    match result {
         Ok(()) => EXIT_OK,
         Err(crate::daemon::DaemonError::Topology(error)) => {
             eprintln!("{error}");
@@ -802,21 +807,23 @@ fn daemon_command(args: DaemonArgs) -> i32 {
     }
 }
 
-/// Move this (still single-threaded) process into a lab host's namespace, so
-/// daemon and status act on that host as they would on a real one.
-fn enter_lab_host(lab: &Lab, host: &str) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    let file = crate::lab::namespaces::open(&lab.host_ns(host))
-        .map_err(|e| format!("lab {} host {host}: {e}", lab.prefix))?;
-    // SAFETY: called before any other thread or runtime exists.
-    match unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } {
-        0 => Ok(()),
-        _ => Err(format!(
-            "lab {} host {host}: {}",
-            lab.prefix,
-            std::io::Error::last_os_error()
-        )),
-    }
+/// Run `work` inside lab host `host`'s namespace (on a thread of its own, see
+/// [`netns::run`]) so it acts on that host as it would on a real one; without
+/// a lab, right here. `Err` holds the exit code.
+fn on_lab_host<T: Send>(
+    lab: Option<&Lab>,
+    host: &str,
+    work: impl FnOnce() -> T + Send,
+) -> Result<T, i32> {
+    let Some(lab) = lab else {
+        return Ok(work());
+    };
+    netns::open(&lab.host_ns(host))
+        .and_then(|ns| netns::run(&ns, work))
+        .map_err(|error| {
+            eprintln!("ovsmesh: lab {} host {host}: {error}", lab.prefix);
+            EXIT_FAILURE
+        })
 }
 
 fn status_command(path: &Path, target: HostArgs, lab: Option<String>, format: Format) -> i32 {
@@ -830,26 +837,23 @@ fn status_command(path: &Path, target: HostArgs, lab: Option<String>, format: Fo
         Ok(found) => found,
         Err(code) => return code,
     };
-    if let Some(lab) = &lab {
-        if let Err(error) = enter_lab_host(lab, &want.host) {
-            eprintln!("ovsmesh: {error}");
-            return EXIT_FAILURE;
-        }
-    }
     let docker = docker.or_else(|| lab.as_ref().and_then(Lab::docker_socket));
     let remote = engine::ovsdb_remote_from_env(ovsdb.as_deref(), &topology, &want.host);
-    let planned = runtime().block_on(engine::plan_remote(
-        &topology,
-        &want,
-        &remote,
-        docker.as_deref(),
-    ));
+    let planned = on_lab_host(lab.as_ref(), &want.host, || {
+        runtime().block_on(engine::plan_remote(
+            &topology,
+            &want,
+            &remote,
+            docker.as_deref(),
+        ))
+    });
     let (plan, observed) = match planned {
-        Ok(found) => found,
-        Err(error) => {
+        Ok(Ok(found)) => found,
+        Ok(Err(error)) => {
             eprintln!("ovsmesh: {error}");
             return EXIT_FAILURE;
         }
+        Err(code) => return code,
     };
     let status = crate::status::report(&want, &plan, &observed, topology.mesh.encap);
     match format {

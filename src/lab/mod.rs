@@ -24,7 +24,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::engine::{self, HostTarget, Outcome};
-use crate::netlink::{in_netns, LinkChange, Netlink};
+use crate::netlink::{in_netns, LinkChange};
+use crate::netns::{self, NetnsError};
 use crate::ovs::Session;
 use crate::ovsdb::{self, transact};
 use crate::runtime::Runtimes;
@@ -36,6 +37,8 @@ pub enum LabError {
     MissingOvs(String),
     #[error("lab setup: {0}")]
     Setup(String),
+    #[error("lab setup: {0}")]
+    Netns(#[from] NetnsError),
     #[error("lab host {host}: {error}")]
     Apply { host: String, error: String },
 }
@@ -174,7 +177,7 @@ pub async fn up(lab: &Lab, topology: &Topology, with_docker: bool) -> Result<UpR
 async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
     let switch = lab.switch_ns();
     namespaces::add(&switch).await?;
-    let switch_file = namespaces::open(&switch)?;
+    let switch_file = netns::open(&switch)?;
     in_netns(&switch_file, |netlink| async move {
         if netlink.link_by_name("br0").await?.is_none() {
             netlink.create_bridge("br0").await?;
@@ -185,7 +188,7 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
     for (i, host) in twin.hosts.values().enumerate() {
         let ns = lab.host_ns(&host.name);
         namespaces::add(&ns).await?;
-        let host_file = namespaces::open(&ns)?;
+        let host_file = netns::open(&ns)?;
         let mut nics = vec![(
             host.underlay_nic.clone().unwrap_or_default(),
             format!("s{i}u"),
@@ -266,7 +269,7 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
 async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
     let dir = lab.host_dir(host);
     std::fs::create_dir_all(&dir).map_err(setup("host dir"))?;
-    let ns = namespaces::open(&lab.host_ns(host))?;
+    let ns = netns::open(&lab.host_ns(host))?;
     let db = dir.join("conf.db");
     let alive = |pidfile: &str| {
         std::fs::read_to_string(dir.join(pidfile))
@@ -289,7 +292,7 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
     }
     let path = |name: &str| dir.join(name).display().to_string();
     if !alive("ovsdb.pid") {
-        let out = namespaces::command_in(&ns, "ovsdb-server")
+        let out = netns::command(&ns, "ovsdb-server")
             .env("OVS_RUNDIR", &dir)
             .arg(&db)
             .arg(format!("--remote=punix:{}", path("db.sock")))
@@ -308,7 +311,7 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
     }
     init_database(&lab.ovsdb_remote(host)).await?;
     if !alive("vswitchd.pid") {
-        let out = namespaces::command_in(&ns, "ovs-vswitchd")
+        let out = netns::command(&ns, "ovs-vswitchd")
             .env("OVS_RUNDIR", &dir)
             .arg(lab.ovsdb_remote(host))
             .arg(format!("--pidfile={}", path("vswitchd.pid")))
@@ -359,13 +362,13 @@ pub fn apply_host(
     docker: Option<&str>,
     down: bool,
 ) -> Result<Outcome, LabError> {
-    let ns = namespaces::open(&lab.host_ns(host))?;
+    let ns = netns::open(&lab.host_ns(host))?;
     let remote = lab.ovsdb_remote(host);
     let failed = |error: String| LabError::Apply {
         host: host.to_string(),
         error,
     };
-    let result = in_netns(&ns, |_netlink: Netlink| async move {
+    let result = netns::block_on(&ns, || async {
         let runtimes = Runtimes::new(docker);
         // vswitchd takes longer the more ports it opens (userspace datapath).
         let ports = twin.containers.values().filter(|c| c.host == host).count() as u64;
@@ -375,16 +378,12 @@ pub fn apply_host(
             runtimes: &runtimes,
             wait: Some(Duration::from_secs(30 + ports / 5)),
         };
-        let outcome = async {
-            let mut session = Session::open(&remote, &twin.mesh.name).await?;
-            if down {
-                engine::down_host(&mut session, &target).await
-            } else {
-                engine::apply_host(&mut session, &target).await
-            }
+        let mut session = Session::open(&remote, &twin.mesh.name).await?;
+        if down {
+            engine::down_host(&mut session, &target).await
+        } else {
+            engine::apply_host(&mut session, &target).await
         }
-        .await;
-        Ok(outcome)
     })
     .map_err(|e| failed(e.to_string()))?;
     result.map_err(|e| failed(e.to_string()))
