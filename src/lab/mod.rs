@@ -15,6 +15,7 @@
 //! after the prefix, so `lab down` can remove it all, also after a crash.
 
 pub mod docker;
+mod error;
 pub mod namespaces;
 
 use std::collections::BTreeMap;
@@ -25,23 +26,12 @@ use serde_json::json;
 
 use crate::engine::{self, HostTarget, Outcome};
 use crate::netlink::{in_netns, LinkChange};
-use crate::netns::{self, NetnsError};
+use crate::netns;
 use crate::ovs::Session;
 use crate::ovsdb::{self, transact};
 use crate::runtime::Runtimes;
 use crate::topology::{Datapath, Runtime, Topology, VlanTransport};
-
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    #[error("{0} not found: install the openvswitch-switch package (apt-get install openvswitch-switch)")]
-    MissingOvs(String),
-    #[error("lab setup: {0}")]
-    Setup(String),
-    #[error("lab setup: {0}")]
-    Netns(#[from] NetnsError),
-    #[error("lab host {host}: {error}")]
-    Apply { host: String, error: String },
-}
+pub use error::LabError;
 
 /// Where a lab lives.
 #[derive(Debug, Clone)]
@@ -131,15 +121,11 @@ fn require_ovs() -> Result<(), LabError> {
     Ok(())
 }
 
-fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> LabError + '_ {
-    move |e| LabError::Setup(format!("{what}: {e}"))
-}
-
 /// Bring up the twin of `topology`.
 pub async fn up(lab: &Lab, topology: &Topology, with_docker: bool) -> Result<UpReport, LabError> {
     let start = std::time::Instant::now();
     require_ovs()?;
-    std::fs::create_dir_all(&lab.dir).map_err(setup("state dir"))?;
+    std::fs::create_dir_all(&lab.dir).map_err(LabError::io("state dir"))?;
     let twin = lab.twin(topology);
     build_underlay(lab, &twin).await?;
     for host in twin.hosts.keys() {
@@ -184,7 +170,7 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
         }
         Ok(())
     })
-    .map_err(setup("switch bridge"))?;
+    .map_err(LabError::netlink("switch bridge"))?;
     for (i, host) in twin.hosts.values().enumerate() {
         let ns = lab.host_ns(&host.name);
         namespaces::add(&ns).await?;
@@ -229,7 +215,7 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
             }
             Ok(())
         })
-        .map_err(setup("lab NICs"))?;
+        .map_err(LabError::netlink("lab NICs"))?;
         let address = host.underlay_address;
         let nic_names: Vec<String> = std::iter::once(host.underlay_nic.clone().unwrap_or_default())
             .chain(host.uplink_nic.clone())
@@ -260,7 +246,7 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
             }
             Ok(())
         })
-        .map_err(setup("lab host NICs"))?;
+        .map_err(LabError::netlink("lab host NICs"))?;
     }
     Ok(())
 }
@@ -268,7 +254,7 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
 /// ovsdb-server and ovs-vswitchd inside the host's namespace, with their own run dir.
 async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
     let dir = lab.host_dir(host);
-    std::fs::create_dir_all(&dir).map_err(setup("host dir"))?;
+    std::fs::create_dir_all(&dir).map_err(LabError::io("host dir"))?;
     let ns = netns::open(&lab.host_ns(host))?;
     let db = dir.join("conf.db");
     let alive = |pidfile: &str| {
@@ -282,13 +268,8 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
             .arg(&db)
             .arg("/usr/share/openvswitch/vswitch.ovsschema")
             .output()
-            .map_err(setup("ovsdb-tool"))?;
-        if !out.status.success() {
-            return Err(LabError::Setup(format!(
-                "ovsdb-tool create: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
+            .map_err(LabError::spawn("ovsdb-tool"))?;
+        LabError::check("ovsdb-tool create", &out)?;
     }
     let path = |name: &str| dir.join(name).display().to_string();
     if !alive("ovsdb.pid") {
@@ -301,13 +282,8 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
             .arg(format!("--log-file={}", path("ovsdb.log")))
             .arg("--detach")
             .output()
-            .map_err(setup("ovsdb-server"))?;
-        if !out.status.success() {
-            return Err(LabError::Setup(format!(
-                "ovsdb-server: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
+            .map_err(LabError::spawn("ovsdb-server"))?;
+        LabError::check("ovsdb-server", &out)?;
     }
     init_database(&lab.ovsdb_remote(host)).await?;
     if !alive("vswitchd.pid") {
@@ -319,13 +295,8 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
             .arg(format!("--log-file={}", path("vswitchd.log")))
             .arg("--detach")
             .output()
-            .map_err(setup("ovs-vswitchd"))?;
-        if !out.status.success() {
-            return Err(LabError::Setup(format!(
-                "ovs-vswitchd: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
+            .map_err(LabError::spawn("ovs-vswitchd"))?;
+        LabError::check("ovs-vswitchd", &out)?;
     }
     Ok(())
 }
@@ -334,14 +305,14 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
 async fn init_database(remote: &str) -> Result<(), LabError> {
     let (client, _) = ovsdb::connect(remote, ovsdb::ConnectOptions::default())
         .await
-        .map_err(setup("ovsdb"))?;
+        .map_err(LabError::ovsdb("ovsdb"))?;
     let rows = client
         .transact(
             ovsdb::DB,
             vec![transact::select("Open_vSwitch", json!([]), &["_uuid"])],
         )
         .await
-        .map_err(setup("ovsdb"))?;
+        .map_err(LabError::ovsdb("ovsdb"))?;
     if rows[0]["rows"].as_array().is_none_or(|r| r.is_empty()) {
         client
             .transact(
@@ -349,7 +320,7 @@ async fn init_database(remote: &str) -> Result<(), LabError> {
                 vec![transact::insert("Open_vSwitch", json!({}), "root")],
             )
             .await
-            .map_err(setup("ovsdb init"))?;
+            .map_err(LabError::ovsdb("ovsdb init"))?;
     }
     Ok(())
 }
@@ -364,10 +335,6 @@ pub fn apply_host(
 ) -> Result<Outcome, LabError> {
     let ns = netns::open(&lab.host_ns(host))?;
     let remote = lab.ovsdb_remote(host);
-    let failed = |error: String| LabError::Apply {
-        host: host.to_string(),
-        error,
-    };
     let result = netns::block_on(&ns, || async {
         let runtimes = Runtimes::new(docker);
         // vswitchd takes longer the more ports it opens (userspace datapath).
@@ -385,8 +352,14 @@ pub fn apply_host(
             engine::apply_host(&mut session, &target).await
         }
     })
-    .map_err(|e| failed(e.to_string()))?;
-    result.map_err(|e| failed(e.to_string()))
+    .map_err(|source| LabError::Enter {
+        host: host.to_string(),
+        source,
+    })?;
+    result.map_err(|source| LabError::Apply {
+        host: host.to_string(),
+        source: Box::new(source),
+    })
 }
 
 /// Remove everything of the lab: daemons, containers, namespaces, state.
@@ -412,7 +385,7 @@ pub async fn down(lab: &Lab) -> Result<Vec<String>, LabError> {
         removed.push(format!("namespace {name}"));
     }
     if lab.dir.exists() {
-        std::fs::remove_dir_all(&lab.dir).map_err(setup("state dir"))?;
+        std::fs::remove_dir_all(&lab.dir).map_err(LabError::io("state dir"))?;
         removed.push(format!("state {}", lab.dir.display()));
     }
     Ok(removed)

@@ -18,7 +18,11 @@ pub async fn add(name: &str) -> Result<(), LabError> {
     }
     rtnetlink::NetworkNamespace::add(name)
         .await
-        .map_err(|e| LabError::Setup(format!("create namespace {name}: {e}")))
+        .map_err(|source| LabError::Namespace {
+            action: "create",
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// Remove a named namespace (no-op if it is gone).
@@ -28,7 +32,11 @@ pub async fn del(name: &str) -> Result<(), LabError> {
     }
     rtnetlink::NetworkNamespace::del(name)
         .await
-        .map_err(|e| LabError::Setup(format!("delete namespace {name}: {e}")))
+        .map_err(|source| LabError::Namespace {
+            action: "delete",
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// Names of existing namespaces starting with `prefix`.
