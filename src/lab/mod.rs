@@ -17,6 +17,7 @@
 pub mod docker;
 mod error;
 pub mod namespaces;
+mod render;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use crate::ovsdb::{self, transact};
 use crate::runtime::Runtimes;
 use crate::topology::{Datapath, Runtime, Topology, VlanTransport};
 pub use error::LabError;
+pub use render::render_up;
 
 /// Where a lab lives.
 #[derive(Debug, Clone)]
@@ -107,6 +109,13 @@ impl Lab {
 pub struct UpReport {
     pub outcomes: BTreeMap<String, Outcome>,
     pub seconds: f64,
+}
+
+impl UpReport {
+    /// Whether any object failed on any host.
+    pub fn failed(&self) -> bool {
+        self.outcomes.values().any(Outcome::failed)
+    }
 }
 
 fn require_ovs() -> Result<(), LabError> {
