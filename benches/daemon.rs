@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ovsmesh::lab::{self, namespaces, Lab};
+use ovsmesh::lab::{self, Lab};
+use ovsmesh::netns;
 
 const RESTARTS: usize = 20;
 const IDLE_PORTS: usize = 1000;
@@ -94,9 +95,9 @@ fn restarts() {
     let running = up(&text, true, "A");
     let socket = running.lab.docker_socket().unwrap();
     let test1 = format!("{}-test1", running.lab.prefix);
-    let test3 = namespaces::open(&format!("{}-test3", running.lab.prefix)).unwrap();
+    let test3 = netns::open(&format!("{}-test3", running.lab.prefix)).unwrap();
     let ping = || {
-        namespaces::run_in(
+        netns::output(
             &test3,
             "ping",
             &["-n", "-c", "1", "-W", "0.05", "192.168.0.1"],

@@ -14,6 +14,7 @@ pub mod host;
 pub mod lab;
 pub mod marks;
 pub mod netlink;
+pub mod netns;
 pub mod ovs;
 pub mod ovsdb;
 pub mod plan;

@@ -33,32 +33,16 @@ pub trait ContainerRuntime: Send + Sync {
     fn locate<'a>(&'a self, name: &'a str) -> LocateFuture<'a>;
 }
 
-/// Whether an open file is a network namespace (on nsfs).
-fn is_netns(file: &File) -> bool {
-    use std::os::fd::AsRawFd;
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    // SAFETY: fstatfs fills a plain struct for a valid descriptor.
-    unsafe {
-        let mut stat: libc::statfs = std::mem::zeroed();
-        libc::fstatfs(file.as_raw_fd(), &mut stat) == 0 && stat.f_type as i64 == NSFS_MAGIC
-    }
-}
-
 /// Named network namespaces under /run/netns.
 pub struct NetnsRuntime;
 
 impl ContainerRuntime for NetnsRuntime {
     fn locate<'a>(&'a self, name: &'a str) -> LocateFuture<'a> {
         Box::pin(async move {
-            match File::open(format!("/run/netns/{name}")) {
-                // The file exists before its bind mount: only a mounted one is a namespace.
-                Ok(file) if is_netns(&file) => Ok(Located::Running(file)),
-                Ok(_) => Ok(Located::Waiting(format!(
-                    "network namespace {name} is not mounted yet"
-                ))),
-                Err(error) => Ok(Located::Waiting(format!(
-                    "network namespace {name} not found ({error})"
-                ))),
+            // Not there, or not mounted yet: waiting, with the reason.
+            match crate::netns::open(name) {
+                Ok(file) => Ok(Located::Running(file)),
+                Err(error) => Ok(Located::Waiting(error.to_string())),
             }
         })
     }

@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use ovsmesh::lab::{self, namespaces, Lab};
+use ovsmesh::lab::{self, Lab};
+use ovsmesh::netns;
 
 struct Daemon {
     child: Child,
@@ -106,12 +107,12 @@ impl Setup {
     }
 
     fn ns(&self, name: &str) -> std::fs::File {
-        namespaces::open(&format!("{}-{name}", self.lab.prefix)).unwrap()
+        netns::open(&format!("{}-{name}", self.lab.prefix)).unwrap()
     }
 
     /// A metric's value, read from inside the lab host's namespace (where the daemon listens).
     fn metric(&self, name: &str) -> f64 {
-        let ns = namespaces::open(&self.lab.host_ns(&self.host)).unwrap();
+        let ns = netns::open(&self.lab.host_ns(&self.host)).unwrap();
         let port = self.metrics_port;
         let text = std::thread::scope(|scope| {
             scope
@@ -141,7 +142,7 @@ impl Setup {
     }
 
     fn pings(&self, from: &str, address: &str) -> bool {
-        namespaces::run_in(
+        netns::output(
             &self.ns(from),
             "ping",
             &["-n", "-c", "1", "-W", "1", address],
@@ -185,8 +186,8 @@ impl Setup {
             pid.trim()
         ))
         .exists()));
-        let ns = namespaces::open(&self.lab.host_ns(&self.host)).unwrap();
-        let out = namespaces::command_in(&ns, program)
+        let ns = netns::open(&self.lab.host_ns(&self.host)).unwrap();
+        let out = netns::command(&ns, program)
             .env("OVS_RUNDIR", &dir)
             .args(&args)
             .output()
@@ -203,7 +204,7 @@ impl Setup {
 fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     let mut setup = start(&seed("lab.toml"), "node1", false);
     let mac = |s: &Setup| {
-        namespaces::run_in(&s.ns("blue1"), "cat", &["/sys/class/net/eth1/address"])
+        netns::output(&s.ns("blue1"), "cat", &["/sys/class/net/eth1/address"])
             .unwrap()
             .stdout
     };
@@ -241,10 +242,10 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
         == "100"));
 
     // An owned route deleted by hand: restored.
-    let host_ns = namespaces::open(&setup.lab.host_ns("node1")).unwrap();
-    namespaces::run_in(&host_ns, "ip", &["route", "del", "172.17.2.0/24"]).unwrap();
+    let host_ns = netns::open(&setup.lab.host_ns("node1")).unwrap();
+    netns::output(&host_ns, "ip", &["route", "del", "172.17.2.0/24"]).unwrap();
     let route_back = || {
-        let out = namespaces::run_in(&host_ns, "ip", &["route", "show", "172.17.2.0/24"]).unwrap();
+        let out = netns::output(&host_ns, "ip", &["route", "show", "172.17.2.0/24"]).unwrap();
         String::from_utf8_lossy(&out.stdout).contains("proto 79")
     };
     assert!(

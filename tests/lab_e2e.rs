@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use ovsmesh::check::{self, Expect, Report};
-use ovsmesh::lab::{self, namespaces, Lab};
+use ovsmesh::lab::{self, Lab};
+use ovsmesh::netns;
 use ovsmesh::runtime::Runtimes;
 use ovsmesh::topology::Topology;
 
@@ -102,12 +103,12 @@ impl LabGuard {
     }
 
     fn ns(&self, name: &str) -> std::fs::File {
-        namespaces::open(&format!("{}-{name}", self.lab.prefix)).unwrap()
+        netns::open(&format!("{}-{name}", self.lab.prefix)).unwrap()
     }
 
     fn ping(&self, from: &str, address: &str) -> bool {
         eventually(Duration::from_secs(5), || {
-            namespaces::run_in(
+            netns::output(
                 &self.ns(from),
                 "ping",
                 &["-n", "-c", "1", "-W", "1", address],
@@ -171,8 +172,7 @@ fn vxlan_and_geneve_carry_the_vlans_too() {
         let report = lab.assert_converged();
         assert_pair(&report, "test1/eth1", "test3/eth1", Expect::Reachable);
         assert_pair(&report, "test1/eth1", "test4/eth1", Expect::Isolated);
-        let link =
-            namespaces::run_in(&lab.ns("test1"), "ip", &["-o", "link", "show", "eth1"]).unwrap();
+        let link = netns::output(&lab.ns("test1"), "ip", &["-o", "link", "show", "eth1"]).unwrap();
         assert!(
             String::from_utf8_lossy(&link.stdout).contains("mtu 1446"),
             "{encap} budget: 1500-20-16-14-4"
@@ -188,7 +188,7 @@ fn routed_overlay_over_gre_and_direct() {
         assert_pair(&report, "web/eth1", "db/eth1", Expect::Reachable);
         assert_pair(&report, "db/eth1", "web/eth1", Expect::Reachable);
         // Symmetric paths: each side's default route is its own host's gateway.
-        let routes = namespaces::run_in(&lab.ns("web"), "ip", &["route"]).unwrap();
+        let routes = netns::output(&lab.ns("web"), "ip", &["route"]).unwrap();
         assert!(
             String::from_utf8_lossy(&routes.stdout).contains("default via 172.17.1.1"),
             "{file}"
@@ -215,9 +215,9 @@ fn three_host_lab_full_mesh_gateway_no_storm_idempotent_and_clean_down() {
     );
 
     // No broadcast storm: underlay frames stay bounded during a broadcast ping.
-    let switch = namespaces::open(&lab.lab.switch_ns()).unwrap();
+    let switch = netns::open(&lab.lab.switch_ns()).unwrap();
     let frames = || {
-        let out = namespaces::run_in(&switch, "cat", &["/proc/net/dev"]).unwrap();
+        let out = netns::output(&switch, "cat", &["/proc/net/dev"]).unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .find(|l| l.trim_start().starts_with("br0:"))
@@ -225,7 +225,7 @@ fn three_host_lab_full_mesh_gateway_no_storm_idempotent_and_clean_down() {
             .unwrap()
     };
     let before = frames();
-    let _ = namespaces::run_in(
+    let _ = netns::output(
         &lab.ns("blue1"),
         "ping",
         &["-b", "-c", "5", "-i", "0.2", "-W", "1", "192.168.0.255"],
@@ -265,8 +265,8 @@ fn three_host_lab_full_mesh_gateway_no_storm_idempotent_and_clean_down() {
         "handmade",
         "type=internal",
     ]);
-    let host_ns = namespaces::open(&lab.lab.host_ns("node1")).unwrap();
-    let added = namespaces::run_in(
+    let host_ns = netns::open(&lab.lab.host_ns("node1")).unwrap();
+    let added = netns::output(
         &host_ns,
         "ip",
         &["route", "add", "198.18.7.0/24", "via", "192.0.2.254"],
@@ -297,16 +297,16 @@ fn three_host_lab_full_mesh_gateway_no_storm_idempotent_and_clean_down() {
         "external_ids:ovsmesh-mesh=lab",
     ]);
     assert!(owned.trim().is_empty(), "{owned}");
-    let links = namespaces::run_in(&host_ns, "ip", &["-o", "link"]).unwrap();
+    let links = netns::output(&host_ns, "ip", &["-o", "link"]).unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains("ovsmesh:"));
-    let routes = namespaces::run_in(&host_ns, "ip", &["route"]).unwrap();
+    let routes = netns::output(&host_ns, "ip", &["route"]).unwrap();
     let routes = String::from_utf8_lossy(&routes.stdout).to_string();
     assert!(!routes.contains("proto 79"), "{routes}");
     assert!(
         routes.contains("198.18.7.0/24 via 192.0.2.254"),
         "the foreign route survives: {routes}"
     );
-    let addrs = namespaces::run_in(&host_ns, "ip", &["-o", "-4", "addr"]).unwrap();
+    let addrs = netns::output(&host_ns, "ip", &["-o", "-4", "addr"]).unwrap();
     assert!(
         String::from_utf8_lossy(&addrs.stdout)
             .lines()

@@ -1,19 +1,19 @@
 //! Sending the check's packets from inside container namespaces.
 //!
 //! Pings run the system `ping` inside the source namespace (entered between
-//! fork and exec); the neighbour table is read from the same namespace; TCP
-//! transfers run on two dedicated threads, one in each namespace. One thread per
+//! fork and exec, [`crate::netns::command`]); the neighbour table is read from
+//! the same namespace; TCP transfers run on two dedicated threads, one in each
+//! namespace ([`crate::netns::run`]). One thread per
 //! source interface keeps the whole matrix to a few seconds.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::{judge, Endpoint, Expect, Probe, ProbeResult, Report, Seen, TcpResult};
-use crate::lab::namespaces::command_in;
+use crate::netns;
 use crate::runtime::{Located, Runtimes};
 use crate::topology::Mac;
 
@@ -33,7 +33,7 @@ pub async fn locate(endpoints: &[Endpoint], runtimes: &Runtimes) -> Vec<Option<F
 
 fn ping(netns: &File, ifname: &str, address: Ipv4Addr, size: Option<u32>) -> bool {
     let address = address.to_string();
-    let mut command = command_in(netns, "ping");
+    let mut command = netns::command(netns, "ping");
     command.args(["-n", "-q", "-c", "1", "-W", "1", "-I", ifname]);
     if let Some(size) = size {
         command.args(["-M", "do", "-s", &size.to_string()]);
@@ -44,7 +44,7 @@ fn ping(netns: &File, ifname: &str, address: Ipv4Addr, size: Option<u32>) -> boo
 
 /// The MAC the namespace's neighbour table holds for `address` on `ifname`.
 fn neighbour(netns: &File, ifname: &str, address: Ipv4Addr) -> Option<Mac> {
-    let out = command_in(netns, "cat")
+    let out = netns::command(netns, "cat")
         .arg("/proc/net/arp")
         .output()
         .ok()?;
@@ -197,14 +197,6 @@ pub fn tcp_per_network(
         .collect()
 }
 
-fn enter(netns: &File) -> Result<(), String> {
-    // SAFETY: called on a dedicated, short-lived thread.
-    if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("setns: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
 /// Send TCP_BYTES from `client_ns` to a listener in `server_ns` and get the count back.
 fn transfer(
     client_ns: &File,
@@ -216,42 +208,43 @@ fn transfer(
     let target = SocketAddr::from((address, port));
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let server = scope.spawn(move || -> Result<usize, String> {
-            enter(server_ns)?;
-            let listener =
-                TcpListener::bind(target).map_err(|e| format!("listen on {target}: {e}"))?;
-            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-            let _ = ready_tx.send(());
-            let mut stream = loop {
-                match listener.accept() {
-                    Ok((stream, _)) => break stream,
-                    Err(_) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
+        let server = scope.spawn(move || {
+            netns::run(server_ns, move || -> Result<usize, String> {
+                let listener =
+                    TcpListener::bind(target).map_err(|e| format!("listen on {target}: {e}"))?;
+                listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+                let _ = ready_tx.send(());
+                let mut stream = loop {
+                    match listener.accept() {
+                        Ok((stream, _)) => break stream,
+                        Err(_) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(10))
+                        }
+                        Err(e) => return Err(format!("no connection: {e}")),
                     }
-                    Err(e) => return Err(format!("no connection: {e}")),
+                };
+                stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .map_err(|e| e.to_string())?;
+                let mut received = 0usize;
+                let mut buffer = vec![0u8; 65536];
+                loop {
+                    match stream.read(&mut buffer) {
+                        Ok(0) => break,
+                        Ok(n) => received += n,
+                        Err(e) => return Err(format!("stalled after {received} bytes: {e}")),
+                    }
                 }
-            };
-            stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .map_err(|e| e.to_string())?;
-            let mut received = 0usize;
-            let mut buffer = vec![0u8; 65536];
-            loop {
-                match stream.read(&mut buffer) {
-                    Ok(0) => break,
-                    Ok(n) => received += n,
-                    Err(e) => return Err(format!("stalled after {received} bytes: {e}")),
-                }
-            }
-            stream
-                .write_all(&(received as u64).to_be_bytes())
-                .map_err(|e| e.to_string())?;
-            Ok(received)
+                stream
+                    .write_all(&(received as u64).to_be_bytes())
+                    .map_err(|e| e.to_string())?;
+                Ok(received)
+            })
+            .unwrap_or_else(|e| Err(e.to_string()))
         });
         let _ = ready_rx.recv_timeout(Duration::from_secs(5));
-        let client = scope.spawn(move || -> Result<Duration, String> {
-            enter(client_ns)?;
+        let client = netns::run(client_ns, move || -> Result<Duration, String> {
             let start = Instant::now();
             let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(5))
                 .map_err(|e| format!("connect: {e}"))?;
@@ -278,10 +271,8 @@ fn transfer(
                 ));
             }
             Ok(start.elapsed())
-        });
-        let client = client
-            .join()
-            .unwrap_or_else(|_| Err("client panicked".into()));
+        })
+        .unwrap_or_else(|e| Err(e.to_string()));
         let server = server
             .join()
             .unwrap_or_else(|_| Err("server panicked".into()));

@@ -16,6 +16,7 @@ pub mod triggers;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -41,16 +42,26 @@ pub struct DaemonConfig {
     pub resync: Duration,
     /// Bound on waiting for ovs-vswitchd after a write.
     pub wait: Duration,
-    /// Keep the lab twin with this prefix converged instead of a real host
-    /// (the caller has entered the lab host's namespace).
-    pub lab: Option<String>,
+    /// Enforce this rewrite of the file's topology instead (the CLI passes a lab
+    /// twin here, and runs the daemon inside the lab host's namespace).
+    pub rewrite: Option<Rewrite>,
 }
 
-/// The topology the daemon enforces: the file's, or its lab twin.
+/// A rewrite of the topology, applied to every (re)load of the file.
+#[derive(Clone)]
+pub struct Rewrite(pub Arc<dyn Fn(&Topology) -> Topology + Send + Sync>);
+
+impl std::fmt::Debug for Rewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rewrite(..)")
+    }
+}
+
+/// The topology the daemon enforces: the file's, or its rewrite.
 fn load(config: &DaemonConfig) -> Result<Topology, LoadError> {
     let topology = topology::load(&config.topology)?;
-    Ok(match &config.lab {
-        Some(prefix) => crate::lab::Lab::new(prefix).twin(&topology),
+    Ok(match &config.rewrite {
+        Some(Rewrite(rewrite)) => rewrite(&topology),
         None => topology,
     })
 }

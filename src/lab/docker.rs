@@ -20,14 +20,12 @@ fn docker(socket: &str, args: &[&str]) -> Result<String, LabError> {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| LabError::Setup(format!("docker: {e} (apt-get install docker.io)")))?;
-    if !out.status.success() {
-        return Err(LabError::Setup(format!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+        .map_err(|source| LabError::Missing {
+            program: "docker".into(),
+            package: "docker.io",
+            source,
+        })?;
+    LabError::check(format!("docker {}", args.join(" ")), &out)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -37,8 +35,8 @@ pub fn ensure_engine(lab: &Lab) -> Result<String, LabError> {
         Ok(host) => host,
         Err(_) => start_private_engine(lab)?,
     };
-    std::fs::write(lab.dir.join("docker-socket"), &socket)
-        .map_err(|e| LabError::Setup(e.to_string()))?;
+    let file = lab.dir.join("docker-socket");
+    std::fs::write(&file, &socket).map_err(LabError::io(format!("write {}", file.display())))?;
     if docker(&socket, &["image", "inspect", IMAGE]).is_err() {
         build_image(lab, &socket)?;
     }
@@ -47,15 +45,16 @@ pub fn ensure_engine(lab: &Lab) -> Result<String, LabError> {
 
 fn start_private_engine(lab: &Lab) -> Result<String, LabError> {
     let dir = lab.dir.join("docker");
-    std::fs::create_dir_all(&dir).map_err(|e| LabError::Setup(e.to_string()))?;
+    std::fs::create_dir_all(&dir).map_err(LabError::io(format!("create {}", dir.display())))?;
     let socket = format!("unix://{}", dir.join("docker.sock").display());
     let pidfile = dir.join("docker.pid");
     let running = std::fs::read_to_string(&pidfile)
         .ok()
         .is_some_and(|pid| Path::new(&format!("/proc/{}", pid.trim())).exists());
     if !running {
-        let log = std::fs::File::create(dir.join("dockerd.log"))
-            .map_err(|e| LabError::Setup(e.to_string()))?;
+        let log_path = dir.join("dockerd.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(LabError::io(format!("create {}", log_path.display())))?;
         Command::new("dockerd")
             .args([
                 "--iptables=false",
@@ -71,19 +70,22 @@ fn start_private_engine(lab: &Lab) -> Result<String, LabError> {
             .stdin(Stdio::null())
             .stdout(
                 log.try_clone()
-                    .map_err(|e| LabError::Setup(e.to_string()))?,
+                    .map_err(LabError::io(format!("open {}", log_path.display())))?,
             )
             .stderr(log)
             .spawn()
-            .map_err(|e| LabError::Setup(format!("dockerd: {e} (apt-get install docker.io)")))?;
+            .map_err(|source| LabError::Missing {
+                program: "dockerd".into(),
+                package: "docker.io",
+                source,
+            })?;
     }
     let start = Instant::now();
     while docker(&socket, &["version"]).is_err() {
         if start.elapsed() > Duration::from_secs(60) {
-            return Err(LabError::Setup(format!(
-                "dockerd did not start; see {}",
-                dir.join("dockerd.log").display()
-            )));
+            return Err(LabError::DockerdTimeout {
+                log: dir.join("dockerd.log"),
+            });
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -94,17 +96,17 @@ fn start_private_engine(lab: &Lab) -> Result<String, LabError> {
 fn build_image(lab: &Lab, socket: &str) -> Result<(), LabError> {
     let rootfs = lab.dir.join("rootfs");
     let bin = rootfs.join("bin");
-    std::fs::create_dir_all(&bin).map_err(|e| LabError::Setup(e.to_string()))?;
-    std::fs::copy("/bin/busybox", bin.join("busybox")).map_err(|e| {
-        LabError::Setup(format!(
-            "/bin/busybox: {e} (apt-get install busybox-static)"
-        ))
+    std::fs::create_dir_all(&bin).map_err(LabError::io(format!("create {}", bin.display())))?;
+    std::fs::copy("/bin/busybox", bin.join("busybox")).map_err(|source| LabError::Missing {
+        program: "/bin/busybox".into(),
+        package: "busybox-static",
+        source,
     })?;
     for applet in ["sh", "sleep", "ping", "ip", "cat", "nc", "ls"] {
         let link = bin.join(applet);
         if !link.exists() {
-            std::os::unix::fs::symlink("busybox", link)
-                .map_err(|e| LabError::Setup(e.to_string()))?;
+            std::os::unix::fs::symlink("busybox", &link)
+                .map_err(LabError::io(format!("link {}", link.display())))?;
         }
     }
     let tar = lab.dir.join("rootfs.tar");
@@ -115,10 +117,8 @@ fn build_image(lab: &Lab, socket: &str) -> Result<(), LabError> {
         .arg(&tar)
         .arg(".")
         .output()
-        .map_err(|e| LabError::Setup(format!("tar: {e}")))?;
-    if !out.status.success() {
-        return Err(LabError::Setup("tar of the busybox rootfs failed".into()));
-    }
+        .map_err(LabError::spawn("tar"))?;
+    LabError::check("tar of the busybox rootfs", &out)?;
     docker(socket, &["import", &tar.display().to_string(), IMAGE])?;
     Ok(())
 }

@@ -15,7 +15,9 @@
 //! after the prefix, so `lab down` can remove it all, also after a crash.
 
 pub mod docker;
+mod error;
 pub mod namespaces;
+mod render;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,21 +26,14 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::engine::{self, HostTarget, Outcome};
-use crate::netlink::{in_netns, LinkChange, Netlink};
+use crate::netlink::{in_netns, LinkChange};
+use crate::netns;
 use crate::ovs::Session;
 use crate::ovsdb::{self, transact};
 use crate::runtime::Runtimes;
 use crate::topology::{Datapath, Runtime, Topology, VlanTransport};
-
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    #[error("{0} not found: install the openvswitch-switch package (apt-get install openvswitch-switch)")]
-    MissingOvs(String),
-    #[error("lab setup: {0}")]
-    Setup(String),
-    #[error("lab host {host}: {error}")]
-    Apply { host: String, error: String },
-}
+pub use error::LabError;
+pub use render::render_up;
 
 /// Where a lab lives.
 #[derive(Debug, Clone)]
@@ -116,6 +111,13 @@ pub struct UpReport {
     pub seconds: f64,
 }
 
+impl UpReport {
+    /// Whether any object failed on any host.
+    pub fn failed(&self) -> bool {
+        self.outcomes.values().any(Outcome::failed)
+    }
+}
+
 fn require_ovs() -> Result<(), LabError> {
     for program in ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd"] {
         let found = std::env::var_os("PATH")
@@ -128,15 +130,11 @@ fn require_ovs() -> Result<(), LabError> {
     Ok(())
 }
 
-fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> LabError + '_ {
-    move |e| LabError::Setup(format!("{what}: {e}"))
-}
-
 /// Bring up the twin of `topology`.
 pub async fn up(lab: &Lab, topology: &Topology, with_docker: bool) -> Result<UpReport, LabError> {
     let start = std::time::Instant::now();
     require_ovs()?;
-    std::fs::create_dir_all(&lab.dir).map_err(setup("state dir"))?;
+    std::fs::create_dir_all(&lab.dir).map_err(LabError::io("state dir"))?;
     let twin = lab.twin(topology);
     build_underlay(lab, &twin).await?;
     for host in twin.hosts.keys() {
@@ -174,18 +172,18 @@ pub async fn up(lab: &Lab, topology: &Topology, with_docker: bool) -> Result<UpR
 async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
     let switch = lab.switch_ns();
     namespaces::add(&switch).await?;
-    let switch_file = namespaces::open(&switch)?;
+    let switch_file = netns::open(&switch)?;
     in_netns(&switch_file, |netlink| async move {
         if netlink.link_by_name("br0").await?.is_none() {
             netlink.create_bridge("br0").await?;
         }
         Ok(())
     })
-    .map_err(setup("switch bridge"))?;
+    .map_err(LabError::netlink("switch bridge"))?;
     for (i, host) in twin.hosts.values().enumerate() {
         let ns = lab.host_ns(&host.name);
         namespaces::add(&ns).await?;
-        let host_file = namespaces::open(&ns)?;
+        let host_file = netns::open(&ns)?;
         let mut nics = vec![(
             host.underlay_nic.clone().unwrap_or_default(),
             format!("s{i}u"),
@@ -226,7 +224,7 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
             }
             Ok(())
         })
-        .map_err(setup("lab NICs"))?;
+        .map_err(LabError::netlink("lab NICs"))?;
         let address = host.underlay_address;
         let nic_names: Vec<String> = std::iter::once(host.underlay_nic.clone().unwrap_or_default())
             .chain(host.uplink_nic.clone())
@@ -257,7 +255,7 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
             }
             Ok(())
         })
-        .map_err(setup("lab host NICs"))?;
+        .map_err(LabError::netlink("lab host NICs"))?;
     }
     Ok(())
 }
@@ -265,8 +263,8 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
 /// ovsdb-server and ovs-vswitchd inside the host's namespace, with their own run dir.
 async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
     let dir = lab.host_dir(host);
-    std::fs::create_dir_all(&dir).map_err(setup("host dir"))?;
-    let ns = namespaces::open(&lab.host_ns(host))?;
+    std::fs::create_dir_all(&dir).map_err(LabError::io("host dir"))?;
+    let ns = netns::open(&lab.host_ns(host))?;
     let db = dir.join("conf.db");
     let alive = |pidfile: &str| {
         std::fs::read_to_string(dir.join(pidfile))
@@ -279,17 +277,12 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
             .arg(&db)
             .arg("/usr/share/openvswitch/vswitch.ovsschema")
             .output()
-            .map_err(setup("ovsdb-tool"))?;
-        if !out.status.success() {
-            return Err(LabError::Setup(format!(
-                "ovsdb-tool create: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
+            .map_err(LabError::spawn("ovsdb-tool"))?;
+        LabError::check("ovsdb-tool create", &out)?;
     }
     let path = |name: &str| dir.join(name).display().to_string();
     if !alive("ovsdb.pid") {
-        let out = namespaces::command_in(&ns, "ovsdb-server")
+        let out = netns::command(&ns, "ovsdb-server")
             .env("OVS_RUNDIR", &dir)
             .arg(&db)
             .arg(format!("--remote=punix:{}", path("db.sock")))
@@ -298,17 +291,12 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
             .arg(format!("--log-file={}", path("ovsdb.log")))
             .arg("--detach")
             .output()
-            .map_err(setup("ovsdb-server"))?;
-        if !out.status.success() {
-            return Err(LabError::Setup(format!(
-                "ovsdb-server: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
+            .map_err(LabError::spawn("ovsdb-server"))?;
+        LabError::check("ovsdb-server", &out)?;
     }
     init_database(&lab.ovsdb_remote(host)).await?;
     if !alive("vswitchd.pid") {
-        let out = namespaces::command_in(&ns, "ovs-vswitchd")
+        let out = netns::command(&ns, "ovs-vswitchd")
             .env("OVS_RUNDIR", &dir)
             .arg(lab.ovsdb_remote(host))
             .arg(format!("--pidfile={}", path("vswitchd.pid")))
@@ -316,13 +304,8 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
             .arg(format!("--log-file={}", path("vswitchd.log")))
             .arg("--detach")
             .output()
-            .map_err(setup("ovs-vswitchd"))?;
-        if !out.status.success() {
-            return Err(LabError::Setup(format!(
-                "ovs-vswitchd: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
+            .map_err(LabError::spawn("ovs-vswitchd"))?;
+        LabError::check("ovs-vswitchd", &out)?;
     }
     Ok(())
 }
@@ -331,14 +314,14 @@ async fn start_ovs(lab: &Lab, host: &str) -> Result<(), LabError> {
 async fn init_database(remote: &str) -> Result<(), LabError> {
     let (client, _) = ovsdb::connect(remote, ovsdb::ConnectOptions::default())
         .await
-        .map_err(setup("ovsdb"))?;
+        .map_err(LabError::ovsdb("ovsdb"))?;
     let rows = client
         .transact(
             ovsdb::DB,
             vec![transact::select("Open_vSwitch", json!([]), &["_uuid"])],
         )
         .await
-        .map_err(setup("ovsdb"))?;
+        .map_err(LabError::ovsdb("ovsdb"))?;
     if rows[0]["rows"].as_array().is_none_or(|r| r.is_empty()) {
         client
             .transact(
@@ -346,7 +329,7 @@ async fn init_database(remote: &str) -> Result<(), LabError> {
                 vec![transact::insert("Open_vSwitch", json!({}), "root")],
             )
             .await
-            .map_err(setup("ovsdb init"))?;
+            .map_err(LabError::ovsdb("ovsdb init"))?;
     }
     Ok(())
 }
@@ -359,13 +342,9 @@ pub fn apply_host(
     docker: Option<&str>,
     down: bool,
 ) -> Result<Outcome, LabError> {
-    let ns = namespaces::open(&lab.host_ns(host))?;
+    let ns = netns::open(&lab.host_ns(host))?;
     let remote = lab.ovsdb_remote(host);
-    let failed = |error: String| LabError::Apply {
-        host: host.to_string(),
-        error,
-    };
-    let result = in_netns(&ns, |_netlink: Netlink| async move {
+    let result = netns::block_on(&ns, || async {
         let runtimes = Runtimes::new(docker);
         // vswitchd takes longer the more ports it opens (userspace datapath).
         let ports = twin.containers.values().filter(|c| c.host == host).count() as u64;
@@ -375,19 +354,21 @@ pub fn apply_host(
             runtimes: &runtimes,
             wait: Some(Duration::from_secs(30 + ports / 5)),
         };
-        let outcome = async {
-            let mut session = Session::open(&remote, &twin.mesh.name).await?;
-            if down {
-                engine::down_host(&mut session, &target).await
-            } else {
-                engine::apply_host(&mut session, &target).await
-            }
+        let mut session = Session::open(&remote, &twin.mesh.name).await?;
+        if down {
+            engine::down_host(&mut session, &target).await
+        } else {
+            engine::apply_host(&mut session, &target).await
         }
-        .await;
-        Ok(outcome)
     })
-    .map_err(|e| failed(e.to_string()))?;
-    result.map_err(|e| failed(e.to_string()))
+    .map_err(|source| LabError::Enter {
+        host: host.to_string(),
+        source,
+    })?;
+    result.map_err(|source| LabError::Apply {
+        host: host.to_string(),
+        source: Box::new(source),
+    })
 }
 
 /// Remove everything of the lab: daemons, containers, namespaces, state.
@@ -413,7 +394,7 @@ pub async fn down(lab: &Lab) -> Result<Vec<String>, LabError> {
         removed.push(format!("namespace {name}"));
     }
     if lab.dir.exists() {
-        std::fs::remove_dir_all(&lab.dir).map_err(setup("state dir"))?;
+        std::fs::remove_dir_all(&lab.dir).map_err(LabError::io("state dir"))?;
         removed.push(format!("state {}", lab.dir.display()));
     }
     Ok(removed)

@@ -1,29 +1,14 @@
-//! Named network namespaces and processes inside them, for the lab.
+//! The lab's named network namespaces: made and removed.
 //!
 //! Namespaces are made and removed the way `ip netns` does it (a bind mount
-//! under /run/netns), through rtnetlink's helper; daemons are started inside a
-//! namespace by entering it between fork and exec, so no `ip netns exec` is
-//! needed and the calling process never moves.
-
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+//! under /run/netns), through rtnetlink's helper. Entering one, or running a
+//! daemon inside one, is [`crate::netns`]'s job.
 
 use super::LabError;
-
-pub const NETNS_DIR: &str = "/run/netns";
-
-pub fn path(name: &str) -> String {
-    format!("{NETNS_DIR}/{name}")
-}
+use crate::netns::{self, NETNS_DIR};
 
 pub fn exists(name: &str) -> bool {
-    std::path::Path::new(&path(name)).exists()
-}
-
-pub fn open(name: &str) -> Result<File, LabError> {
-    File::open(path(name)).map_err(|e| LabError::Setup(format!("open namespace {name}: {e}")))
+    std::path::Path::new(&netns::path(name)).exists()
 }
 
 /// Create a named namespace (no-op if it exists).
@@ -33,7 +18,11 @@ pub async fn add(name: &str) -> Result<(), LabError> {
     }
     rtnetlink::NetworkNamespace::add(name)
         .await
-        .map_err(|e| LabError::Setup(format!("create namespace {name}: {e}")))
+        .map_err(|source| LabError::Namespace {
+            action: "create",
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// Remove a named namespace (no-op if it is gone).
@@ -43,7 +32,11 @@ pub async fn del(name: &str) -> Result<(), LabError> {
     }
     rtnetlink::NetworkNamespace::del(name)
         .await
-        .map_err(|e| LabError::Setup(format!("delete namespace {name}: {e}")))
+        .map_err(|source| LabError::Namespace {
+            action: "delete",
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// Names of existing namespaces starting with `prefix`.
@@ -58,33 +51,4 @@ pub fn with_prefix(prefix: &str) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-/// A command that runs inside namespace `netns`.
-pub fn command_in(netns: &File, program: &str) -> Command {
-    let mut command = Command::new(program);
-    let fd = netns.as_raw_fd();
-    // SAFETY: only setns (async-signal-safe) runs between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    command.stdin(Stdio::null());
-    command
-}
-
-/// Run a command inside a namespace and return its output, or an error naming it.
-pub fn run_in(
-    netns: &File,
-    program: &str,
-    args: &[&str],
-) -> Result<std::process::Output, LabError> {
-    command_in(netns, program)
-        .args(args)
-        .output()
-        .map_err(|e| LabError::Setup(format!("{program}: {e}")))
 }

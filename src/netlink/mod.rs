@@ -1,10 +1,9 @@
 //! Links, addresses and routes over rtnetlink — never by running `ip`.
 //!
 //! A [`Netlink`] is a route-netlink socket bound to the network namespace it was
-//! opened in. Container namespaces are entered only on a dedicated OS thread
-//! ([`in_netns`]) that opens its own socket and runtime there and exits
-//! afterwards: `setns` on a tokio worker would move every task sharing that
-//! thread into the container. The namespace fd is held for that one call only.
+//! opened in. Inside a container's namespace, [`in_netns`] opens one on the
+//! dedicated thread [`crate::netns`] enters it on (never a tokio worker) and
+//! drops it with that thread. The namespace fd is held for that one call only.
 
 pub mod ethtool;
 pub mod sysctl;
@@ -40,6 +39,8 @@ pub enum NetlinkError {
         what: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Netns(#[from] crate::netns::NetnsError),
 }
 
 /// Whether a netlink error says the object is already gone (ESRCH, ENODEV, EADDRNOTAVAIL, ENOENT).
@@ -423,43 +424,13 @@ fn route_of(message: &RouteMessage) -> Option<Route> {
     })
 }
 
-/// Run `work` with a [`Netlink`] opened inside `netns`, on a dedicated OS thread
-/// with its own single-threaded runtime. The thread ends with the call.
+/// Run `work` with a [`Netlink`] opened inside `netns`, on the dedicated thread
+/// and runtime of [`crate::netns::block_on`]. The thread ends with the call.
 pub fn in_netns<T, F, Fut>(netns: &File, work: F) -> Result<T, NetlinkError>
 where
     T: Send,
     F: FnOnce(Netlink) -> Fut + Send,
     Fut: Future<Output = Result<T, NetlinkError>>,
 {
-    let fd = netns.as_raw_fd();
-    std::thread::scope(|scope| {
-        scope
-            .spawn(move || {
-                // SAFETY: setns only changes this (dedicated, short-lived) thread's namespace.
-                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-                    return Err(NetlinkError::Io {
-                        what: "enter the container's network namespace".into(),
-                        source: std::io::Error::last_os_error(),
-                    });
-                }
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|source| NetlinkError::Io {
-                        what: "start a runtime for the namespace".into(),
-                        source,
-                    })?;
-                runtime.block_on(async {
-                    let netlink = Netlink::open()?;
-                    work(netlink).await
-                })
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(NetlinkError::Io {
-                    what: "namespace thread".into(),
-                    source: std::io::Error::other("panicked"),
-                })
-            })
-    })
+    crate::netns::block_on(netns, || async { work(Netlink::open()?).await })?
 }

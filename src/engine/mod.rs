@@ -6,6 +6,8 @@
 //! (someone changed the host between plan and apply) the engine re-observes and
 //! re-plans, a few times at most.
 
+pub mod render;
+
 use std::time::Duration;
 
 use crate::desired::desired;

@@ -1,0 +1,54 @@
+//! `ovsmesh apply` and `ovsmesh down`: change a live host, print the outcome.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::load::topology_and_desired;
+use super::{runtime, Format, LiveArgs, EXIT_FAILURE, EXIT_OK};
+use crate::engine::render::{render_json, render_text, Action};
+use crate::engine::{self, HostTarget};
+use crate::ovs::Session;
+use crate::runtime::Runtimes;
+
+pub(super) fn live(path: &Path, live: LiveArgs, action: Action) -> i32 {
+    let (topology, want) = match topology_and_desired(path, live.target.host, live.format) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let host = want.host.clone();
+    let remote = engine::ovsdb_remote_from_env(live.target.ovsdb.as_deref(), &topology, &host);
+    let runtimes = Runtimes::new(live.target.docker.as_deref());
+    let target = HostTarget {
+        topology: &topology,
+        host: &host,
+        runtimes: &runtimes,
+        wait: (!live.no_wait).then(|| Duration::from_secs(live.wait_seconds)),
+    };
+    let result = runtime().block_on(async {
+        let mut session = Session::open(&remote, &topology.mesh.name).await?;
+        match action {
+            Action::Apply => engine::apply_host(&mut session, &target).await,
+            Action::Down => engine::down_host(&mut session, &target).await,
+        }
+    });
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("ovsmesh: {error}");
+            return EXIT_FAILURE;
+        }
+    };
+    match live.format {
+        Format::Json => print!("{}", render_json(&outcome)),
+        Format::Text => {
+            let text = render_text(&outcome, action);
+            print!("{}", text.stdout);
+            eprint!("{}", text.stderr);
+        }
+    }
+    if outcome.failed() {
+        EXIT_FAILURE
+    } else {
+        EXIT_OK
+    }
+}

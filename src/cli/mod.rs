@@ -1,0 +1,255 @@
+//! Command-line interface and exit codes.
+//!
+//! Exit codes, for every command: 0 success / nothing to change; 1 runtime
+//! failure; 2 changes pending (`plan`) or not converged (`status`); 3 invalid
+//! topology or arguments; 4 `check` found mismatches.
+//!
+//! This file holds the arguments and the dispatch; each command lives in its
+//! own file, and prints what the library renders.
+
+mod check;
+mod daemon;
+mod lab;
+mod live;
+mod load;
+mod plan;
+mod status;
+mod validate;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::engine::render::Action;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_CHANGES: i32 = 2;
+pub const EXIT_INVALID: i32 = 3;
+pub const EXIT_MISMATCH: i32 = 4;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ovsmesh",
+    version,
+    about = "Declarative multi-host Open vSwitch networking for containers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a topology file; report every problem as FILE:LINE:COL: key.path: message.
+    Validate {
+        topology: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Print the JSON schema of the topology format.
+    Schema,
+    /// Print the state a host must have according to the topology, as JSON.
+    Desired {
+        topology: PathBuf,
+        /// Host [default: $OVSMESH_HOST, else this machine's hostname].
+        #[arg(long, env = "OVSMESH_HOST")]
+        host: Option<String>,
+    },
+    /// Show what must change on a host to match the topology (exit 2 when something must).
+    Plan {
+        topology: PathBuf,
+        #[command(flatten)]
+        target: HostArgs,
+        /// Plan against an empty host instead of reading the live one.
+        #[arg(long)]
+        offline: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Make a host match the topology (one OVSDB transaction); prints what changed.
+    Apply {
+        topology: PathBuf,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Remove this mesh's objects from a host; foreign ports and adopted bridges stay.
+    Down {
+        topology: PathBuf,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Keep a host equal to the topology: re-plumb restarted containers, undo drift, follow edits.
+    Daemon(DaemonArgs),
+    /// Per container interface and tunnel: attached, waiting, drifted, errors; host warnings.
+    Status {
+        topology: PathBuf,
+        #[command(flatten)]
+        target: HostArgs,
+        /// The status of a lab host (the lab twin of the topology, inside its namespace).
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// A local twin of a topology: one namespace per host with its own Open vSwitch.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Prove reachability and isolation with packets (exit 4 on any mismatch).
+    Check {
+        topology: PathBuf,
+        /// Check the lab with this prefix.
+        #[arg(long, conflicts_with = "host")]
+        lab: Option<String>,
+        /// Check this real host's containers against everyone else (ping and MTU only).
+        #[arg(long)]
+        host: Option<String>,
+        /// Docker API socket [default: the lab's, else $DOCKER_HOST].
+        #[arg(long)]
+        docker: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabAction {
+    /// Build the twin and apply the topology on every lab host.
+    Up {
+        topology: PathBuf,
+        #[arg(long, default_value = "om")]
+        prefix: String,
+        /// Also run the topology's Docker containers (private dockerd unless $DOCKER_HOST).
+        #[arg(long)]
+        docker: bool,
+    },
+    /// Remove everything of the lab (idempotent; also after a crash or a half `up`).
+    Down {
+        topology: PathBuf,
+        #[arg(long, default_value = "om")]
+        prefix: String,
+    },
+    /// List what runs in the lab.
+    Status {
+        topology: PathBuf,
+        #[arg(long, default_value = "om")]
+        prefix: String,
+    },
+}
+
+/// Which host, and how to reach its OVSDB and Docker.
+#[derive(Debug, clap::Args)]
+struct HostArgs {
+    /// Host [default: $OVSMESH_HOST, else this machine's hostname].
+    #[arg(long, env = "OVSMESH_HOST")]
+    host: Option<String>,
+    /// OVSDB remote [default: $OVSMESH_OVSDB, else the host's `ovsdb`, else the system socket].
+    #[arg(long)]
+    ovsdb: Option<String>,
+    /// Docker API socket [default: $DOCKER_HOST, else /var/run/docker.sock].
+    #[arg(long)]
+    docker: Option<String>,
+}
+
+/// Options of the daemon.
+#[derive(Debug, clap::Args)]
+struct DaemonArgs {
+    topology: PathBuf,
+    #[command(flatten)]
+    target: HostArgs,
+    /// Serve Prometheus metrics here (e.g. 127.0.0.1:9475).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Full resync period, e.g. 60s, 5m.
+    #[arg(long, default_value = "60s", value_parser = daemon::parse_duration)]
+    resync: Duration,
+    #[arg(long, value_enum, default_value_t)]
+    log_format: LogFormat,
+    /// Keep the lab twin with this prefix converged (runs inside the lab host's namespace).
+    #[arg(long)]
+    lab: Option<String>,
+}
+
+/// Options of commands that change a live host.
+#[derive(Debug, clap::Args)]
+struct LiveArgs {
+    #[command(flatten)]
+    target: HostArgs,
+    /// Do not wait for ovs-vswitchd to apply the change (like `ovs-vsctl --no-wait`).
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for ovs-vswitchd, in seconds.
+    #[arg(long, default_value_t = 10)]
+    wait_seconds: u64,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// Run the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_OK
+                }
+                _ => EXIT_INVALID,
+            };
+        }
+    };
+    match cli.command {
+        Command::Validate { topology, format } => validate::validate(&topology, format),
+        Command::Schema => validate::schema(),
+        Command::Desired { topology, host } => plan::desired(&topology, host),
+        Command::Plan {
+            topology,
+            target,
+            offline,
+            format,
+        } => plan::plan(&topology, target, offline, format),
+        Command::Apply { topology, live } => live::live(&topology, live, Action::Apply),
+        Command::Down { topology, live } => live::live(&topology, live, Action::Down),
+        Command::Lab { action } => lab::lab(action),
+        Command::Daemon(args) => daemon::daemon(args),
+        Command::Status {
+            topology,
+            target,
+            lab,
+            format,
+        } => status::status(&topology, target, lab, format),
+        Command::Check {
+            topology,
+            lab,
+            host,
+            docker,
+            format,
+        } => check::check(&topology, lab, host, docker, format),
+    }
+}
+
+/// The runtime every command's I/O runs on: one thread, the caller's.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

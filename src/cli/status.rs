@@ -1,0 +1,53 @@
+//! `ovsmesh status`: how far a host (or a lab host) is from its topology.
+
+use std::path::Path;
+
+use super::lab::on_host;
+use super::load::topology_and_desired_of;
+use super::{runtime, Format, HostArgs, EXIT_CHANGES, EXIT_FAILURE, EXIT_OK};
+use crate::engine;
+use crate::lab::Lab;
+
+pub(super) fn status(path: &Path, target: HostArgs, lab: Option<String>, format: Format) -> i32 {
+    let HostArgs {
+        host,
+        ovsdb,
+        docker,
+    } = target;
+    let lab = lab.map(|prefix| Lab::new(&prefix));
+    let (topology, want) = match topology_and_desired_of(path, host, format, lab.as_ref()) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let docker = docker.or_else(|| lab.as_ref().and_then(Lab::docker_socket));
+    let remote = engine::ovsdb_remote_from_env(ovsdb.as_deref(), &topology, &want.host);
+    let planned = on_host(lab.as_ref(), &want.host, || {
+        runtime().block_on(engine::plan_remote(
+            &topology,
+            &want,
+            &remote,
+            docker.as_deref(),
+        ))
+    });
+    let (plan, observed) = match planned {
+        Ok(Ok(found)) => found,
+        Ok(Err(error)) => {
+            eprintln!("ovsmesh: {error}");
+            return EXIT_FAILURE;
+        }
+        Err(code) => return code,
+    };
+    let status = crate::status::report(&want, &plan, &observed, topology.mesh.encap);
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serializes")
+        ),
+        Format::Text => print!("{}", crate::status::render_text(&status)),
+    }
+    if status.converged {
+        EXIT_OK
+    } else {
+        EXIT_CHANGES
+    }
+}

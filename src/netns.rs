@@ -1,0 +1,271 @@
+//! Entering network namespaces: the one place ovsmesh calls `setns`.
+//!
+//! A network namespace belongs to a thread, not a process, so ovsmesh never
+//! moves a thread it shares: work inside a namespace runs on a dedicated OS
+//! thread that enters it and ends with the work ([`run`], and [`block_on`] with
+//! its own single-threaded runtime) — `setns` on a tokio worker would move every
+//! task sharing that thread. A program runs inside one by entering it between
+//! fork and exec ([`command`]), so neither `ip netns exec` nor a move of the
+//! caller is needed.
+//!
+//! Named namespaces are `ip netns` bind mounts under /run/netns. The file there
+//! exists before its bind mount does, so [`open`] counts a name as a running
+//! namespace only once the file is on nsfs.
+
+use std::fs::File;
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
+
+/// Where named network namespaces live.
+pub const NETNS_DIR: &str = "/run/netns";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("network namespace {name} not found ({source})")]
+    NotFound {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("network namespace {name} is not mounted yet")]
+    NotMounted { name: String },
+    #[error("enter the network namespace: {0}")]
+    Enter(#[source] std::io::Error),
+    #[error("start a runtime for the namespace: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("the thread in the namespace panicked")]
+    Panicked,
+    #[error("{program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// The path of named namespace `name`.
+pub fn path(name: &str) -> String {
+    format!("{NETNS_DIR}/{name}")
+}
+
+/// Whether an open file is a network namespace (on nsfs).
+pub fn is_netns(file: &File) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    // SAFETY: fstatfs fills a plain struct for a valid descriptor.
+    unsafe {
+        let mut stat: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(file.as_raw_fd(), &mut stat) == 0 && stat.f_type as i64 == NSFS_MAGIC
+    }
+}
+
+/// Open named namespace `name`; only a mounted one counts.
+pub fn open(name: &str) -> Result<File, NetnsError> {
+    open_at(&path(name), name)
+}
+
+fn open_at(path: &str, name: &str) -> Result<File, NetnsError> {
+    match File::open(path) {
+        Ok(file) if is_netns(&file) => Ok(file),
+        Ok(_) => Err(NetnsError::NotMounted {
+            name: name.to_string(),
+        }),
+        Err(source) => Err(NetnsError::NotFound {
+            name: name.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Run `work` inside `netns` on a dedicated OS thread that ends with it.
+/// Threads `work` starts are born in the namespace too.
+pub fn run<T, F>(netns: &File, work: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
+    let fd = netns.as_raw_fd();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                // SAFETY: setns only changes this (dedicated, short-lived) thread's
+                // namespace; `netns` outlives the scope, so `fd` stays open.
+                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                    return Err(NetnsError::Enter(std::io::Error::last_os_error()));
+                }
+                Ok(work())
+            })
+            .join()
+            .unwrap_or(Err(NetnsError::Panicked))
+    })
+}
+
+/// [`run`] with a single-threaded tokio runtime of its own: the future `work`
+/// makes is polled inside `netns` only.
+pub fn block_on<T, F, Fut>(netns: &File, work: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce() -> Fut + Send,
+    Fut: Future<Output = T>,
+{
+    run(netns, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(NetnsError::Runtime)?;
+        Ok(runtime.block_on(work()))
+    })?
+}
+
+/// A command that runs `program` inside `netns` (stdin from /dev/null).
+pub fn command(netns: &File, program: &str) -> Command {
+    let mut command = Command::new(program);
+    let fd = netns.as_raw_fd();
+    // SAFETY: only setns (async-signal-safe) runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Run `program args` inside `netns` to completion; its output, or why it did not start.
+pub fn output(netns: &File, program: &str, args: &[&str]) -> Result<Output, NetnsError> {
+    command(netns, program)
+        .args(args)
+        .output()
+        .map_err(|source| NetnsError::Spawn {
+            program: program.to_string(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The namespace of the calling thread, as the kernel names it.
+    fn current() -> String {
+        std::fs::read_link("/proc/thread-self/ns/net")
+            .unwrap()
+            .display()
+            .to_string()
+    }
+
+    #[test]
+    fn a_plain_file_is_not_a_namespace() {
+        let file = File::open("/proc/self/status").unwrap();
+        assert!(!is_netns(&file));
+        let ns = File::open("/proc/self/ns/net").unwrap();
+        assert!(is_netns(&ns));
+    }
+
+    /// A fresh, unnamed namespace (alive while the file is open; nothing under /run/netns).
+    fn fresh_namespace() -> File {
+        std::thread::spawn(|| {
+            // SAFETY: unshare moves only this short-lived thread.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+            File::open("/proc/thread-self/ns/net").unwrap()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_missing_name_is_not_found() {
+        let error = open("ovsmesh-unit-no-such-namespace").unwrap_err();
+        assert!(matches!(error, NetnsError::NotFound { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_mounted_yet_does_not_count() {
+        let path = std::env::temp_dir().join(format!("ovsmesh-unit-netns-{}", std::process::id()));
+        std::fs::write(&path, "").unwrap();
+        let opened = open_at(path.to_str().unwrap(), "pending");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            opened.unwrap_err().to_string(),
+            "network namespace pending is not mounted yet"
+        );
+    }
+
+    #[test]
+    fn run_enters_on_its_own_thread_and_leaves_the_caller_alone() {
+        let before = current();
+        let caller = std::thread::current().id();
+        let ns = fresh_namespace();
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", ns.as_raw_fd()))
+            .unwrap()
+            .display()
+            .to_string();
+        assert_ne!(target, before);
+        let (seen, thread, child) = run(&ns, || {
+            let child = std::thread::spawn(current).join().unwrap();
+            (current(), std::thread::current().id(), child)
+        })
+        .unwrap();
+        assert_eq!(seen, target);
+        assert_eq!(child, target, "threads started inside are born inside");
+        assert_ne!(thread, caller);
+        assert_eq!(current(), before);
+    }
+
+    #[test]
+    fn commands_run_inside() {
+        let ns = fresh_namespace();
+        let out = output(&ns, "cat", &["/proc/net/dev"]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // A fresh namespace has only its loopback.
+        let devices: Vec<&str> = text
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .collect();
+        assert_eq!(devices.iter().map(|d| d.trim()).collect::<Vec<_>>(), ["lo"]);
+    }
+
+    #[test]
+    fn entering_something_else_fails_cleanly() {
+        let file = File::open("/proc/self/status").unwrap();
+        assert!(matches!(run(&file, || ()), Err(NetnsError::Enter(_))));
+        assert!(matches!(
+            block_on(&file, || async {}),
+            Err(NetnsError::Enter(_))
+        ));
+    }
+
+    #[test]
+    fn a_panic_inside_is_an_error() {
+        let ns = File::open("/proc/self/ns/net").unwrap();
+        assert!(matches!(
+            run(&ns, || panic!("inside")),
+            Err(NetnsError::Panicked)
+        ));
+    }
+
+    #[test]
+    fn block_on_polls_inside_with_a_runtime() {
+        let ns = File::open("/proc/self/ns/net").unwrap();
+        let value = block_on(&ns, || async {
+            tokio::task::yield_now().await;
+            41 + 1
+        })
+        .unwrap();
+        assert_eq!(value, 42);
+    }
+
+    #[test]
+    fn commands_run_and_a_missing_program_is_named() {
+        let ns = File::open("/proc/self/ns/net").unwrap();
+        let out = output(&ns, "true", &[]).unwrap();
+        assert!(out.status.success());
+        let error = output(&ns, "ovsmesh-unit-no-such-program", &[]).unwrap_err();
+        assert!(error
+            .to_string()
+            .starts_with("ovsmesh-unit-no-such-program: "));
+    }
+}
