@@ -93,7 +93,7 @@ enum Command {
         #[command(flatten)]
         target: HostArgs,
         /// The status of a lab host (the lab twin of the topology, inside its namespace).
-        #[arg(long)]
+        #[arg(long, value_parser = topology::ident::lab_prefix)]
         lab: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -107,7 +107,7 @@ enum Command {
     Check {
         topology: PathBuf,
         /// Check the lab with this prefix.
-        #[arg(long, conflicts_with = "host")]
+        #[arg(long, conflicts_with = "host", value_parser = topology::ident::lab_prefix)]
         lab: Option<String>,
         /// Check this real host's containers against everyone else (ping and MTU only).
         #[arg(long)]
@@ -132,7 +132,7 @@ enum LabAction {
     /// Build the twin and apply the topology on every lab host.
     Up {
         topology: PathBuf,
-        #[arg(long, default_value = "om")]
+        #[arg(long, default_value = "om", value_parser = topology::ident::lab_prefix)]
         prefix: String,
         /// Also run the topology's Docker containers (private dockerd unless $DOCKER_HOST).
         #[arg(long)]
@@ -141,13 +141,13 @@ enum LabAction {
     /// Remove everything of the lab (idempotent; also after a crash or a half `up`).
     Down {
         topology: PathBuf,
-        #[arg(long, default_value = "om")]
+        #[arg(long, default_value = "om", value_parser = topology::ident::lab_prefix)]
         prefix: String,
     },
     /// List what runs in the lab.
     Status {
         topology: PathBuf,
-        #[arg(long, default_value = "om")]
+        #[arg(long, default_value = "om", value_parser = topology::ident::lab_prefix)]
         prefix: String,
     },
 }
@@ -181,7 +181,7 @@ struct DaemonArgs {
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
     /// Keep the lab twin with this prefix converged (runs inside the lab host's namespace).
-    #[arg(long)]
+    #[arg(long, value_parser = topology::ident::lab_prefix)]
     lab: Option<String>,
 }
 
@@ -536,15 +536,6 @@ fn lab_command(action: LabAction) -> i32 {
         | LabAction::Down { topology, prefix }
         | LabAction::Status { topology, prefix } => (topology.clone(), prefix.clone()),
     };
-    if prefix.is_empty()
-        || prefix.len() > 12
-        || !prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        eprintln!("ovsmesh: --prefix must be 1 to 12 letters, digits or '-'");
-        return EXIT_INVALID;
-    }
     let lab = Lab::new(&prefix);
     match action {
         LabAction::Up { docker, .. } => {

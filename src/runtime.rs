@@ -9,8 +9,11 @@
 
 use std::fs::File;
 use std::future::Future;
+use std::io;
+use std::path::Path;
 use std::pin::Pin;
 
+use crate::topology::ident::{self, under, Kind};
 use crate::topology::Runtime;
 
 /// A container's namespace, or why there is none yet.
@@ -50,7 +53,10 @@ pub struct NetnsRuntime;
 impl ContainerRuntime for NetnsRuntime {
     fn locate<'a>(&'a self, name: &'a str) -> LocateFuture<'a> {
         Box::pin(async move {
-            match File::open(format!("/run/netns/{name}")) {
+            match under(Path::new("/run/netns"), name)
+                .map_err(io::Error::from)
+                .and_then(File::open)
+            {
                 // The file exists before its bind mount: only a mounted one is a namespace.
                 Ok(file) if is_netns(&file) => Ok(Located::Running(file)),
                 Ok(_) => Ok(Located::Waiting(format!(
@@ -93,6 +99,11 @@ impl ContainerRuntime for DockerRuntime {
             let docker = self.client.as_ref().map_err(|error| RuntimeError::Docker {
                 socket: self.socket.clone(),
                 error: error.clone(),
+            })?;
+            // bollard puts the name into the URL path as it is: only a Docker name may go there.
+            ident::check(Kind::Docker, name).map_err(|e| RuntimeError::Docker {
+                socket: self.socket.clone(),
+                error: e.to_string(),
             })?;
             let inspected = match docker.inspect_container(name, None).await {
                 Ok(inspected) => inspected,

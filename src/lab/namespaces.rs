@@ -11,24 +11,25 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use super::LabError;
+use crate::topology::ident::under;
 
 pub const NETNS_DIR: &str = "/run/netns";
 
-pub fn path(name: &str) -> String {
-    format!("{NETNS_DIR}/{name}")
+pub fn path(name: &str) -> Result<std::path::PathBuf, LabError> {
+    under(std::path::Path::new(NETNS_DIR), name).map_err(|e| LabError::Setup(e.to_string()))
 }
 
 pub fn exists(name: &str) -> bool {
-    std::path::Path::new(&path(name)).exists()
+    path(name).is_ok_and(|path| path.exists())
 }
 
 pub fn open(name: &str) -> Result<File, LabError> {
-    File::open(path(name)).map_err(|e| LabError::Setup(format!("open namespace {name}: {e}")))
+    File::open(path(name)?).map_err(|e| LabError::Setup(format!("open namespace {name}: {e}")))
 }
 
 /// Create a named namespace (no-op if it exists).
 pub async fn add(name: &str) -> Result<(), LabError> {
-    if exists(name) {
+    if path(name)?.exists() {
         return Ok(());
     }
     rtnetlink::NetworkNamespace::add(name)

@@ -6,6 +6,7 @@
 //! located as `FILE:LINE:COL: key.path: message`.
 
 mod cluster;
+pub mod ident;
 mod load;
 pub mod model;
 pub mod mtu;

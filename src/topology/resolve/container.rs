@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::Resolver;
+use crate::topology::ident::Kind;
 use crate::topology::model::*;
 use crate::topology::names;
 use crate::topology::raw::*;
@@ -21,22 +22,19 @@ impl Resolver<'_> {
         networks: &BTreeMap<String, Network>,
     ) -> Option<Container> {
         let at = KeyPath::root().key("containers").key(name);
-        self.check_name(&at, name);
         let host_known = self.host_ref(&at.key("host"), &raw.host);
+        if let Some(docker) = &raw.docker {
+            self.check_name(&at.key("docker"), Kind::Docker, docker);
+        }
+        if let Some(netns) = &raw.netns {
+            self.check_name(&at.key("netns"), Kind::Netns, netns);
+        }
         let runtime = match (&raw.docker, &raw.netns) {
             (Some(_), Some(_)) => {
                 self.error(&at.key("netns"), "set either `docker` or `netns`, not both");
                 None
             }
-            (None, Some(netns)) => {
-                if netns.is_empty() || netns.contains('/') || netns == "." || netns == ".." {
-                    self.error(
-                        &at.key("netns"),
-                        format!("{netns:?} is not a network namespace name"),
-                    );
-                }
-                Some(Runtime::Netns(netns.clone()))
-            }
+            (None, Some(netns)) => Some(Runtime::Netns(netns.clone())),
             (Some(docker), None) => Some(Runtime::Docker(docker.clone())),
             (None, None) => Some(Runtime::Docker(name.to_string())),
         };

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use super::{ovsdb_remote_problem, Resolver, MAX_VNI};
+use crate::topology::ident::Kind;
 use crate::topology::model::*;
 use crate::topology::raw::*;
 use crate::topology::source::KeyPath;
@@ -11,18 +12,7 @@ use crate::topology::source::KeyPath;
 impl Resolver<'_> {
     pub fn mesh(&mut self, raw: &RawMesh) -> Mesh {
         let at = KeyPath::root().key("mesh");
-        if raw.name.is_empty()
-            || !raw
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            || raw.name.len() > 32
-        {
-            self.error(
-                &at.key("name"),
-                "mesh name must be 1 to 32 characters of letters, digits, '_', '.' or '-'",
-            );
-        }
+        self.check_name(&at.key("name"), Kind::Mesh, &raw.name);
         let max_key = if raw.encap == Encap::Gre {
             u64::from(u32::MAX)
         } else {

@@ -6,8 +6,9 @@
 //! every mistake in one run.
 //!
 //! This file holds the [`Resolver`] and the parsers every entry shares (addresses,
-//! CIDRs, MTUs, routes, references); `host` resolves `[mesh]` and `[hosts.*]`,
-//! `network` the `[networks.*]` and `container` the `[containers.*]` entries.
+//! CIDRs, MTUs, routes, references, names); `host` resolves `[mesh]` and
+//! `[hosts.*]`, `network` the `[networks.*]` and `container` the `[containers.*]`
+//! entries. Entry keys are checked as names earlier, in `load`.
 
 mod container;
 mod host;
@@ -18,6 +19,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use super::ident;
 use super::load::Sections;
 use super::model::*;
 use super::names;
@@ -182,17 +184,10 @@ impl<'a> Resolver<'a> {
         routes
     }
 
-    /// Entry names end up in OVSDB external_ids and port-name stems.
-    fn check_name(&mut self, at: &KeyPath, name: &str) {
-        if name.is_empty()
-            || name
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '/')
-        {
-            self.problems.push(Diagnostic::key(
-                at,
-                format!("{name:?} cannot be a name: use letters, digits, '-', '_' or '.'"),
-            ));
+    /// A value that names something (mesh name, `netns`, `docker`), by its rule.
+    fn check_name(&mut self, path: &KeyPath, kind: ident::Kind, name: &str) {
+        if let Some(problem) = ident::problem(kind, name) {
+            self.error(path, problem);
         }
     }
 }

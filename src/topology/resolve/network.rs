@@ -17,7 +17,6 @@ impl Resolver<'_> {
         hosts: &BTreeMap<String, Host>,
     ) -> Option<Network> {
         let at = KeyPath::root().key("networks").key(name);
-        self.check_name(&at, name);
         match raw {
             RawNetwork::Vlan(vlan) => self.vlan_network(&at, name, vlan).map(Network::Vlan),
             RawNetwork::Routed(routed) => self
