@@ -16,7 +16,10 @@ use std::fs::File;
 use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use crate::topology::ident::{under, NotAComponent};
 
 /// Where named network namespaces live.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -30,6 +33,8 @@ pub enum NetnsError {
     },
     #[error("network namespace {name} is not mounted yet")]
     NotMounted { name: String },
+    #[error(transparent)]
+    BadName(#[from] NotAComponent),
     #[error("enter the network namespace: {0}")]
     Enter(#[source] std::io::Error),
     #[error("start a runtime for the namespace: {0}")]
@@ -43,9 +48,9 @@ pub enum NetnsError {
     },
 }
 
-/// The path of named namespace `name`.
-pub fn path(name: &str) -> String {
-    format!("{NETNS_DIR}/{name}")
+/// The path of named namespace `name`; never outside [`NETNS_DIR`].
+pub fn path(name: &str) -> Result<PathBuf, NetnsError> {
+    Ok(under(Path::new(NETNS_DIR), name)?)
 }
 
 /// Whether an open file is a network namespace (on nsfs).
@@ -60,10 +65,10 @@ pub fn is_netns(file: &File) -> bool {
 
 /// Open named namespace `name`; only a mounted one counts.
 pub fn open(name: &str) -> Result<File, NetnsError> {
-    open_at(&path(name), name)
+    open_at(&path(name)?, name)
 }
 
-fn open_at(path: &str, name: &str) -> Result<File, NetnsError> {
+fn open_at(path: &Path, name: &str) -> Result<File, NetnsError> {
     match File::open(path) {
         Ok(file) if is_netns(&file) => Ok(file),
         Ok(_) => Err(NetnsError::NotMounted {
@@ -185,7 +190,7 @@ mod tests {
     fn a_file_that_is_not_mounted_yet_does_not_count() {
         let path = std::env::temp_dir().join(format!("ovsmesh-unit-netns-{}", std::process::id()));
         std::fs::write(&path, "").unwrap();
-        let opened = open_at(path.to_str().unwrap(), "pending");
+        let opened = open_at(&path, "pending");
         let _ = std::fs::remove_file(&path);
         assert_eq!(
             opened.unwrap_err().to_string(),

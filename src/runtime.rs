@@ -11,6 +11,7 @@ use std::fs::File;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::topology::ident::{self, Kind};
 use crate::topology::Runtime;
 
 /// A container's namespace, or why there is none yet.
@@ -77,6 +78,11 @@ impl ContainerRuntime for DockerRuntime {
             let docker = self.client.as_ref().map_err(|error| RuntimeError::Docker {
                 socket: self.socket.clone(),
                 error: error.clone(),
+            })?;
+            // bollard puts the name into the URL path as it is: only a Docker name may go there.
+            ident::check(Kind::Docker, name).map_err(|e| RuntimeError::Docker {
+                socket: self.socket.clone(),
+                error: e.to_string(),
             })?;
             let inspected = match docker.inspect_container(name, None).await {
                 Ok(inspected) => inspected,

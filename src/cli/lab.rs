@@ -2,7 +2,7 @@
 //! and `daemon --lab`.
 
 use super::load::load;
-use super::{runtime, Format, LabAction, EXIT_FAILURE, EXIT_INVALID, EXIT_OK};
+use super::{runtime, Format, LabAction, EXIT_FAILURE, EXIT_OK};
 use crate::lab::{self, Lab};
 use crate::netns;
 
@@ -14,15 +14,6 @@ pub(super) fn lab(action: LabAction) -> i32 {
         | LabAction::Down { topology, prefix }
         | LabAction::Status { topology, prefix } => (topology.clone(), prefix.clone()),
     };
-    if prefix.is_empty()
-        || prefix.len() > 12
-        || !prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        eprintln!("ovsmesh: --prefix must be 1 to 12 letters, digits or '-'");
-        return EXIT_INVALID;
-    }
     let lab = Lab::new(&prefix);
     match action {
         LabAction::Up { docker, .. } => {

@@ -95,7 +95,7 @@ enum Command {
         #[command(flatten)]
         target: HostArgs,
         /// The status of a lab host (the lab twin of the topology, inside its namespace).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::topology::ident::lab_prefix)]
         lab: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -109,7 +109,7 @@ enum Command {
     Check {
         topology: PathBuf,
         /// Check the lab with this prefix.
-        #[arg(long, conflicts_with = "host")]
+        #[arg(long, conflicts_with = "host", value_parser = crate::topology::ident::lab_prefix)]
         lab: Option<String>,
         /// Check this real host's containers against everyone else (ping and MTU only).
         #[arg(long)]
@@ -134,7 +134,7 @@ enum LabAction {
     /// Build the twin and apply the topology on every lab host.
     Up {
         topology: PathBuf,
-        #[arg(long, default_value = "om")]
+        #[arg(long, default_value = "om", value_parser = crate::topology::ident::lab_prefix)]
         prefix: String,
         /// Also run the topology's Docker containers (private dockerd unless $DOCKER_HOST).
         #[arg(long)]
@@ -143,13 +143,13 @@ enum LabAction {
     /// Remove everything of the lab (idempotent; also after a crash or a half `up`).
     Down {
         topology: PathBuf,
-        #[arg(long, default_value = "om")]
+        #[arg(long, default_value = "om", value_parser = crate::topology::ident::lab_prefix)]
         prefix: String,
     },
     /// List what runs in the lab.
     Status {
         topology: PathBuf,
-        #[arg(long, default_value = "om")]
+        #[arg(long, default_value = "om", value_parser = crate::topology::ident::lab_prefix)]
         prefix: String,
     },
 }
@@ -183,7 +183,7 @@ struct DaemonArgs {
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
     /// Keep the lab twin with this prefix converged (runs inside the lab host's namespace).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::topology::ident::lab_prefix)]
     lab: Option<String>,
 }
 

@@ -31,6 +31,7 @@ use crate::netns;
 use crate::ovs::Session;
 use crate::ovsdb::{self, transact};
 use crate::runtime::Runtimes;
+use crate::topology::ident::under;
 use crate::topology::{Datapath, Runtime, Topology, VlanTransport};
 pub use error::LabError;
 pub use render::render_up;
@@ -43,10 +44,13 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// # Panics
+    /// If `prefix` is not one plain path component (the CLI checks `--prefix`
+    /// with `ident::lab_prefix` first), rather than put the lab outside its directory.
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_string(),
-            dir: Path::new("/run/ovsmesh/lab").join(prefix),
+            dir: under(Path::new("/run/ovsmesh/lab"), prefix).expect("a checked lab prefix"),
         }
     }
 
@@ -58,8 +62,10 @@ impl Lab {
         format!("{}-sw", self.prefix)
     }
 
+    /// # Panics
+    /// If `host` is not one plain path component (host keys are validated names).
     pub fn host_dir(&self, host: &str) -> PathBuf {
-        self.dir.join("hosts").join(host)
+        under(&self.dir.join("hosts"), host).expect("a validated host name")
     }
 
     pub fn ovsdb_remote(&self, host: &str) -> String {

@@ -5,15 +5,15 @@
 //! daemon inside one, is [`crate::netns`]'s job.
 
 use super::LabError;
-use crate::netns::{self, NETNS_DIR};
+use crate::netns;
 
 pub fn exists(name: &str) -> bool {
-    std::path::Path::new(&netns::path(name)).exists()
+    netns::path(name).is_ok_and(|path| path.exists())
 }
 
 /// Create a named namespace (no-op if it exists).
 pub async fn add(name: &str) -> Result<(), LabError> {
-    if exists(name) {
+    if netns::path(name)?.exists() {
         return Ok(());
     }
     rtnetlink::NetworkNamespace::add(name)
@@ -41,7 +41,7 @@ pub async fn del(name: &str) -> Result<(), LabError> {
 
 /// Names of existing namespaces starting with `prefix`.
 pub fn with_prefix(prefix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(NETNS_DIR)
+    let mut names: Vec<String> = std::fs::read_dir(netns::NETNS_DIR)
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())

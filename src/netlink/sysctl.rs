@@ -5,34 +5,39 @@
 //! (`net.ipv4.conf.DEV.forwarding`); `all` is the global switch.
 
 use std::io;
+use std::path::{Path, PathBuf};
 
-fn path(dev: &str) -> String {
-    format!("/proc/sys/net/ipv4/conf/{dev}/forwarding")
+use crate::topology::ident::under;
+
+fn path(dev: &str) -> io::Result<PathBuf> {
+    Ok(under(Path::new("/proc/sys/net/ipv4/conf"), dev)?.join("forwarding"))
 }
 
 /// Forwarding on `dev`, or `None` if the device does not exist.
 pub fn forwarding(dev: &str) -> Option<bool> {
-    std::fs::read_to_string(path(dev))
+    std::fs::read_to_string(path(dev).ok()?)
         .ok()
         .map(|v| v.trim() == "1")
 }
 
 pub fn set_forwarding(dev: &str, on: bool) -> io::Result<()> {
-    std::fs::write(path(dev), if on { "1\n" } else { "0\n" })
+    std::fs::write(path(dev)?, if on { "1\n" } else { "0\n" })
 }
 
 /// Where ovsmesh remembers a device's forwarding setting from before it
 /// enabled it, so `down` can put it back. Under /run: forwarding settings do
 /// not survive a reboot either.
-fn memory(mesh: &str, dev: &str) -> std::path::PathBuf {
-    std::path::Path::new("/run/ovsmesh/forwarding")
-        .join(mesh)
-        .join(dev)
+fn memory(mesh: &str, dev: &str) -> io::Result<PathBuf> {
+    Ok(under(&memory_dir(mesh)?, dev)?)
+}
+
+fn memory_dir(mesh: &str) -> io::Result<PathBuf> {
+    Ok(under(Path::new("/run/ovsmesh/forwarding"), mesh)?)
 }
 
 /// Enable forwarding on `dev`, remembering the previous setting the first time.
 pub fn enable_remembering(mesh: &str, dev: &str) -> io::Result<()> {
-    let memory = memory(mesh, dev);
+    let memory = memory(mesh, dev)?;
     if !memory.exists() {
         if let Some(before) = forwarding(dev) {
             std::fs::create_dir_all(memory.parent().expect("a parent"))?;
@@ -44,7 +49,7 @@ pub fn enable_remembering(mesh: &str, dev: &str) -> io::Result<()> {
 
 /// Put back every forwarding setting this mesh changed; returns the devices restored.
 pub fn restore_all(mesh: &str) -> io::Result<Vec<String>> {
-    let dir = std::path::Path::new("/run/ovsmesh/forwarding").join(mesh);
+    let dir = memory_dir(mesh)?;
     let mut restored = Vec::new();
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(restored);

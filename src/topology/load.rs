@@ -4,7 +4,8 @@
 //! file is parsed once into a spanned tree, and each section entry (`[mesh]`,
 //! every `[hosts.X]`, `[networks.X]`, `[containers.X]`) is deserialized on its
 //! own: one bad host does not hide a bad container. Errors carry the parser's
-//! exact span and the key path, and unknown keys get a "did you mean".
+//! exact span and the key path, and unknown keys get a "did you mean". Entry
+//! keys are checked here as names (`ident`), whether or not the entry parses.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +13,7 @@ use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use super::ident::{self, Kind};
 use super::raw::{RawContainer, RawHost, RawMesh, RawNetwork, TOP_LEVEL_KEYS};
 use super::source::{At, Diagnostic, KeyPath};
 
@@ -43,6 +45,9 @@ pub fn sections(root: DeTable<'_>, problems: &mut Vec<Diagnostic>) -> Sections {
             "hosts" | "networks" | "containers" => {
                 for (name, value) in table_entries(&section, value, problems) {
                     let path = top.key(section.as_str()).key(&name);
+                    if let Some(problem) = ident::problem(entry_kind(&section), &name) {
+                        problems.push(Diagnostic::key(&path, problem));
+                    }
                     match section.as_str() {
                         "hosts" => {
                             out.declared_hosts.insert(name.clone());
@@ -77,6 +82,15 @@ pub fn sections(root: DeTable<'_>, problems: &mut Vec<Diagnostic>) -> Sections {
         ));
     }
     out
+}
+
+/// What the keys of a named-entry section name.
+fn entry_kind(section: &str) -> Kind {
+    match section {
+        "hosts" => Kind::Host,
+        "networks" => Kind::Network,
+        _ => Kind::Container,
+    }
 }
 
 fn find<'a, 'i>(table: &'a DeTable<'i>, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {

@@ -6,6 +6,7 @@
 //! located as `FILE:LINE:COL: key.path: message`.
 
 mod cluster;
+pub mod ident;
 mod load;
 pub mod model;
 pub mod mtu;
@@ -94,7 +95,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Topology, Box<Invalid>> {
                 path: KeyPath::root(),
                 message: format!("TOML syntax: {}", error.message().trim_end()),
                 at: source::At::Key,
-                offset: error.span().map(|s| s.start),
+                offset: error
+                    .span()
+                    .map(|s| s.start)
+                    .or_else(|| first_line_with(text, error.message())),
             })
             .collect();
         return Err(Box::new(Invalid {
@@ -115,6 +119,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Topology, Box<Invalid>> {
             }))
         }
     }
+}
+
+/// Where a syntax error the parser reports without a span starts (a dotted key
+/// past its nesting limit): the first line whose prefix of the file already has
+/// the error, at its first non-blank character.
+fn first_line_with(text: &str, message: &str) -> Option<usize> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for (i, _) in text.match_indices('\n') {
+        lines.push((start, i + 1));
+        start = i + 1;
+    }
+    lines.push((start, text.len()));
+    let fails = |end: usize| {
+        let (_, errors) = toml::de::DeTable::parse_recoverable(&text[..end]);
+        errors
+            .iter()
+            .any(|e| e.span().is_none() && e.message() == message)
+    };
+    let line = lines.partition_point(|&(_, end)| !fails(end));
+    let &(start, end) = lines.get(line)?;
+    let blank = text[start..end].len() - text[start..end].trim_start().len();
+    Some(start + blank)
 }
 
 fn validate(root: toml::de::DeTable<'_>, problems: &mut Vec<Diagnostic>) -> Option<Topology> {

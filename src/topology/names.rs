@@ -113,6 +113,9 @@ pub fn next_access_incarnation(mesh: &str, container: &str, ifname: &str, curren
 /// Whether `name` is some incarnation of this access port.
 pub fn is_access_incarnation(mesh: &str, container: &str, ifname: &str, name: &str) -> bool {
     let first = access_port(mesh, container, ifname);
+    // Bytes, not `str` slices: an observed name is anyone's text, and cutting its
+    // last byte off a multi-byte character would panic.
+    let (name, first) = (name.as_bytes(), first.as_bytes());
     name.len() == first.len() && name[..name.len() - 1] == first[..first.len() - 1]
 }
 
@@ -172,6 +175,17 @@ mod tests {
         assert!(is_access_incarnation("lab", "test1", "eth1", &third));
         assert!(!is_access_incarnation("lab", "test2", "eth1", &third));
         assert!(first.starts_with("vtest1-"), "{first}");
+    }
+
+    #[test]
+    fn a_foreign_non_ascii_port_name_is_no_incarnation() {
+        let first = access_port("lab", "test1", "eth1");
+        // Same length in bytes, ending inside a two-byte character.
+        let foreign = format!("{}é", &first[..first.len() - 2]);
+        assert_eq!(foreign.len(), first.len());
+        assert!(!is_access_incarnation("lab", "test1", "eth1", &foreign));
+        let next = next_access_incarnation("lab", "test1", "eth1", &foreign);
+        assert_eq!(next, first);
     }
 
     #[test]
