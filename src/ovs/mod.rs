@@ -8,6 +8,7 @@
 //! leave a port unusable (a tunnel key clash only shows there).
 
 pub mod apply;
+pub mod columns;
 pub mod observe;
 
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::marks::Role;
 use crate::ovsdb::transact::select;
-use crate::ovsdb::{check_schema, connect, Client, ConnectOptions, Notification, OvsdbError, DB};
+use crate::ovsdb::{connect, Client, ConnectOptions, Notification, OvsdbError, DB};
 use crate::plan::{Change, Kind, Plan};
 
 pub use observe::{observe, OvsObserved, Rows};
@@ -35,7 +36,7 @@ impl Session {
     /// Connect and check the server's schema has what ovsmesh uses.
     pub async fn open(remote: &str, mesh: &str) -> Result<Self, OvsdbError> {
         let (client, notifications) = connect(remote, ConnectOptions::default()).await?;
-        check_schema(&client).await?;
+        columns::check_schema(&client).await?;
         Ok(Self {
             client,
             notifications,
