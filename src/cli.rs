@@ -164,6 +164,9 @@ struct HostArgs {
     /// Docker API socket [default: $DOCKER_HOST, else /var/run/docker.sock].
     #[arg(long)]
     docker: Option<String>,
+    /// Deadline of each OVSDB request and of waiting for the mesh lock, e.g. 10s, 500ms.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
 }
 
 /// Options of the daemon.
@@ -362,6 +365,7 @@ fn plan_command(path: &Path, target: HostArgs, offline: bool, format: Format) ->
         host,
         ovsdb,
         docker,
+        timeout,
     } = target;
     let (topology, want) = match topology_and_desired(path, host, format) {
         Ok(found) => found,
@@ -381,6 +385,7 @@ fn plan_command(path: &Path, target: HostArgs, offline: bool, format: Format) ->
             &want,
             &remote,
             docker.as_deref(),
+            timeout,
         ));
         match result {
             Ok((plan, _)) => plan,
@@ -434,7 +439,8 @@ fn live_command(path: &Path, live: LiveArgs, action: LiveAction) -> i32 {
         wait: (!live.no_wait).then(|| Duration::from_secs(live.wait_seconds)),
     };
     let result = runtime().block_on(async {
-        let mut session = Session::open(&remote, &topology.mesh.name).await?;
+        let options = crate::ovsdb::ConnectOptions::with_timeout(live.target.timeout);
+        let mut session = Session::open_with(&remote, &topology.mesh.name, options).await?;
         match action {
             LiveAction::Apply => engine::apply_host(&mut session, &target).await,
             LiveAction::Down => engine::down_host(&mut session, &target).await,
@@ -743,11 +749,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn daemon_command(args: DaemonArgs) -> i32 {
     let DaemonArgs {
         topology,
-        target: HostArgs {
-            host,
-            ovsdb,
-            docker,
-        },
+        target:
+            HostArgs {
+                host,
+                ovsdb,
+                docker,
+                timeout,
+            },
         metrics,
         resync,
         log_format,
@@ -783,6 +791,7 @@ fn daemon_command(args: DaemonArgs) -> i32 {
         metrics,
         resync,
         wait: Duration::from_secs(10),
+        timeout,
         lab,
     };
     match runtime().block_on(crate::daemon::run(config)) {
@@ -824,6 +833,7 @@ fn status_command(path: &Path, target: HostArgs, lab: Option<String>, format: Fo
         host,
         ovsdb,
         docker,
+        timeout,
     } = target;
     let lab = lab.map(|prefix| Lab::new(&prefix));
     let (topology, want) = match topology_and_desired_of(path, host, format, lab.as_ref()) {
@@ -843,6 +853,7 @@ fn status_command(path: &Path, target: HostArgs, lab: Option<String>, format: Fo
         &want,
         &remote,
         docker.as_deref(),
+        timeout,
     ));
     let (plan, observed) = match planned {
         Ok(found) => found,

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::engine::{self, HostTarget, Outcome};
 use crate::marks::Role;
 use crate::ovs::{self, Session};
+use crate::ovsdb::ConnectOptions;
 use crate::plan::{Kind, Op};
 use crate::runtime::Runtimes;
 use crate::topology::{self, LoadError, Runtime, Topology};
@@ -41,9 +42,17 @@ pub struct DaemonConfig {
     pub resync: Duration,
     /// Bound on waiting for ovs-vswitchd after a write.
     pub wait: Duration,
+    /// Deadline of each OVSDB request and of waiting for the mesh lock.
+    pub timeout: Duration,
     /// Keep the lab twin with this prefix converged instead of a real host
     /// (the caller has entered the lab host's namespace).
     pub lab: Option<String>,
+}
+
+impl DaemonConfig {
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions::with_timeout(self.timeout)
+    }
 }
 
 /// The topology the daemon enforces: the file's, or its lab twin.
@@ -282,7 +291,7 @@ async fn reconcile(
     if session.is_none() {
         let remote = remote(config, topology);
         *session = Some(
-            Session::open(&remote, &topology.mesh.name)
+            Session::open_with(&remote, &topology.mesh.name, config.connect_options())
                 .await
                 .map_err(|e| e.to_string())?,
         );

@@ -8,7 +8,9 @@ pub mod codec;
 pub mod transact;
 pub mod value;
 
-pub use client::{connect, Client, ConnectOptions, Notification};
+use std::time::Duration;
+
+pub use client::{connect, Client, ConnectOptions, Notification, DEFAULT_TIMEOUT};
 
 /// The database ovsmesh works on.
 pub const DB: &str = "Open_vSwitch";
@@ -42,6 +44,33 @@ pub enum OvsdbError {
         error: String,
         details: String,
     },
-    #[error("timed out: {0}")]
-    Timeout(String),
+    /// A request (or connecting) missed its deadline; the connection is closed.
+    #[error(
+        "ovsdb-server at {remote} did not answer {request} within {after:?} (hung or overloaded?)"
+    )]
+    Deadline {
+        remote: String,
+        request: String,
+        after: Duration,
+    },
+    /// Another client holds the lock we waited for.
+    #[error("OVSDB lock {lock:?} on {remote} is held by another client (an ovsmesh daemon or apply?) for more than {waited:?}")]
+    LockBusy {
+        remote: String,
+        lock: String,
+        waited: Duration,
+    },
+    /// The transaction's `assert` of our lock failed: another client stole it.
+    #[error("ovsmesh no longer holds OVSDB lock {lock:?} on {remote} (another client took it); the transaction was refused, nothing was written")]
+    LockLost { remote: String, lock: String },
+    /// A guard (`wait` on a row's `_version` or absence) failed: the row changed since it was read.
+    #[error("the rows ovsmesh read on {remote} changed before its transaction ({operation})")]
+    Guard { remote: String, operation: String },
+    /// ovs-vswitchd did not catch up with a committed configuration.
+    #[error("ovs-vswitchd did not apply configuration {next_cfg} from {remote} within {waited:?} (is ovs-vswitchd running?)")]
+    Vswitchd {
+        remote: String,
+        next_cfg: i64,
+        waited: Duration,
+    },
 }
