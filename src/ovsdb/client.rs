@@ -12,7 +12,8 @@
 //! answering is not trusted with the next one). On every connection an
 //! inactivity probe (our own echo) detects a silent peer. When the peer goes
 //! away, every waiting call fails with a clean `Disconnected` error naming the
-//! remote. Dropping the [`Client`] closes the socket and ends both tasks.
+//! remote. Dropping the [`Client`] ends both tasks, which closes the socket
+//! (at the runtime's next turn, or when the runtime shuts down).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
