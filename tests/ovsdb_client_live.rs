@@ -115,7 +115,7 @@ fn a_hung_server_fails_a_request_at_its_deadline_and_closes_the_connection() {
         let start = Instant::now();
         let next = client.echo().await.unwrap_err();
         assert!(matches!(next, OvsdbError::Disconnected { .. }), "{next:?}");
-        assert!(start.elapsed() < Duration::from_millis(100));
+        assert!(start.elapsed() < Duration::from_millis(500));
         drop(client);
         drop(stopped);
         // Once the server runs again it finds the connection closed.
