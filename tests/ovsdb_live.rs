@@ -491,6 +491,7 @@ fn tcp_connection_answers_server_echo_and_probes_the_server() {
             &remote,
             ConnectOptions {
                 inactivity_probe: None,
+                ..ConnectOptions::default()
             },
         )
         .await
@@ -500,6 +501,7 @@ fn tcp_connection_answers_server_echo_and_probes_the_server() {
             &remote,
             ConnectOptions {
                 inactivity_probe: Some(Duration::from_millis(200)),
+                ..ConnectOptions::default()
             },
         )
         .await

@@ -31,11 +31,13 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
 pub(super) fn daemon(args: DaemonArgs) -> i32 {
     let DaemonArgs {
         topology,
-        target: HostArgs {
-            host,
-            ovsdb,
-            docker,
-        },
+        target:
+            HostArgs {
+                host,
+                ovsdb,
+                docker,
+                timeout,
+            },
         metrics,
         resync,
         log_format,
@@ -70,6 +72,7 @@ pub(super) fn daemon(args: DaemonArgs) -> i32 {
         resync,
         wait: Duration::from_secs(10),
         rewrite,
+        timeout,
     };
     let result = match on_host(lab.as_ref(), &host, || {
         runtime().block_on(daemon::run(config))

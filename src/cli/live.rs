@@ -8,6 +8,7 @@ use super::{runtime, Format, LiveArgs, EXIT_FAILURE, EXIT_OK};
 use crate::engine::render::{render_json, render_text, Action};
 use crate::engine::{self, HostTarget};
 use crate::ovs::Session;
+use crate::ovsdb::ConnectOptions;
 use crate::runtime::Runtimes;
 
 pub(super) fn live(path: &Path, live: LiveArgs, action: Action) -> i32 {
@@ -25,7 +26,8 @@ pub(super) fn live(path: &Path, live: LiveArgs, action: Action) -> i32 {
         wait: (!live.no_wait).then(|| Duration::from_secs(live.wait_seconds)),
     };
     let result = runtime().block_on(async {
-        let mut session = Session::open(&remote, &topology.mesh.name).await?;
+        let options = ConnectOptions::with_timeout(live.target.timeout);
+        let mut session = Session::open_with(&remote, &topology.mesh.name, options).await?;
         match action {
             Action::Apply => engine::apply_host(&mut session, &target).await,
             Action::Down => engine::down_host(&mut session, &target).await,

@@ -166,6 +166,9 @@ struct HostArgs {
     /// Docker API socket [default: $DOCKER_HOST, else /var/run/docker.sock].
     #[arg(long)]
     docker: Option<String>,
+    /// Deadline of each OVSDB request and of waiting for the mesh lock, e.g. 10s, 500ms.
+    #[arg(long, default_value = "10s", value_parser = daemon::parse_duration)]
+    timeout: Duration,
 }
 
 /// Options of the daemon.

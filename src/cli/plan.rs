@@ -28,6 +28,7 @@ pub(super) fn plan(path: &Path, target: HostArgs, offline: bool, format: Format)
         host,
         ovsdb,
         docker,
+        timeout,
     } = target;
     let (topology, want) = match topology_and_desired(path, host, format) {
         Ok(found) => found,
@@ -47,6 +48,7 @@ pub(super) fn plan(path: &Path, target: HostArgs, offline: bool, format: Format)
             &want,
             &remote,
             docker.as_deref(),
+            timeout,
         ));
         match result {
             Ok((plan, _)) => plan,

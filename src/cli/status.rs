@@ -13,6 +13,7 @@ pub(super) fn status(path: &Path, target: HostArgs, lab: Option<String>, format:
         host,
         ovsdb,
         docker,
+        timeout,
     } = target;
     let lab = lab.map(|prefix| Lab::new(&prefix));
     let (topology, want) = match topology_and_desired_of(path, host, format, lab.as_ref()) {
@@ -27,6 +28,7 @@ pub(super) fn status(path: &Path, target: HostArgs, lab: Option<String>, format:
             &want,
             &remote,
             docker.as_deref(),
+            timeout,
         ))
     });
     let (plan, observed) = match planned {

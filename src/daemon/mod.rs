@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::engine::{self, HostTarget, Outcome};
 use crate::marks::Role;
 use crate::ovs::{self, Session};
+use crate::ovsdb::ConnectOptions;
 use crate::plan::{Kind, Op};
 use crate::runtime::Runtimes;
 use crate::topology::{self, LoadError, Runtime, Topology};
@@ -45,6 +46,14 @@ pub struct DaemonConfig {
     /// Enforce this rewrite of the file's topology instead (the CLI passes a lab
     /// twin here, and runs the daemon inside the lab host's namespace).
     pub rewrite: Option<Rewrite>,
+    /// Deadline of each OVSDB request and of waiting for the mesh lock.
+    pub timeout: Duration,
+}
+
+impl DaemonConfig {
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions::with_timeout(self.timeout)
+    }
 }
 
 /// A rewrite of the topology, applied to every (re)load of the file.
@@ -293,7 +302,7 @@ async fn reconcile(
     if session.is_none() {
         let remote = remote(config, topology);
         *session = Some(
-            Session::open(&remote, &topology.mesh.name)
+            Session::open_with(&remote, &topology.mesh.name, config.connect_options())
                 .await
                 .map_err(|e| e.to_string())?,
         );

@@ -1,8 +1,8 @@
 //! What wakes the daemon. Every watcher only says "something changed"; the
 //! reconcile that follows does not care why (level-triggered).
 //!
-//! - OVSDB: `monitor_cond` on exactly the tables and columns ovsmesh manages —
-//!   not the statistics and status columns vswitchd rewrites every few seconds.
+//! - OVSDB: `monitor_cond` on exactly the tables and columns ovsmesh manages
+//!   (`ovs::columns`) — not the status columns vswitchd rewrites every few seconds.
 //!   Reconnects when ovsdb-server restarts.
 //! - rtnetlink: link, IPv4 address and IPv4 route notifications.
 //! - Named namespaces: inotify on /run/netns (a new file appears before its bind
@@ -20,6 +20,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::ovs::columns::monitor_requests;
 use crate::ovsdb::{self, ConnectOptions, Notification};
 
 /// Why the daemon woke.
@@ -53,16 +54,6 @@ impl Trigger {
     }
 }
 
-/// Columns whose changes matter: what ovsmesh writes, nothing vswitchd updates on its own.
-fn monitored() -> serde_json::Value {
-    json!({
-        "Open_vSwitch": [{"columns": ["bridges"]}],
-        "Bridge": [{"columns": ["name", "ports", "datapath_type", "external_ids"]}],
-        "Port": [{"columns": ["name", "interfaces", "tag", "trunks", "protected", "external_ids"]}],
-        "Interface": [{"columns": ["name", "type", "options", "bfd", "external_ids"]}]
-    })
-}
-
 /// Watch OVSDB; reconnect with backoff when the server goes away.
 pub fn watch_ovsdb(remote: String, tx: UnboundedSender<Trigger>) {
     tokio::spawn(async move {
@@ -72,7 +63,7 @@ pub fn watch_ovsdb(remote: String, tx: UnboundedSender<Trigger>) {
             match ovsdb::connect(&remote, ConnectOptions::default()).await {
                 Ok((client, mut updates)) => {
                     if client
-                        .monitor_cond(ovsdb::DB, json!("ovsmesh-daemon"), monitored())
+                        .monitor_cond(ovsdb::DB, json!("ovsmesh-daemon"), monitor_requests())
                         .await
                         .is_ok()
                     {

@@ -16,7 +16,7 @@ use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
 use crate::marks::Role;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::ovs::{self, ApplyError, OvsObserved, OvsReport, Session};
-use crate::ovsdb::OvsdbError;
+use crate::ovsdb::{ConnectOptions, OvsdbError};
 use crate::plan::{plan, Kind, Plan};
 use crate::runtime::Runtimes;
 use crate::state::HostState;
@@ -148,6 +148,7 @@ pub async fn plan_remote(
     want: &HostState,
     remote: &str,
     docker: Option<&str>,
+    timeout: Duration,
 ) -> Result<(Plan, Observed), EngineError> {
     let runtimes = Runtimes::new(docker);
     let target = HostTarget {
@@ -156,7 +157,8 @@ pub async fn plan_remote(
         runtimes: &runtimes,
         wait: None,
     };
-    let session = Session::open(remote, &topology.mesh.name).await?;
+    let options = ConnectOptions::with_timeout(timeout);
+    let session = Session::open_with(remote, &topology.mesh.name, options).await?;
     plan_host(&session, &target, want).await
 }
 
@@ -221,7 +223,7 @@ async fn converge(
     want: &HostState,
     direction: Direction,
 ) -> Result<Outcome, EngineError> {
-    session.lock(Duration::from_secs(30)).await?;
+    session.lock(session.timeout()).await?;
     let result = converge_locked(session, target, want, direction).await;
     session.unlock().await;
     result

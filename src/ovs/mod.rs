@@ -2,12 +2,14 @@
 //!
 //! A [`Session`] is one checked connection to a host's ovsdb-server. Changes are
 //! made under an OVSDB lock named after the mesh, so a manual `apply` and the
-//! daemon never interleave; each change set is one transaction; after it,
-//! ovsmesh waits (bounded) for vswitchd to catch up (`cur_cfg`) and reads back
+//! daemon never interleave; every write transaction asserts that lock, so a
+//! client that lost it (stolen) cannot write. Each change set is one
+//! transaction; after it, ovsmesh waits (bounded) for vswitchd to catch up (`cur_cfg`) and reads back
 //! `Interface.error` and `ofport`, because a committed transaction can still
 //! leave a port unusable (a tunnel key clash only shows there).
 
 pub mod apply;
+pub mod columns;
 pub mod observe;
 
 use std::time::{Duration, Instant};
@@ -16,8 +18,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::marks::Role;
-use crate::ovsdb::transact::select;
-use crate::ovsdb::{check_schema, connect, Client, ConnectOptions, Notification, OvsdbError, DB};
+use crate::ovsdb::transact::{assert_lock, select};
+use crate::ovsdb::{connect, Client, ConnectOptions, Notification, OvsdbError, DB};
 use crate::plan::{Change, Kind, Plan};
 
 pub use observe::{observe, OvsObserved, Rows};
@@ -27,32 +29,68 @@ pub struct Session {
     pub client: Client,
     notifications: mpsc::UnboundedReceiver<Notification>,
     lock_name: String,
+    /// Whether the server granted us the lock. A steal shows up as a
+    /// `stolen` notification (seen by the next `lock`) or, racing a write, as
+    /// that write refused by its `assert`.
+    locked: bool,
     /// Write transactions sent on this session.
     pub write_transactions: usize,
 }
 
 impl Session {
-    /// Connect and check the server's schema has what ovsmesh uses.
+    /// Connect with the default deadline and check the server's schema has what ovsmesh uses.
     pub async fn open(remote: &str, mesh: &str) -> Result<Self, OvsdbError> {
-        let (client, notifications) = connect(remote, ConnectOptions::default()).await?;
-        check_schema(&client).await?;
+        Self::open_with(remote, mesh, ConnectOptions::default()).await
+    }
+
+    /// [`Session::open`] with these connection options (deadline, inactivity probe).
+    pub async fn open_with(
+        remote: &str,
+        mesh: &str,
+        options: ConnectOptions,
+    ) -> Result<Self, OvsdbError> {
+        let (client, notifications) = connect(remote, options).await?;
+        columns::check_schema(&client).await?;
         Ok(Self {
             client,
             notifications,
             lock_name: lock_name(mesh),
+            locked: false,
             write_transactions: 0,
         })
     }
 
-    /// Take the mesh's lock, waiting at most `timeout` for another holder.
-    pub async fn lock(&mut self, timeout: Duration) -> Result<(), OvsdbError> {
-        if self.client.lock(&self.lock_name).await? {
+    /// The deadline of each request on this session.
+    pub fn timeout(&self) -> Duration {
+        self.client.timeout()
+    }
+
+    /// Take the mesh's lock, waiting at most `wait` for another holder. A lock
+    /// stolen since it was granted is asked for again (and waited for).
+    pub async fn lock(&mut self, wait: Duration) -> Result<(), OvsdbError> {
+        // Of earlier notifications only a steal matters: a grant counts only
+        // for the request below.
+        let mut stolen = false;
+        while let Ok(notification) = self.notifications.try_recv() {
+            stolen |= matches!(notification, Notification::Stolen(name) if name == self.lock_name);
+        }
+        if stolen && self.locked {
+            self.release().await;
+        }
+        if self.locked {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        if self.client.lock(&self.lock_name).await? {
+            self.locked = true;
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.notifications.recv()).await {
-                Ok(Some(Notification::Locked(name))) if name == self.lock_name => return Ok(()),
+                Ok(Some(Notification::Locked(name))) if name == self.lock_name => {
+                    self.locked = true;
+                    return Ok(());
+                }
                 Ok(Some(_)) => continue,
                 Ok(None) => {
                     return Err(OvsdbError::Disconnected {
@@ -62,23 +100,51 @@ impl Session {
                 }
                 Err(_) => {
                     let _ = self.client.unlock(&self.lock_name).await;
-                    return Err(OvsdbError::Timeout(format!(
-                        "OVSDB lock {:?} is held by another client (an ovsmesh daemon or apply?) for more than {timeout:?}",
-                        self.lock_name
-                    )));
+                    return Err(OvsdbError::LockBusy {
+                        remote: self.client.remote().to_string(),
+                        lock: self.lock_name.clone(),
+                        waited: wait,
+                    });
                 }
             }
         }
     }
 
     pub async fn unlock(&mut self) {
+        self.release().await;
+    }
+
+    /// Give the lock up, also as a waiter (after a steal the server keeps us queued).
+    async fn release(&mut self) {
+        self.locked = false;
         let _ = self.client.unlock(&self.lock_name).await;
     }
 
-    /// A write transaction, counted.
+    /// A write transaction, counted, made under the mesh's lock (taken first
+    /// if need be, within the session's deadline) and asserting it: if another
+    /// client took the lock meanwhile, the server refuses the whole
+    /// transaction ([`OvsdbError::LockLost`]). The replies are those of
+    /// `operations`, in order.
     pub async fn write(&mut self, operations: Vec<Value>) -> Result<Vec<Value>, OvsdbError> {
+        if !self.locked {
+            self.lock(self.timeout()).await?;
+        }
+        let mut guarded = Vec::with_capacity(operations.len() + 1);
+        guarded.push(assert_lock(&self.lock_name));
+        guarded.extend(operations);
         self.write_transactions += 1;
-        self.client.transact(DB, operations).await
+        match self.client.transact(DB, guarded).await {
+            Ok(mut replies) => {
+                replies.remove(0);
+                Ok(replies)
+            }
+            Err(error) => {
+                if matches!(error, OvsdbError::LockLost { .. }) {
+                    self.release().await;
+                }
+                Err(error)
+            }
+        }
     }
 }
 
@@ -117,10 +183,6 @@ pub enum ApplyError {
     Ovsdb(#[from] OvsdbError),
 }
 
-fn is_guard_failure(error: &OvsdbError) -> bool {
-    matches!(error, OvsdbError::Transact { operation, .. } if operation.contains("(wait on"))
-}
-
 /// Apply the bridge and port changes of `plan` in one transaction.
 /// `wait` bounds the wait for vswitchd; `None` skips it (like `ovs-vsctl --no-wait`).
 pub async fn apply(
@@ -140,7 +202,7 @@ pub async fn apply(
     }
     let replies = match session.write(tx.operations).await {
         Ok(replies) => replies,
-        Err(error) if is_guard_failure(&error) => {
+        Err(error @ OvsdbError::Guard { .. }) => {
             return Err(ApplyError::Conflict(error.to_string()))
         }
         Err(error) => return Err(error.into()),
@@ -184,9 +246,11 @@ pub async fn wait_for_vswitchd(
             return Ok(());
         }
         if start.elapsed() > timeout {
-            return Err(OvsdbError::Timeout(format!(
-                "ovs-vswitchd did not apply configuration {next_cfg} within {timeout:?} (is ovs-vswitchd running?)"
-            )));
+            return Err(OvsdbError::Vswitchd {
+                remote: client.remote().to_string(),
+                next_cfg,
+                waited: timeout,
+            });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1,21 +1,22 @@
 //! Read the OVS side of a host into the shared state type.
 //!
 //! One `transact` of four selects reads Open_vSwitch, Bridge, Port and
-//! Interface. Of those, ovsmesh keeps the bridges it manages (by name, or by
-//! its mark) and every port carrying this mesh's marks, keyed by the identity
+//! Interface (the columns listed in `columns`). Of those, ovsmesh keeps the
+//! bridges it manages (by name, or by its mark) and every port carrying this mesh's marks, keyed by the identity
 //! the marks spell out. Foreign rows are only counted (per bridge), so `down`
 //! knows whether a bridge still holds someone else's ports. Row uuids and
 //! `_version`s are kept for apply's guards.
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::marks::{self, Role};
-use crate::ovsdb::transact::select;
 use crate::ovsdb::value::{Atom, Datum};
 use crate::ovsdb::{Client, OvsdbError, DB};
 use crate::state::{Bridge, HostState, Port, PortId};
+
+use super::columns;
 
 /// A row's identity for guards.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,60 +121,8 @@ pub async fn observe(
     mesh: &str,
     managed_bridges: &[&str],
 ) -> Result<OvsObserved, OvsdbError> {
-    let all = json!([]);
-    let replies = client
-        .transact(
-            DB,
-            vec![
-                select(
-                    "Open_vSwitch",
-                    all.clone(),
-                    &["_uuid", "bridges", "next_cfg", "cur_cfg"],
-                ),
-                select(
-                    "Bridge",
-                    all.clone(),
-                    &[
-                        "_uuid",
-                        "_version",
-                        "name",
-                        "ports",
-                        "datapath_type",
-                        "external_ids",
-                    ],
-                ),
-                select(
-                    "Port",
-                    all.clone(),
-                    &[
-                        "_uuid",
-                        "_version",
-                        "name",
-                        "interfaces",
-                        "tag",
-                        "trunks",
-                        "protected",
-                        "external_ids",
-                    ],
-                ),
-                select(
-                    "Interface",
-                    all,
-                    &[
-                        "_uuid",
-                        "_version",
-                        "name",
-                        "type",
-                        "options",
-                        "bfd",
-                        "bfd_status",
-                        "error",
-                        "ofport",
-                    ],
-                ),
-            ],
-        )
-        .await?;
+    let selects = columns::TABLES.iter().map(columns::Table::select_all);
+    let replies = client.transact(DB, selects.collect()).await?;
     let rows = |i: usize| replies[i]["rows"].as_array().cloned().unwrap_or_default();
     Ok(interpret(
         host,

@@ -5,9 +5,15 @@
 //! server sends its own `echo` requests that must be answered, and monitors push
 //! `update`/`update2`/`update3` notifications. One reader task matches replies to
 //! requests by id, answers echoes, and forwards notifications on a channel; one
-//! writer task serialises outgoing messages. On TCP an inactivity probe (our own
-//! echo) detects a silent peer. When the peer goes away, every waiting call fails
-//! with a clean `Disconnected` error naming the remote.
+//! writer task serialises outgoing messages.
+//!
+//! Nothing waits forever: connecting and every request have a deadline, and a
+//! request that misses it closes the connection (a server that stopped
+//! answering is not trusted with the next one). On every connection an
+//! inactivity probe (our own echo) detects a silent peer. When the peer goes
+//! away, every waiting call fails with a clean `Disconnected` error naming the
+//! remote. Dropping the [`Client`] ends both tasks, which closes the socket
+//! (at the runtime's next turn, or when the runtime shuts down).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +25,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
 
 use super::codec::JsonCodec;
 use super::OvsdbError;
@@ -38,28 +45,89 @@ pub enum Notification {
     Stolen(String),
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, OvsdbError>>>>>;
+/// Deadline of connecting and of every request unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A connection to one ovsdb-server.
-pub struct Client {
+/// Idle time before probing the peer (as ovsdb-server's own default).
+pub const DEFAULT_PROBE: Duration = Duration::from_secs(5);
+
+type Reply = oneshot::Sender<Result<Value, OvsdbError>>;
+
+/// What the client and its two tasks share.
+struct Shared {
     remote: String,
+    pending: Mutex<HashMap<u64, Reply>>,
+    /// Why the connection closed, once it has.
+    closed: Mutex<Option<String>>,
+    /// Cancelled when the connection closes: both tasks end, the socket goes.
+    stop: CancellationToken,
+}
+
+impl Shared {
+    fn disconnected(&self, reason: &str) -> OvsdbError {
+        OvsdbError::Disconnected {
+            remote: self.remote.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Close the connection (once): stop both tasks and fail every waiting call.
+    fn close(&self, reason: &str) {
+        {
+            let mut closed = self.closed.lock().expect("closed lock");
+            if closed.is_some() {
+                return;
+            }
+            *closed = Some(reason.to_string());
+        }
+        tracing::debug!(remote = %self.remote, %reason, "ovsdb connection closed");
+        self.stop.cancel();
+        let waiting: Vec<_> = self.pending.lock().expect("pending lock").drain().collect();
+        for (_, reply) in waiting {
+            let _ = reply.send(Err(self.disconnected(reason)));
+        }
+    }
+}
+
+/// A connection to one ovsdb-server. Dropping it closes the connection.
+pub struct Client {
+    shared: Arc<Shared>,
     outgoing: mpsc::UnboundedSender<Value>,
-    pending: Pending,
     next_id: AtomicU64,
-    closed: Arc<Mutex<Option<String>>>,
+    timeout: Duration,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.close("the client was dropped");
+    }
 }
 
 /// Options for a connection.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Idle time after which we probe the peer with an echo (TCP only).
+    /// Idle time after which we probe the peer with an echo; unanswered for as
+    /// long again, the connection is dropped. `None` disables our probe.
     pub inactivity_probe: Option<Duration>,
+    /// Deadline of connecting and of every request.
+    pub timeout: Duration,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
-            inactivity_probe: Some(Duration::from_secs(5)),
+            inactivity_probe: Some(DEFAULT_PROBE),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// The defaults with another request deadline.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            ..Self::default()
         }
     }
 }
@@ -73,19 +141,26 @@ pub async fn connect(
         remote: remote.to_string(),
         source,
     };
+    let deadline = |_| OvsdbError::Deadline {
+        remote: remote.to_string(),
+        request: "connect".into(),
+        after: options.timeout,
+    };
     if let Some(path) = remote.strip_prefix("unix:") {
-        let stream = tokio::net::UnixStream::connect(path)
+        let stream = tokio::time::timeout(options.timeout, tokio::net::UnixStream::connect(path))
             .await
+            .map_err(deadline)?
             .map_err(connect_error)?;
         let (read, write) = stream.into_split();
-        Ok(start(remote, read, write, None))
+        Ok(start(remote, read, write, &options))
     } else if let Some(address) = remote.strip_prefix("tcp:") {
-        let stream = tokio::net::TcpStream::connect(address)
+        let stream = tokio::time::timeout(options.timeout, tokio::net::TcpStream::connect(address))
             .await
+            .map_err(deadline)?
             .map_err(connect_error)?;
         stream.set_nodelay(true).ok();
         let (read, write) = stream.into_split();
-        Ok(start(remote, read, write, options.inactivity_probe))
+        Ok(start(remote, read, write, &options))
     } else if remote.starts_with("ssl:") {
         Err(OvsdbError::BadRemote(format!(
             "{remote}: ssl: remotes are not supported yet; use unix: or tcp: (e.g. through a local socket)"
@@ -97,57 +172,73 @@ pub async fn connect(
     }
 }
 
-fn start<R, W>(
+/// Run the client over any byte stream (a socket, or a test's fake server).
+pub fn start<R, W>(
     remote: &str,
     read: R,
     write: W,
-    probe: Option<Duration>,
+    options: &ConnectOptions,
 ) -> (Client, mpsc::UnboundedReceiver<Notification>)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (outgoing, mut to_send) = mpsc::unbounded_channel::<Value>();
+    let (outgoing, to_send) = mpsc::unbounded_channel::<Value>();
     let (notify, notifications) = mpsc::unbounded_channel();
-    let pending: Pending = Arc::default();
-    let closed: Arc<Mutex<Option<String>>> = Arc::default();
-
-    let mut writer = FramedWrite::new(write, JsonCodec::default());
-    tokio::spawn(async move {
-        while let Some(message) = to_send.recv().await {
-            if writer.send(message).await.is_err() {
-                break;
-            }
-        }
-    });
-
-    let reader = Reader {
+    let shared = Arc::new(Shared {
         remote: remote.to_string(),
+        pending: Mutex::default(),
+        closed: Mutex::default(),
+        stop: CancellationToken::new(),
+    });
+    tokio::spawn(write_all(
+        shared.clone(),
+        FramedWrite::new(write, JsonCodec::default()),
+        to_send,
+    ));
+    let reader = Reader {
+        shared: shared.clone(),
         frames: FramedRead::new(read, JsonCodec::default()),
         outgoing: outgoing.clone(),
-        pending: pending.clone(),
-        closed: closed.clone(),
         notify,
-        probe,
+        probe: options.inactivity_probe,
     };
     tokio::spawn(reader.run());
-
     let client = Client {
-        remote: remote.to_string(),
+        shared,
         outgoing,
-        pending,
         next_id: AtomicU64::new(1),
-        closed,
+        timeout: options.timeout,
     };
     (client, notifications)
 }
 
+async fn write_all<W: AsyncWrite + Unpin>(
+    shared: Arc<Shared>,
+    mut writer: FramedWrite<W, JsonCodec>,
+    mut to_send: mpsc::UnboundedReceiver<Value>,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            message = to_send.recv() => message,
+        };
+        let Some(message) = message else { return };
+        let sent = tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            sent = writer.send(message) => sent,
+        };
+        if let Err(error) = sent {
+            shared.close(&format!("cannot send: {error}"));
+            return;
+        }
+    }
+}
+
 struct Reader<R> {
-    remote: String,
+    shared: Arc<Shared>,
     frames: FramedRead<R, JsonCodec>,
     outgoing: mpsc::UnboundedSender<Value>,
-    pending: Pending,
-    closed: Arc<Mutex<Option<String>>>,
     notify: mpsc::UnboundedSender<Notification>,
     probe: Option<Duration>,
 }
@@ -155,22 +246,22 @@ struct Reader<R> {
 impl<R: AsyncRead + Unpin> Reader<R> {
     async fn run(mut self) {
         let mut probing = false;
+        let stop = self.shared.stop.clone();
         let reason = loop {
-            let next = match self.probe {
-                Some(idle) => match tokio::time::timeout(idle, self.frames.next()).await {
-                    Ok(next) => next,
-                    Err(_) if probing => {
-                        break format!("no reply to the inactivity probe within {idle:?}")
+            let idle = self.probe.unwrap_or(Duration::MAX);
+            let next = tokio::select! {
+                _ = stop.cancelled() => return,
+                next = self.frames.next() => next,
+                _ = tokio::time::sleep(idle), if self.probe.is_some() => {
+                    if probing {
+                        break format!("no reply to the inactivity probe within {idle:?}");
                     }
-                    Err(_) => {
-                        probing = true;
-                        let _ = self
-                            .outgoing
-                            .send(json!({"method": "echo", "params": ["probe"], "id": "probe"}));
-                        continue;
-                    }
-                },
-                None => self.frames.next().await,
+                    probing = true;
+                    let _ = self
+                        .outgoing
+                        .send(json!({"method": "echo", "params": ["probe"], "id": "probe"}));
+                    continue;
+                }
             };
             probing = false;
             match next {
@@ -179,15 +270,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 Some(Ok(message)) => self.dispatch(message),
             }
         };
-        tracing::debug!(remote = %self.remote, %reason, "ovsdb connection closed");
-        *self.closed.lock().expect("closed lock") = Some(reason.clone());
-        let waiting: Vec<_> = self.pending.lock().expect("pending lock").drain().collect();
-        for (_, reply) in waiting {
-            let _ = reply.send(Err(OvsdbError::Disconnected {
-                remote: self.remote.clone(),
-                reason: reason.clone(),
-            }));
-        }
+        self.shared.close(&reason);
     }
 
     fn dispatch(&mut self, message: Value) {
@@ -229,7 +312,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let Some(id) = message.get("id").and_then(Value::as_u64) else {
             return; // replies to our probe carry the id "probe"
         };
-        let Some(reply) = self.pending.lock().expect("pending lock").remove(&id) else {
+        let Some(reply) = self
+            .shared
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&id)
+        else {
             return;
         };
         let error = message.get("error").cloned().unwrap_or(Value::Null);
@@ -237,7 +326,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             Ok(message.get("result").cloned().unwrap_or(Value::Null))
         } else {
             Err(OvsdbError::Rpc {
-                remote: self.remote.clone(),
+                remote: self.shared.remote.clone(),
                 error: error.to_string(),
             })
         };
@@ -245,36 +334,71 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 }
 
+/// Forgets a request's reply slot when its caller stops waiting (deadline or cancel).
+struct Waiting<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&self.id);
+    }
+}
+
 impl Client {
     pub fn remote(&self) -> &str {
-        &self.remote
+        &self.shared.remote
     }
 
-    /// Send a request and wait for its reply.
+    /// The deadline of each request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Why the connection closed, if it has.
+    pub fn closed(&self) -> Option<String> {
+        self.shared.closed.lock().expect("closed lock").clone()
+    }
+
+    /// Send a request and wait for its reply, at most the deadline. A missed
+    /// deadline closes the connection: the server is hung or overloaded.
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, OvsdbError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, wait) = oneshot::channel();
         {
-            let closed = self.closed.lock().expect("closed lock");
+            let closed = self.shared.closed.lock().expect("closed lock");
             if let Some(reason) = closed.as_ref() {
-                return Err(self.disconnected(reason));
+                return Err(self.shared.disconnected(reason));
             }
-            self.pending.lock().expect("pending lock").insert(id, reply);
+            let mut pending = self.shared.pending.lock().expect("pending lock");
+            pending.insert(id, reply);
         }
+        let _waiting = Waiting {
+            shared: &self.shared,
+            id,
+        };
         let request = json!({"method": method, "params": params, "id": id});
         if self.outgoing.send(request).is_err() {
-            return Err(self.disconnected("the connection is closed"));
+            return Err(self.shared.disconnected("the connection is closed"));
         }
-        match wait.await {
-            Ok(result) => result,
-            Err(_) => Err(self.disconnected("the connection is closed")),
-        }
-    }
-
-    fn disconnected(&self, reason: &str) -> OvsdbError {
-        OvsdbError::Disconnected {
-            remote: self.remote.clone(),
-            reason: reason.to_string(),
+        match tokio::time::timeout(self.timeout, wait).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.shared.disconnected("the connection is closed")),
+            Err(_) => {
+                let after = self.timeout;
+                self.shared
+                    .close(&format!("no reply to {method} within {after:?}"));
+                Err(OvsdbError::Deadline {
+                    remote: self.shared.remote.clone(),
+                    request: method.to_string(),
+                    after,
+                })
+            }
         }
     }
 
@@ -312,7 +436,7 @@ impl Client {
         let replies = result.as_array().cloned().ok_or_else(|| {
             OvsdbError::Protocol(format!("transact reply is not an array: {result}"))
         })?;
-        super::transact::check_reply(&self.remote, &operations, &replies)?;
+        super::transact::check_reply(self.remote(), &operations, &replies)?;
         Ok(replies)
     }
 
@@ -341,6 +465,11 @@ impl Client {
             .get("locked")
             .and_then(Value::as_bool)
             .unwrap_or(false))
+    }
+
+    /// Take a lock from whoever holds it (RFC 7047 §4.1.10); the holder gets `stolen`.
+    pub async fn steal(&self, id: &str) -> Result<(), OvsdbError> {
+        self.call("steal", json!([id])).await.map(|_| ())
     }
 
     pub async fn unlock(&self, id: &str) -> Result<(), OvsdbError> {

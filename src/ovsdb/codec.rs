@@ -5,13 +5,15 @@
 //! counting only braces outside strings (and honouring `\"` escapes). A read may
 //! hold several messages or part of one: the decoder answers "incomplete, read
 //! more" (`Ok(None)`) and keeps its scan position so bytes are never rescanned.
+//! A message longer than the limit is refused as soon as its bytes pass the
+//! limit, whether it arrives in one read or many, so memory stays bounded.
 
 use bytes::{Buf, BytesMut};
 use serde_json::Value;
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Refuse a single message larger than this (a broken or hostile peer).
-const MAX_FRAME: usize = 64 * 1024 * 1024;
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -19,20 +21,40 @@ pub enum CodecError {
     Json(#[from] serde_json::Error),
     #[error("unexpected byte {0:?} between OVSDB messages")]
     Garbage(char),
-    #[error("OVSDB message larger than {MAX_FRAME} bytes")]
-    TooLarge,
+    #[error("OVSDB message larger than {0} bytes")]
+    TooLarge(usize),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
 /// Scanner state carried across reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JsonCodec {
     /// Bytes of the current frame already scanned.
     scanned: usize,
     depth: usize,
     in_string: bool,
     escaped: bool,
+    max_frame: usize,
+}
+
+impl Default for JsonCodec {
+    fn default() -> Self {
+        Self::with_max_frame(MAX_FRAME)
+    }
+}
+
+impl JsonCodec {
+    /// A codec refusing messages larger than `max_frame` bytes.
+    pub fn with_max_frame(max_frame: usize) -> Self {
+        Self {
+            scanned: 0,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            max_frame,
+        }
+    }
 }
 
 impl Decoder for JsonCodec {
@@ -51,6 +73,10 @@ impl Decoder for JsonCodec {
             }
         }
         while self.scanned < buf.len() {
+            // Counted as scanned, not per read: the limit holds however the bytes arrive.
+            if self.scanned >= self.max_frame {
+                return Err(CodecError::TooLarge(self.max_frame));
+            }
             let byte = buf[self.scanned];
             self.scanned += 1;
             if self.in_string {
@@ -76,9 +102,6 @@ impl Decoder for JsonCodec {
                 }
                 _ => {}
             }
-        }
-        if buf.len() > MAX_FRAME {
-            return Err(CodecError::TooLarge);
         }
         Ok(None)
     }
@@ -144,6 +167,29 @@ mod tests {
         assert!(codec.decode(&mut buf).unwrap().is_none());
         buf.extend_from_slice(br#"ult":null,"error":null}"#);
         assert_eq!(codec.decode(&mut buf).unwrap().unwrap()["id"], 1);
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_refused_also_when_it_arrives_in_one_read() {
+        // Found by tests/ovsdb_fuzz.rs: the limit was only checked on incomplete frames.
+        let mut codec = JsonCodec::with_max_frame(10);
+        let mut buf = BytesMut::from(&br#"{"id":1,"result":null}"#[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::TooLarge(10))
+        ));
+        let mut codec = JsonCodec::with_max_frame(10);
+        let mut buf = BytesMut::from(&br#"{"a":12345}"#[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::TooLarge(10))
+        ));
+        let mut buf = BytesMut::from(&br#"{"a":1234}"#[..]);
+        let mut codec = JsonCodec::with_max_frame(10);
+        assert!(
+            codec.decode(&mut buf).unwrap().is_some(),
+            "exactly the limit"
+        );
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! OVSDB (RFC 7047): framing, typed values, the JSON-RPC client, transactions,
-//! and the schema check made at connect.
+//! OVSDB (RFC 7047): framing, typed values, the JSON-RPC client and transactions.
 //!
 //! ovsmesh drives Open vSwitch through ovsdb-server directly, never through
 //! `ovs-vsctl`: everything a host needs is committed in one transaction.
@@ -9,9 +8,9 @@ pub mod codec;
 pub mod transact;
 pub mod value;
 
-use serde_json::Value;
+use std::time::Duration;
 
-pub use client::{connect, Client, ConnectOptions, Notification};
+pub use client::{connect, Client, ConnectOptions, Notification, DEFAULT_TIMEOUT};
 
 /// The database ovsmesh works on.
 pub const DB: &str = "Open_vSwitch";
@@ -45,92 +44,33 @@ pub enum OvsdbError {
         error: String,
         details: String,
     },
-    #[error("timed out: {0}")]
-    Timeout(String),
-}
-
-/// Tables and columns ovsmesh reads or writes.
-pub const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
-    (
-        "Open_vSwitch",
-        &["bridges", "next_cfg", "cur_cfg", "ovs_version"],
-    ),
-    (
-        "Bridge",
-        &["name", "ports", "datapath_type", "external_ids"],
-    ),
-    (
-        "Port",
-        &[
-            "name",
-            "interfaces",
-            "tag",
-            "trunks",
-            "protected",
-            "external_ids",
-        ],
-    ),
-    (
-        "Interface",
-        &[
-            "name",
-            "type",
-            "options",
-            "bfd",
-            "bfd_status",
-            "external_ids",
-            "error",
-            "ofport",
-        ],
-    ),
-];
-
-/// Check the server's schema has everything in [`REQUIRED_COLUMNS`].
-pub async fn check_schema(client: &Client) -> Result<(), OvsdbError> {
-    let schema = client.get_schema(DB).await?;
-    let missing = missing_column(&schema);
-    let Some(what) = missing else { return Ok(()) };
-    let schema_version = schema
-        .get("version")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_string();
-    let ovs_version = if what.starts_with("table Open_vSwitch") {
-        "unknown".to_string()
-    } else {
-        let rows = client
-            .transact(
-                DB,
-                vec![transact::select(
-                    "Open_vSwitch",
-                    serde_json::json!([]),
-                    &["ovs_version"],
-                )],
-            )
-            .await
-            .ok();
-        rows.and_then(|r| r[0]["rows"][0]["ovs_version"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "unknown".into())
-    };
-    Err(OvsdbError::Schema {
-        remote: client.remote().to_string(),
-        what,
-        schema_version,
-        ovs_version,
-    })
-}
-
-/// The first required table or column the schema lacks.
-pub fn missing_column(schema: &Value) -> Option<String> {
-    for (table, columns) in REQUIRED_COLUMNS {
-        let Some(found) = schema.get("tables").and_then(|t| t.get(*table)) else {
-            return Some(format!("table {table}"));
-        };
-        for column in *columns {
-            if found.get("columns").and_then(|c| c.get(*column)).is_none() {
-                return Some(format!("column {table}.{column}"));
-            }
-        }
-    }
-    None
+    /// A request (or connecting) missed its deadline; the connection is closed.
+    #[error(
+        "ovsdb-server at {remote} did not answer {request} within {after:?} (hung or overloaded?)"
+    )]
+    Deadline {
+        remote: String,
+        request: String,
+        after: Duration,
+    },
+    /// Another client holds the lock we waited for.
+    #[error("OVSDB lock {lock:?} on {remote} is held by another client (an ovsmesh daemon or apply?) for more than {waited:?}")]
+    LockBusy {
+        remote: String,
+        lock: String,
+        waited: Duration,
+    },
+    /// The transaction's `assert` of our lock failed: another client stole it.
+    #[error("ovsmesh no longer holds OVSDB lock {lock:?} on {remote} (another client took it); the transaction was refused, nothing was written")]
+    LockLost { remote: String, lock: String },
+    /// A guard (`wait` on a row's `_version` or absence) failed: the row changed since it was read.
+    #[error("the rows ovsmesh read on {remote} changed before its transaction ({operation})")]
+    Guard { remote: String, operation: String },
+    /// ovs-vswitchd did not catch up with a committed configuration.
+    #[error("ovs-vswitchd did not apply configuration {next_cfg} from {remote} within {waited:?} (is ovs-vswitchd running?)")]
+    Vswitchd {
+        remote: String,
+        next_cfg: i64,
+        waited: Duration,
+    },
 }

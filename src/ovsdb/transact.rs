@@ -4,7 +4,11 @@
 //! a result or `{"error": …}`; one extra trailing element reports a failed
 //! commit (e.g. a constraint violation). A transaction can "succeed" as an RPC
 //! and still have failed, so every element is checked and the error names the
-//! operation (its index, kind and table).
+//! operation (its index, kind and table). Two failures are expected in normal
+//! operation and get their own error variants, told apart by the failing
+//! operation's kind and the RFC's error tag: a guard (`wait`) that "timed
+//! out" — the rows changed since they were read — and an `assert` of our lock
+//! answered "not owner" — another client took the lock.
 
 use serde_json::{json, Value};
 
@@ -49,6 +53,11 @@ pub fn wait_absent(table: &str, name: &str) -> Value {
     })
 }
 
+/// Fail the transaction unless this session owns the lock (RFC 7047 §5.2.10).
+pub fn assert_lock(lock: &str) -> Value {
+    json!({"op": "assert", "lock": lock})
+}
+
 pub fn comment(text: &str) -> Value {
     json!({"op": "comment", "comment": text})
 }
@@ -83,7 +92,8 @@ pub fn check_reply(
             .get("details")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let operation = match operations.get(index) {
+        let failed = operations.get(index);
+        let operation = match failed {
             Some(op) => format!("operation {index} ({})", describe(op)),
             None => "the commit".to_string(),
         };
@@ -91,6 +101,26 @@ pub fn check_reply(
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| error.to_string());
+        let kind = failed.and_then(|op| op.get("op")).and_then(Value::as_str);
+        match (kind, error.as_str()) {
+            (Some("wait"), "timed out") => {
+                return Err(OvsdbError::Guard {
+                    remote: remote.to_string(),
+                    operation,
+                })
+            }
+            (Some("assert"), "not owner") => {
+                let lock = failed
+                    .and_then(|op| op.get("lock"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                return Err(OvsdbError::LockLost {
+                    remote: remote.to_string(),
+                    lock: lock.to_string(),
+                });
+            }
+            _ => {}
+        }
         return Err(OvsdbError::Transact {
             remote: remote.to_string(),
             operation,
@@ -144,5 +174,37 @@ mod tests {
         assert!(err.to_string().contains("the commit"), "{err}");
         assert!(check_reply("unix:x", &ops, &[json!({}), json!({"uuid": ["uuid", "u"]})]).is_ok());
         assert!(check_reply("unix:x", &ops, &[json!({})]).is_err());
+    }
+
+    #[test]
+    fn a_failed_guard_and_a_lost_lock_have_their_own_variants() {
+        let ops = vec![assert_lock("ovsmesh_t1"), wait_version("Port", "u1", "v1")];
+        let guard = check_reply(
+            "unix:x",
+            &ops,
+            &[
+                json!({}),
+                json!({"error": "timed out", "details": "\"wait\" timed out"}),
+            ],
+        );
+        assert!(
+            matches!(&guard, Err(OvsdbError::Guard { operation, .. }) if operation.contains("operation 1 (wait on Port)")),
+            "{guard:?}"
+        );
+        let lost = check_reply("unix:x", &ops, &[json!({"error": "not owner"})]);
+        assert!(
+            matches!(&lost, Err(OvsdbError::LockLost { lock, .. }) if lock == "ovsmesh_t1"),
+            "{lost:?}"
+        );
+        // The same words from another operation are not a guard or the lock.
+        let other = check_reply(
+            "unix:x",
+            &[insert("Port", json!({}), "p")],
+            &[json!({"error": "timed out"})],
+        );
+        assert!(
+            matches!(other, Err(OvsdbError::Transact { .. })),
+            "{other:?}"
+        );
     }
 }

@@ -9,6 +9,54 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+/// Why a JSON value is not an OVSDB datum.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("{0} is not an OVSDB atom (string, integer, real, boolean, [\"uuid\", U] or [\"named-uuid\", N])")]
+    NotAnAtom(String),
+    #[error("integer {0} is outside OVSDB's 64-bit signed range")]
+    IntegerRange(String),
+    #[error("{0} is not a UUID (8-4-4-4-12 hex digits)")]
+    BadUuid(String),
+    #[error("{0} is not a named-uuid (letters, digits and '_', not starting with a digit)")]
+    BadNamedUuid(String),
+    #[error("{0} is not a set: expected [\"set\", [atoms]]")]
+    BadSet(String),
+    #[error("{0} is not a map: expected [\"map\", [[key, value], …]]")]
+    BadMap(String),
+    #[error("{0} is not a map pair: expected [key, value]")]
+    BadPair(String),
+}
+
+/// A value for an error message: its JSON, cut to a readable length.
+fn short(value: &Value) -> String {
+    const MAX: usize = 60;
+    let text = value.to_string();
+    if text.chars().count() <= MAX {
+        return text;
+    }
+    let cut: String = text.chars().take(MAX).collect();
+    format!("{cut}…")
+}
+
+/// RFC 4122 text form, as OVSDB writes it.
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// An OVSDB <id> (RFC 7047 §3.1): `[_a-zA-Z][_a-zA-Z0-9]*`.
+fn is_id(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b == b'_' || b.is_ascii_alphabetic())
+        && bytes.all(|b| b == b'_' || b.is_ascii_alphanumeric())
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Atom {
     String(String),
@@ -31,20 +79,37 @@ impl Atom {
         }
     }
 
+    /// An atom, or `None` when `value` is not one (see [`Atom::parse`]).
     pub fn from_json(value: &Value) -> Option<Atom> {
+        Atom::parse(value).ok()
+    }
+
+    /// Parse an atom; say what is wrong when `value` is not one.
+    pub fn parse(value: &Value) -> Result<Atom, ValueError> {
         match value {
-            Value::String(s) => Some(Atom::String(s.clone())),
-            Value::Bool(b) => Some(Atom::Boolean(*b)),
-            Value::Number(n) => n
-                .as_i64()
-                .map(Atom::Integer)
-                .or_else(|| n.as_f64().map(Atom::Real)),
-            Value::Array(pair) if pair.len() == 2 => match (pair[0].as_str(), pair[1].as_str()) {
-                (Some("uuid"), Some(u)) => Some(Atom::Uuid(u.to_string())),
-                (Some("named-uuid"), Some(n)) => Some(Atom::NamedUuid(n.to_string())),
-                _ => None,
+            Value::String(s) => Ok(Atom::String(s.clone())),
+            Value::Bool(b) => Ok(Atom::Boolean(*b)),
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Ok(Atom::Integer(i))
+                } else if n.is_u64() {
+                    Err(ValueError::IntegerRange(n.to_string()))
+                } else {
+                    n.as_f64()
+                        .map(Atom::Real)
+                        .ok_or_else(|| ValueError::NotAnAtom(short(value)))
+                }
+            }
+            Value::Array(pair) if pair.len() == 2 => match (pair[0].as_str(), &pair[1]) {
+                (Some("uuid"), Value::String(u)) if is_uuid(u) => Ok(Atom::Uuid(u.clone())),
+                (Some("uuid"), _) => Err(ValueError::BadUuid(short(&pair[1]))),
+                (Some("named-uuid"), Value::String(n)) if is_id(n) => {
+                    Ok(Atom::NamedUuid(n.clone()))
+                }
+                (Some("named-uuid"), _) => Err(ValueError::BadNamedUuid(short(&pair[1]))),
+                _ => Err(ValueError::NotAnAtom(short(value))),
             },
-            _ => None,
+            _ => Err(ValueError::NotAnAtom(short(value))),
         }
     }
 
@@ -88,34 +153,42 @@ impl Datum {
         }
     }
 
+    /// A datum, or `None` when `value` is not one (see [`Datum::parse`]).
     pub fn from_json(value: &Value) -> Option<Datum> {
-        if let Value::Array(pair) = value {
-            if pair.len() == 2 {
-                match pair[0].as_str() {
-                    Some("set") => {
-                        let items = pair[1].as_array()?;
-                        return items
-                            .iter()
-                            .map(Atom::from_json)
-                            .collect::<Option<Vec<_>>>()
-                            .map(Datum::Set);
-                    }
-                    Some("map") => {
-                        let items = pair[1].as_array()?;
-                        return items
-                            .iter()
-                            .map(|kv| {
-                                let kv = kv.as_array()?;
-                                Some((Atom::from_json(kv.first()?)?, Atom::from_json(kv.get(1)?)?))
-                            })
-                            .collect::<Option<Vec<_>>>()
-                            .map(Datum::Map);
-                    }
-                    _ => {}
-                }
+        Datum::parse(value).ok()
+    }
+
+    /// Parse an atom, set or map; say what is wrong when `value` is none of them.
+    pub fn parse(value: &Value) -> Result<Datum, ValueError> {
+        let Value::Array(pair) = value else {
+            return Atom::parse(value).map(Datum::Atom);
+        };
+        match (pair.len(), pair.first().and_then(Value::as_str)) {
+            (2, Some("set")) => {
+                let items = pair[1]
+                    .as_array()
+                    .ok_or_else(|| ValueError::BadSet(short(value)))?;
+                items
+                    .iter()
+                    .map(Atom::parse)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Datum::Set)
             }
+            (2, Some("map")) => {
+                let items = pair[1]
+                    .as_array()
+                    .ok_or_else(|| ValueError::BadMap(short(value)))?;
+                items
+                    .iter()
+                    .map(|kv| match kv.as_array().map(Vec::as_slice) {
+                        Some([k, v]) => Ok((Atom::parse(k)?, Atom::parse(v)?)),
+                        _ => Err(ValueError::BadPair(short(kv))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Datum::Map)
+            }
+            _ => Atom::parse(value).map(Datum::Atom),
         }
-        Atom::from_json(value).map(Datum::Atom)
     }
 
     /// The atoms of a set (a bare atom is a one-element set).
