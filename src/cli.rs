@@ -12,7 +12,7 @@ use serde_json::json;
 
 use std::time::Duration;
 
-use crate::desired::desired;
+use crate::desired::{desired, settle};
 use crate::engine::{self, HostTarget};
 use crate::lab::Lab;
 use crate::ovs::Session;
@@ -373,7 +373,7 @@ fn plan_command(path: &Path, target: HostArgs, offline: bool, format: Format) ->
             host: host.clone(),
             ..HostState::default()
         };
-        plan(&topology.mesh.name, &want, &observed)
+        plan(&settle(&topology.mesh.name, &want, &observed))
     } else {
         let remote = engine::ovsdb_remote_from_env(ovsdb.as_deref(), &topology, &host);
         let result = runtime().block_on(engine::plan_remote(

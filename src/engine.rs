@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use crate::desired::desired;
+use crate::desired::{desired, settle};
 use crate::host::apply::{ALL_KINDS, CONTAINER_KINDS, HOST_KINDS};
 use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
-use crate::marks::Role;
+use crate::marks::{DeviceFacts, Policy, Role};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::ovs::{self, ApplyError, OvsObserved, OvsReport, Session};
 use crate::ovsdb::OvsdbError;
@@ -100,18 +100,27 @@ async fn observe(
         &managed_bridges(topology),
     )
     .await?;
-    let gateway_ports = ovs
-        .state
-        .ports
-        .values()
-        .chain(want.ports.values())
-        .filter(|p| p.role == Role::Gateway)
-        .map(|p| p.name.clone())
-        .collect();
+    let facts = DeviceFacts {
+        overlay_bridge: mesh.overlay_bridge.clone(),
+        underlay_bridge: mesh.underlay_bridge.clone(),
+        gateway_ports: ovs
+            .state
+            .ports
+            .values()
+            .chain(want.ports.values())
+            .filter(|p| p.role == Role::Gateway)
+            .map(|p| p.name.clone())
+            .collect(),
+        topology_addresses: want
+            .addresses
+            .values()
+            .map(|a| (a.dev.clone(), a.address))
+            .collect(),
+    };
     let devices = Devices {
-        overlay_bridge: &mesh.overlay_bridge,
-        underlay_bridge: &mesh.underlay_bridge,
-        gateway_ports,
+        overlay_bridge: mesh.overlay_bridge.clone(),
+        underlay_bridge: mesh.underlay_bridge.clone(),
+        addresses: Policy::new(&mesh.name).address_policy(&facts),
     };
     let (links, rows) = host::observe(netlink, &mesh.name, want, &devices, target.runtimes).await?;
     let mut ovs = ovs;
@@ -136,7 +145,7 @@ pub async fn plan_host(
 ) -> Result<(Plan, Observed), EngineError> {
     let netlink = Netlink::open()?;
     let observed = observe(session, &netlink, target, want).await?;
-    let plan = plan(&target.topology.mesh.name, want, &observed.state);
+    let plan = plan(&settle(&target.topology.mesh.name, want, &observed.state));
     Ok((plan, observed))
 }
 
@@ -244,7 +253,7 @@ async fn converge_locked(
     let mut last_conflict = String::new();
     for attempt in 1..=ATTEMPTS {
         let observed = observe(session, &netlink, target, want).await?;
-        let plan = plan(mesh, want, &observed.state);
+        let plan = plan(&settle(mesh, want, &observed.state));
         if plan.is_empty() {
             return Ok(Outcome {
                 plan,
@@ -256,26 +265,10 @@ async fn converge_locked(
             Direction::Up => (CONTAINER_KINDS, HOST_KINDS),
             Direction::Down => (ALL_KINDS, &[]),
         };
-        let mut links = host::apply(
-            &netlink,
-            &context,
-            &plan,
-            &observed.state,
-            &observed.netlink,
-            before,
-        )
-        .await;
+        let mut links = host::apply(&netlink, &context, &plan, &observed.netlink, before).await;
         match ovs::apply(session, &plan, mesh, &observed.ovs.rows, target.wait).await {
             Ok(report) => {
-                let later = host::apply(
-                    &netlink,
-                    &context,
-                    &plan,
-                    &observed.state,
-                    &observed.netlink,
-                    after,
-                )
-                .await;
+                let later = host::apply(&netlink, &context, &plan, &observed.netlink, after).await;
                 links.applied.extend(later.applied);
                 links.failures.extend(later.failures);
                 return Ok(Outcome {

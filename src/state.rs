@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use crate::marks::PortId;
 use crate::marks::Role;
 use crate::topology::{Mac, Route, Runtime};
 
@@ -44,7 +45,7 @@ pub struct HostState {
 }
 
 /// An OVS bridge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bridge {
     pub datapath_type: String,
@@ -52,29 +53,10 @@ pub struct Bridge {
     /// A bridge without it is adopted and never deleted.
     #[serde(default)]
     pub owned: bool,
-}
-
-/// Identity of an owned port.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PortId {
-    Tunnel { bridge: String, peer: String },
-    Access { container: String, ifname: String },
-    Gateway { network: String },
-    Uplink { bridge: String },
-    Underlay { bridge: String },
-}
-
-impl PortId {
-    /// The key used in [`HostState::ports`].
-    pub fn key(&self) -> String {
-        match self {
-            PortId::Tunnel { bridge, peer } => format!("tunnel/{bridge}/{peer}"),
-            PortId::Access { container, ifname } => format!("access/{container}/{ifname}"),
-            PortId::Gateway { network } => format!("gateway/{network}"),
-            PortId::Uplink { bridge } => format!("uplink/{bridge}"),
-            PortId::Underlay { bridge } => format!("underlay/{bridge}"),
-        }
-    }
+    /// Observed: ports on it that carry no mark of this mesh (its own local
+    /// port aside). A bridge that holds them outlives this mesh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_ports: Vec<String>,
 }
 
 /// An OVS port with its single interface.
@@ -182,4 +164,101 @@ impl HostState {
             ..HostState::default()
         }
     }
+}
+
+/// Which kind of object a state entry (and a plan change) is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Bridge,
+    Port,
+    Address,
+    Route,
+    Forwarding,
+    ContainerInterface,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bridge => "bridge",
+            Kind::Port => "port",
+            Kind::Address => "address",
+            Kind::Route => "route",
+            Kind::Forwarding => "forwarding",
+            Kind::ContainerInterface => "container-interface",
+        }
+    }
+}
+
+/// One state object of any kind, as a plan change carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Bridge(Bridge),
+    Port(Port),
+    Address(HostAddress),
+    Route(HostRoute),
+    Forwarding(bool),
+    ContainerInterface(ContainerInterface),
+}
+
+impl Item {
+    pub fn bridge(&self) -> Option<&Bridge> {
+        match self {
+            Item::Bridge(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn port(&self) -> Option<&Port> {
+        match self {
+            Item::Port(p) => Some(p),
+            _ => None,
+        }
+    }
+    pub fn address(&self) -> Option<&HostAddress> {
+        match self {
+            Item::Address(a) => Some(a),
+            _ => None,
+        }
+    }
+    pub fn route(&self) -> Option<&HostRoute> {
+        match self {
+            Item::Route(r) => Some(r),
+            _ => None,
+        }
+    }
+    pub fn forwarding(&self) -> Option<bool> {
+        match self {
+            Item::Forwarding(on) => Some(*on),
+            _ => None,
+        }
+    }
+    pub fn container_interface(&self) -> Option<&ContainerInterface> {
+        match self {
+            Item::ContainerInterface(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Desired state settled against what a host has (see `desired::settle`): the
+/// two states the plan diffs, and the settle step's decisions.
+#[derive(Debug, Clone, Default)]
+pub struct Settled {
+    /// What apply makes real: desired state with names and incarnations settled.
+    pub target: HostState,
+    /// What the host has, less what is left alone (waiting containers).
+    pub observed: HostState,
+    /// Containers not running: nothing is made for them.
+    pub waiting: Vec<String>,
+    /// Why an object changes, where the settle step decided it.
+    pub notes: BTreeMap<(Kind, String), Note>,
+}
+
+/// The settle step's word on one change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub reason: String,
+    /// Replace (delete + create) rather than update in place.
+    pub replace: bool,
 }

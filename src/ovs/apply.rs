@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::marks;
+use crate::marks::Policy;
 use crate::ovsdb::transact::{comment, insert, mutate, select, update, wait_absent, wait_version};
 use crate::ovsdb::value::{named_json, uuid_json, Atom, Datum};
 use crate::plan::{Kind, Op, Plan};
-use crate::state::{Bridge, Port};
+use crate::state::{Bridge, Item, Port};
 
 use super::observe::Rows;
 
@@ -26,8 +26,6 @@ pub struct Transaction {
     pub operations: Vec<Value>,
     /// Index of the `select` of `next_cfg` (after the bump), if any.
     pub next_cfg_select: Option<usize>,
-    /// Bridges the plan deletes but that still hold foreign ports: kept.
-    pub kept_bridges: Vec<(String, Vec<String>)>,
 }
 
 fn port_columns(port: &Port) -> Value {
@@ -75,14 +73,14 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
     )));
 
     // New bridges first: their named uuids collect the ports created on them.
-    let mut new_bridges: BTreeMap<String, (String, Vec<Value>)> = BTreeMap::new();
+    let mut new_bridges: BTreeMap<String, (String, &Bridge, Vec<Value>)> = BTreeMap::new();
     for (i, change) in plan
         .changes
         .iter()
         .enumerate()
         .filter(|(_, c)| c.kind == Kind::Bridge)
     {
-        let Some(bridge) = plan.target.bridges.get(&change.id) else {
+        let Some(bridge) = change.after.as_ref().and_then(Item::bridge) else {
             continue;
         };
         match change.op {
@@ -102,7 +100,7 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                 ));
                 new_bridges.insert(
                     change.id.clone(),
-                    (format!("br{i}"), vec![named_json(&local_port)]),
+                    (format!("br{i}"), bridge, vec![named_json(&local_port)]),
                 );
             }
             Op::Update | Op::Replace => {
@@ -142,7 +140,7 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                 }
             }
         }
-        let Some(port) = plan.target.ports.get(&change.id) else {
+        let Some(port) = change.after.as_ref().and_then(Item::port) else {
             continue;
         };
         match change.op {
@@ -164,7 +162,7 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                     new_bridges.get_mut(&port.bridge),
                     rows.bridges.get(&port.bridge),
                 ) {
-                    (Some((_, members)), _) => members.push(named_json(&port_name)),
+                    (Some((_, _, members)), _) => members.push(named_json(&port_name)),
                     (None, Some(bridge_row)) => ops.push(mutate(
                         "Bridge",
                         json!([["_uuid", "==", uuid_json(&bridge_row.uuid)]]),
@@ -193,12 +191,8 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
         }
     }
 
-    for (name, (uuid_name, members)) in &new_bridges {
-        let bridge: &Bridge = &plan.target.bridges[name];
-        let ids = BTreeMap::from([
-            (marks::MESH.to_string(), mesh.to_string()),
-            ("ovsmesh-host".to_string(), plan.host.clone()),
-        ]);
+    for (name, (uuid_name, bridge, members)) in &new_bridges {
+        let ids = Policy::new(mesh).bridge_marks(&plan.host);
         ops.push(insert(
             "Bridge",
             json!({
@@ -221,15 +215,6 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
         .iter()
         .filter(|c| c.kind == Kind::Bridge && c.op == Op::Delete)
     {
-        let foreign = rows
-            .foreign_ports
-            .get(&change.id)
-            .cloned()
-            .unwrap_or_default();
-        if !foreign.is_empty() {
-            tx.kept_bridges.push((change.id.clone(), foreign));
-            continue;
-        }
         if let Some(row) = rows.bridges.get(&change.id) {
             ops.push(wait_version("Bridge", &row.uuid, &row.version));
             ops.push(mutate(

@@ -19,6 +19,7 @@ use crate::marks::Role;
 use crate::ovsdb::transact::select;
 use crate::ovsdb::{check_schema, connect, Client, ConnectOptions, Notification, OvsdbError, DB};
 use crate::plan::{Change, Kind, Plan};
+use crate::state::Item;
 
 pub use observe::{observe, OvsObserved, Rows};
 
@@ -132,7 +133,12 @@ pub async fn apply(
 ) -> Result<OvsReport, ApplyError> {
     let tx = apply::build(plan, mesh, rows);
     let mut report = OvsReport {
-        kept_bridges: tx.kept_bridges.clone(),
+        kept_bridges: plan
+            .kept
+            .iter()
+            .filter(|k| k.kind == Kind::Bridge)
+            .map(|k| (k.id.clone(), k.holders.clone()))
+            .collect(),
         ..OvsReport::default()
     };
     if tx.operations.is_empty() {
@@ -149,12 +155,6 @@ pub async fn apply(
         .changes
         .iter()
         .filter(|c| matches!(c.kind, Kind::Bridge | Kind::Port))
-        .filter(|c| {
-            !report
-                .kept_bridges
-                .iter()
-                .any(|(b, _)| c.kind == Kind::Bridge && &c.id == b)
-        })
         .cloned()
         .collect();
     let next_cfg = tx
@@ -198,8 +198,8 @@ async fn port_failures(client: &Client, plan: &Plan) -> Result<Vec<PortFailure>,
     let wanted: Vec<(&String, &crate::state::Port)> = plan
         .changes
         .iter()
-        .filter(|c| c.kind == Kind::Port && c.op != crate::plan::Op::Delete)
-        .filter_map(|c| plan.target.ports.get(&c.id).map(|p| (&c.id, p)))
+        .filter(|c| c.kind == Kind::Port)
+        .filter_map(|c| c.after.as_ref().and_then(Item::port).map(|p| (&c.id, p)))
         .filter(|(_, p)| p.role != Role::Access)
         .collect();
     if wanted.is_empty() {
