@@ -399,7 +399,9 @@ fn print_plan(plan: &crate::plan::Plan, format: Format) -> i32 {
         Format::Json => render_json(plan),
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
-    if plan.is_empty() {
+    if !plan.conflicts.is_empty() {
+        EXIT_FAILURE
+    } else if plan.is_empty() {
         EXIT_OK
     } else {
         EXIT_CHANGES

@@ -85,11 +85,15 @@ pub struct Observed {
     pub netlink: NetlinkRows,
 }
 
+/// Observe the host for the containers and devices of `want`; `known` is the
+/// topology's desired state of the host (for `down` too), by which `marks`
+/// recognises the exact addresses ovsmesh put on devices it does not own.
 async fn observe(
     session: &Session,
     netlink: &Netlink,
     target: &HostTarget<'_>,
     want: &HostState,
+    known: &HostState,
 ) -> Result<Observed, EngineError> {
     let topology = target.topology;
     let mesh = &topology.mesh;
@@ -101,17 +105,22 @@ async fn observe(
     )
     .await?;
     let facts = DeviceFacts {
-        overlay_bridge: mesh.overlay_bridge.clone(),
         underlay_bridge: mesh.underlay_bridge.clone(),
+        owned_bridges: ovs
+            .state
+            .bridges
+            .iter()
+            .filter(|(_, b)| b.owned)
+            .map(|(name, _)| name.clone())
+            .collect(),
         gateway_ports: ovs
             .state
             .ports
             .values()
-            .chain(want.ports.values())
             .filter(|p| p.role == Role::Gateway)
             .map(|p| p.name.clone())
             .collect(),
-        topology_addresses: want
+        topology_addresses: known
             .addresses
             .values()
             .map(|a| (a.dev.clone(), a.address))
@@ -130,6 +139,8 @@ async fn observe(
     state.forwarding = links.forwarding;
     state.containers = links.containers;
     state.waiting = links.waiting;
+    state.occupied = links.occupied;
+    state.foreign_links = links.foreign_links;
     Ok(Observed {
         state,
         ovs,
@@ -144,7 +155,7 @@ pub async fn plan_host(
     want: &HostState,
 ) -> Result<(Plan, Observed), EngineError> {
     let netlink = Netlink::open()?;
-    let observed = observe(session, &netlink, target, want).await?;
+    let observed = observe(session, &netlink, target, want, want).await?;
     let plan = plan(&settle(&target.topology.mesh.name, want, &observed.state));
     Ok((plan, observed))
 }
@@ -176,9 +187,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Whether any object failed.
+    /// Whether any object failed, or could not be made for a conflict.
     pub fn failed(&self) -> bool {
-        !self.ovs.failures.is_empty() || !self.netlink.failures.is_empty()
+        !self.ovs.failures.is_empty()
+            || !self.netlink.failures.is_empty()
+            || !self.plan.conflicts.is_empty()
     }
 }
 
@@ -188,7 +201,7 @@ pub async fn apply_host(
     target: &HostTarget<'_>,
 ) -> Result<Outcome, EngineError> {
     let want = desired(target.topology, target.host)?;
-    converge(session, target, &want, Direction::Up).await
+    converge(session, target, &want, &want, Direction::Up).await
 }
 
 /// Remove this mesh's objects from the host (adopted bridges and foreign objects stay).
@@ -200,7 +213,8 @@ pub async fn down_host(
         host: target.host.to_string(),
         ..HostState::default()
     };
-    let mut outcome = converge(session, target, &nothing, Direction::Down).await?;
+    let known = desired(target.topology, target.host).unwrap_or_else(|_| nothing.clone());
+    let mut outcome = converge(session, target, &nothing, &known, Direction::Down).await?;
     // Forwarding back to what it was before ovsmesh enabled it.
     match host::apply::restore_forwarding(&target.topology.mesh.name) {
         Ok(devices) if !devices.is_empty() => tracing::info!(?devices, "forwarding restored"),
@@ -226,10 +240,11 @@ async fn converge(
     session: &mut Session,
     target: &HostTarget<'_>,
     want: &HostState,
+    known: &HostState,
     direction: Direction,
 ) -> Result<Outcome, EngineError> {
     session.lock(Duration::from_secs(30)).await?;
-    let result = converge_locked(session, target, want, direction).await;
+    let result = converge_locked(session, target, want, known, direction).await;
     session.unlock().await;
     result
 }
@@ -238,6 +253,7 @@ async fn converge_locked(
     session: &mut Session,
     target: &HostTarget<'_>,
     want: &HostState,
+    known: &HostState,
     direction: Direction,
 ) -> Result<Outcome, EngineError> {
     let mesh = &target.topology.mesh.name;
@@ -252,12 +268,12 @@ async fn converge_locked(
     };
     let mut last_conflict = String::new();
     for attempt in 1..=ATTEMPTS {
-        let observed = observe(session, &netlink, target, want).await?;
+        let observed = observe(session, &netlink, target, want, known).await?;
         let plan = plan(&settle(mesh, want, &observed.state));
-        if plan.is_empty() {
+        if plan.changes.is_empty() {
             return Ok(Outcome {
+                ovs: OvsReport::nothing_applied(&plan),
                 plan,
-                ovs: OvsReport::default(),
                 netlink: NetlinkReport::default(),
             });
         }

@@ -112,14 +112,38 @@ async fn index_of(netlink: &Netlink, name: &str) -> Result<u32, NetlinkError> {
         })
 }
 
-async fn delete_host_end(netlink: &Netlink, name: &str) -> Result<(), NetlinkError> {
+/// Delete the host end of `iface`'s veth named `name`, only if its alias is
+/// ours; a device by that name that is not ours is left alone (`Ok(false)`).
+async fn delete_host_end(
+    netlink: &Netlink,
+    context: &HostContext<'_>,
+    iface: &ContainerInterface,
+    name: &str,
+) -> Result<bool, NetlinkError> {
     if name.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
-    if let Some(link) = netlink.link_by_name(name).await? {
-        netlink.delete_link(link.index).await?;
+    match netlink.link_by_name(name).await? {
+        Some(link)
+            if context.policy().owns_veth(
+                link.alias.as_deref(),
+                &iface.container,
+                &iface.ifname,
+            ) =>
+        {
+            netlink.delete_link(link.index).await?;
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+        None => Ok(true),
     }
-    Ok(())
+}
+
+fn in_the_way(what: String, why: &str) -> NetlinkError {
+    NetlinkError::Io {
+        what,
+        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, why.to_string()),
+    }
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> NetlinkError {
@@ -149,10 +173,10 @@ async fn container_interface(
 ) -> Result<(), NetlinkError> {
     let seen = change.before.as_ref().and_then(Item::container_interface);
     if change.op == Op::Delete {
-        return match seen {
-            Some(old) => delete_host_end(netlink, &old.host_end).await,
-            None => Ok(()),
-        };
+        if let Some(old) = seen {
+            delete_host_end(netlink, context, old, &old.host_end).await?;
+        }
+        return Ok(());
     }
     let want = after(change, Item::container_interface)?;
     let netns = rows
@@ -167,32 +191,48 @@ async fn container_interface(
         })?;
     if matches!(change.op, Op::Create | Op::Replace) {
         if let Some(old) = seen {
-            delete_host_end(netlink, &old.host_end).await?;
+            delete_host_end(netlink, context, old, &old.host_end).await?;
         }
-        // A stale device under the new name (an earlier half-made attempt) goes too.
-        delete_host_end(netlink, &want.host_end).await?;
-        let ifname = want.ifname.clone();
+        // A device under the new name: ours (a half-made attempt) goes; any
+        // other is in the way and stays.
+        if !delete_host_end(netlink, context, want, &want.host_end).await? {
+            return Err(in_the_way(
+                format!("device {}", want.host_end),
+                "exists and is not ovsmesh's (its alias is not this mesh's): not deleted",
+            ));
+        }
+        // Inside, touch only what ovsmesh made: a link with our name is in the way.
+        let (ifname, container) = (want.ifname.clone(), want.container.clone());
         in_netns(netns, |inner| async move {
-            if let Some(stale) = inner.link_by_name(&ifname).await? {
-                inner.delete_link(stale.index).await?;
+            match inner.link_by_name(&ifname).await? {
+                Some(_) => Err(in_the_way(
+                    format!("interface {ifname} in container {container}"),
+                    "exists and ovsmesh did not make it: left alone",
+                )),
+                None => Ok(()),
             }
-            Ok(())
         })?;
         netlink
             .create_veth(&want.host_end, &want.ifname, netns, want.mac, want.mtu)
             .await?;
+        // The alias makes the veth ours; a veth without it would never be
+        // recognised (or removed) again, so it goes if the alias cannot be set.
         let alias = context.policy().veth_alias(&want.container, &want.ifname);
-        let index = index_of(netlink, &want.host_end).await?;
-        netlink
-            .set_link(
-                index,
-                LinkChange {
-                    up: true,
-                    alias: Some(&alias),
-                    ..LinkChange::default()
-                },
-            )
-            .await?;
+        let named = async {
+            let index = index_of(netlink, &want.host_end).await?;
+            let up = LinkChange {
+                up: true,
+                alias: Some(&alias),
+                ..LinkChange::default()
+            };
+            netlink.set_link(index, up).await
+        };
+        if let Err(error) = named.await {
+            if let Ok(Some(link)) = netlink.link_by_name(&want.host_end).await {
+                let _ = netlink.delete_link(link.index).await;
+            }
+            return Err(error);
+        }
     } else if let Some(old) = seen {
         if old.mtu != want.mtu {
             let index = index_of(netlink, &want.host_end).await?;
@@ -264,6 +304,7 @@ async fn configure_inside(
             oif: Some(link.index),
             onlink: false,
             protocol: mark.protocol,
+            metric: mark.metric,
         })
         .collect();
     if let Some(gateway) = want.gateway {
@@ -273,14 +314,16 @@ async fn configure_inside(
             oif: Some(link.index),
             onlink: false,
             protocol: mark.protocol,
+            metric: mark.metric,
         });
     }
+    // Our interface: routes on it that are not wanted (with our marks) are stale.
     for existing in netlink.routes().await? {
         let stale = existing.oif == Some(link.index)
             && existing.via.is_some()
-            && !wanted
-                .iter()
-                .any(|w| w.to == existing.to && w.via == existing.via);
+            && !wanted.iter().any(|w| {
+                w.to == existing.to && w.via == existing.via && w.metric == existing.metric
+            });
         if stale {
             netlink.delete_route(&existing).await?;
         }
@@ -350,7 +393,7 @@ async fn move_underlay(
     for route in netlink.routes().await? {
         if route.oif == Some(from_link.index)
             && route.via.is_some()
-            && !context.policy().owns_route(route.protocol)
+            && !context.policy().owns_route(route.protocol, route.metric)
         {
             let moved = Route {
                 oif: Some(to_link.index),
@@ -369,6 +412,7 @@ fn to_netlink_route(route: &HostRoute, indices: &BTreeMap<String, u32>, mark: Ro
         oif: route.dev.as_ref().and_then(|d| indices.get(d).copied()),
         onlink: route.onlink,
         protocol: mark.protocol,
+        metric: mark.metric,
     }
 }
 
@@ -398,9 +442,14 @@ async fn route(
             return index_of(netlink, dev).await.map(|_| ());
         }
     }
-    netlink
-        .replace_route(&to_netlink_route(want, &indices, mark))
-        .await
+    let route = to_netlink_route(want, &indices, mark);
+    if change.op == Op::Create {
+        // Never overwrite: a route that appeared at our key since the plan was
+        // made fails the add (the next plan names it as a conflict).
+        netlink.add_route(&route).await
+    } else {
+        netlink.replace_route(&route).await
+    }
 }
 
 fn forwarding(context: &HostContext<'_>, change: &Change) -> Result<(), NetlinkError> {

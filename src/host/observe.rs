@@ -7,7 +7,9 @@
 //! runtime is asked for its namespace; a container that is not running is
 //! *waiting*; a running one is read on a dedicated thread inside its namespace.
 //! A container interface counts as present only if it is the peer of one of our
-//! host ends — after a restart it is gone, and the plan re-plumbs it.
+//! host ends — after a restart it is gone, and the plan re-plumbs it; a link
+//! with its name that is not is noted as *occupied* (a conflict, never touched),
+//! and so is a foreign route that holds the destination and metric of ours.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -15,7 +17,9 @@ use std::fs::File;
 use crate::marks::{AddressPolicy, Policy};
 use crate::netlink::{ethtool, in_netns, sysctl, Link, Netlink, NetlinkError};
 use crate::runtime::{Located, RuntimeError, Runtimes};
-use crate::state::{AddressRole, ContainerInterface, HostAddress, HostRoute, HostState};
+use crate::state::{
+    AddressRole, ContainerInterface, HostAddress, HostRoute, HostState, Kind, Occupied,
+};
 use crate::topology::{Route, Runtime};
 
 /// What apply needs beyond the state: the namespaces, held for this reconcile only.
@@ -91,7 +95,14 @@ pub async fn observe(
 
     // Routes with this mesh's marks. ovsmesh sets `dev` only together with `onlink`.
     for route in netlink.routes().await? {
-        if !policy.owns_route(route.protocol) {
+        if policy.route_in_the_way(route.protocol, route.metric) {
+            state.occupied.push(Occupied {
+                kind: Kind::Route,
+                id: route.to.to_string(),
+                by: describe_route(&route, &by_index),
+            });
+        }
+        if !policy.owns_route(route.protocol, route.metric) {
             continue;
         }
         let Some(via) = route.via else { continue };
@@ -120,6 +131,12 @@ pub async fn observe(
             state.forwarding.insert(dev.clone(), on);
         }
     }
+
+    state.foreign_links = links
+        .iter()
+        .filter(|l| policy.veth_identity(l.alias.as_deref()).is_none())
+        .map(|l| l.name.clone())
+        .collect();
 
     // Our veth host ends, by alias.
     let host_ends: BTreeMap<(String, String), &Link> = links
@@ -153,6 +170,15 @@ pub async fn observe(
                 .peer_index
                 .and_then(|i| by_index.get(&i))
                 .filter(|l| policy.owns_veth(l.alias.as_deref(), container, &iface.ifname));
+            if host_end.is_none() {
+                // A link with our name that is not the peer of our host end.
+                state.occupied.push(Occupied {
+                    kind: Kind::ContainerInterface,
+                    id: iface.key(),
+                    by: format!("link {} (index {})", link.name, link.index),
+                });
+                continue;
+            }
             let host_tx_on =
                 host_end.is_some_and(|l| ethtool::tx_checksum(&l.name).unwrap_or(true));
             let wanted_address = inside
@@ -200,6 +226,18 @@ pub async fn observe(
         );
     }
     Ok((state, rows))
+}
+
+/// A foreign route, as a conflict message names it.
+fn describe_route(route: &crate::netlink::Route, by_index: &BTreeMap<u32, &Link>) -> String {
+    let mut text = format!("{}", route.to);
+    if let Some(via) = route.via {
+        text.push_str(&format!(" via {via}"));
+    }
+    if let Some(dev) = route.oif.and_then(|i| by_index.get(&i)) {
+        text.push_str(&format!(" dev {}", dev.name));
+    }
+    format!("{text} proto {} metric {}", route.protocol, route.metric)
 }
 
 /// Read interfaces `ifnames` inside a container's namespace.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::marks::Policy;
+use crate::marks::{self, Policy};
 use crate::ovsdb::transact::{comment, insert, mutate, select, update, wait_absent, wait_version};
 use crate::ovsdb::value::{named_json, uuid_json, Atom, Datum};
 use crate::plan::{Kind, Op, Plan};
@@ -53,6 +53,60 @@ fn merge(mut a: Value, b: Value) -> Value {
         a_map.extend(b_map);
     }
     a
+}
+
+/// `external_ids` mutations: delete `keys`, then insert `pairs`.
+fn external_ids_mutation(keys: Vec<String>, pairs: BTreeMap<String, String>) -> Option<Value> {
+    let mut mutations = Vec::new();
+    if !keys.is_empty() {
+        let keys = keys.into_iter().map(Atom::String).collect();
+        mutations.push(json!([
+            "external_ids",
+            "delete",
+            Datum::set(keys).to_json()
+        ]));
+    }
+    if !pairs.is_empty() {
+        mutations.push(json!([
+            "external_ids",
+            "insert",
+            Datum::map(&pairs).to_json()
+        ]));
+    }
+    (!mutations.is_empty()).then_some(Value::Array(mutations))
+}
+
+/// The marks a bridge update changes: claims of meshes that start or stop
+/// using it, and its owner when it is handed over (the heir's claim goes).
+fn bridge_marks_mutation(before: Option<&Bridge>, after: &Bridge) -> Option<Value> {
+    let empty = Default::default();
+    let had = before.map_or(&empty, |b| &b.users);
+    let mut keys: Vec<String> = had
+        .difference(&after.users)
+        .map(|m| marks::claim_key(m))
+        .collect();
+    let mut pairs: BTreeMap<String, String> = after
+        .users
+        .difference(had)
+        .map(|m| (marks::claim_key(m), "yes".to_string()))
+        .collect();
+    if let Some(heir) = &after.hand_to {
+        keys.push(marks::MESH.to_string());
+        pairs.insert(marks::MESH.to_string(), heir.clone());
+    }
+    external_ids_mutation(keys, pairs)
+}
+
+/// A port handed over to another mesh with its bridge: its owner mark changes.
+fn owner_mutation(before: Option<&Port>, after: &Port) -> Option<Value> {
+    let owner = after.external_ids.get(marks::MESH)?;
+    if before.and_then(|p| p.external_ids.get(marks::MESH)) == Some(owner) {
+        return None;
+    }
+    external_ids_mutation(
+        vec![marks::MESH.to_string()],
+        BTreeMap::from([(marks::MESH.to_string(), owner.clone())]),
+    )
 }
 
 /// Build the OVS transaction for `plan` (bridge and port changes only).
@@ -105,12 +159,23 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
             }
             Op::Update | Op::Replace => {
                 if let Some(row) = rows.bridges.get(&change.id) {
+                    let before = change.before.as_ref().and_then(Item::bridge);
                     ops.push(wait_version("Bridge", &row.uuid, &row.version));
-                    ops.push(update(
-                        "Bridge",
-                        &row.uuid,
-                        json!({"datapath_type": bridge.datapath_type}),
-                    ));
+                    // Only what differs: an adopted bridge's settings are never written.
+                    if before.is_none_or(|b| b.datapath_type != bridge.datapath_type) {
+                        ops.push(update(
+                            "Bridge",
+                            &row.uuid,
+                            json!({"datapath_type": bridge.datapath_type}),
+                        ));
+                    }
+                    if let Some(mutations) = bridge_marks_mutation(before, bridge) {
+                        ops.push(mutate(
+                            "Bridge",
+                            json!([["_uuid", "==", uuid_json(&row.uuid)]]),
+                            mutations,
+                        ));
+                    }
                 }
             }
             Op::Delete => {}
@@ -185,6 +250,18 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                         &iface_row.uuid,
                         interface_columns(port),
                     ));
+                    let before = change.before.as_ref().and_then(Item::port);
+                    if let Some(mutations) = owner_mutation(before, port) {
+                        for (table, uuid) in
+                            [("Port", &port_row.uuid), ("Interface", &iface_row.uuid)]
+                        {
+                            ops.push(mutate(
+                                table,
+                                json!([["_uuid", "==", uuid_json(uuid)]]),
+                                mutations.clone(),
+                            ));
+                        }
+                    }
                 }
             }
             Op::Delete => {}

@@ -110,6 +110,21 @@ pub struct OvsReport {
     pub vswitchd_confirmed: bool,
 }
 
+impl OvsReport {
+    /// The report of a plan before anything is applied: the bridges it keeps.
+    pub fn nothing_applied(plan: &Plan) -> Self {
+        Self {
+            kept_bridges: plan
+                .kept
+                .iter()
+                .filter(|k| k.kind == Kind::Bridge && !k.holders.is_empty())
+                .map(|k| (k.id.clone(), k.holders.clone()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("the host changed while ovsmesh was applying ({0}); re-plan")]
@@ -132,15 +147,7 @@ pub async fn apply(
     wait: Option<Duration>,
 ) -> Result<OvsReport, ApplyError> {
     let tx = apply::build(plan, mesh, rows);
-    let mut report = OvsReport {
-        kept_bridges: plan
-            .kept
-            .iter()
-            .filter(|k| k.kind == Kind::Bridge)
-            .map(|k| (k.id.clone(), k.holders.clone()))
-            .collect(),
-        ..OvsReport::default()
-    };
+    let mut report = OvsReport::nothing_applied(plan);
     if tx.operations.is_empty() {
         return Ok(report);
     }

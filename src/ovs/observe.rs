@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::marks::{BridgeHold, Owner, Policy};
+use crate::marks::{self, BridgeHold, Owner, Policy};
 use crate::ovsdb::transact::select;
 use crate::ovsdb::value::{Atom, Datum};
 use crate::ovsdb::{Client, OvsdbError, DB};
@@ -221,7 +221,8 @@ pub fn interpret(
             continue;
         }
         let name = bridge.string("name");
-        let hold = policy.bridge_hold(&name, &bridge.map("external_ids"), managed_bridges);
+        let bridge_ids = bridge.map("external_ids");
+        let hold = policy.bridge_hold(&name, &bridge_ids, managed_bridges);
         let mut foreign = Vec::new();
         for port_uuid in bridge.uuids("ports") {
             let Some(port) = ports_by_uuid.get(&port_uuid) else {
@@ -229,8 +230,10 @@ pub fn interpret(
             };
             let port_ids = port.map("external_ids");
             if policy.owner(&port_ids) != Owner::Us {
-                if port.string("name") != name {
-                    foreign.push(port.string("name"));
+                let port_name = port.string("name");
+                if port_name != name {
+                    foreign.push(port_name.clone());
+                    out.state.foreign_ports.insert(port_name, name.clone());
                 }
                 continue;
             }
@@ -293,6 +296,12 @@ pub fn interpret(
                 Bridge {
                     datapath_type: bridge.string("datapath_type"),
                     owned: hold == BridgeHold::Owned,
+                    owned_by: match policy.owner(&bridge_ids) {
+                        Owner::Mesh(other) => Some(other),
+                        Owner::Us | Owner::Nobody => None,
+                    },
+                    users: marks::users(&bridge_ids),
+                    hand_to: None,
                     foreign_ports: foreign,
                 },
             );

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::marks::{self, Removal};
-pub use crate::state::Kind;
+pub use crate::state::{Conflict, Kept, Kind};
 use crate::state::{Item, Note, Settled};
 pub use objects::Object;
 
@@ -63,24 +63,19 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Containers not running: nothing is made for them.
     pub waiting: Vec<String>,
-    /// Objects of this mesh no longer wanted but kept, because others use them.
+    /// Objects left as they are although the topology would have them
+    /// otherwise (kept because others use them; adopted as they are).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<Kept>,
-}
-
-/// An object the plan would remove but keeps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Kept {
-    pub kind: Kind,
-    pub id: String,
-    pub reason: String,
-    /// What holds on to it (foreign ports, other meshes).
-    pub holders: Vec<String>,
+    /// Objects not made because something not ovsmesh's holds their place.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
 }
 
 impl Plan {
+    /// Nothing to change and nothing in the way: the host matches the topology.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.conflicts.is_empty()
     }
 
     pub fn count(&self, op: Op) -> usize {
@@ -95,7 +90,8 @@ pub fn plan(settled: &Settled) -> Plan {
         host: target.host.clone(),
         changes: Vec::new(),
         waiting: settled.waiting.clone(),
-        kept: Vec::new(),
+        kept: settled.kept.clone(),
+        conflicts: settled.conflicts.clone(),
     };
     let notes = &settled.notes;
     let removal = |b: &crate::state::Bridge| marks::bridge_removal(b.owned, &b.foreign_ports);

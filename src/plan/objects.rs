@@ -79,6 +79,10 @@ impl Diff {
     }
 }
 
+fn users(meshes: &BTreeSet<String>) -> String {
+    meshes.iter().cloned().collect::<Vec<_>>().join(",")
+}
+
 fn text<V: ToString + ?Sized>(value: &V) -> String {
     value.to_string()
 }
@@ -102,7 +106,14 @@ impl Object for Bridge {
     const KIND: Kind = Kind::Bridge;
 
     fn fields(&self) -> Vec<(String, String)> {
-        vec![field("datapath_type", &self.datapath_type)]
+        let mut fields = vec![field("datapath_type", &self.datapath_type)];
+        if !self.users.is_empty() {
+            fields.push(field("users", users(&self.users)));
+        }
+        if let Some(heir) = &self.hand_to {
+            fields.push(field("hand_to", heir));
+        }
+        fields
     }
 
     fn changes_to(&self, want: &Self) -> Vec<FieldChange> {
@@ -113,6 +124,8 @@ impl Object for Bridge {
                 &want.datapath_type,
                 text,
             )
+            .field("users", &self.users, &want.users, users)
+            .field("hand_to", &self.hand_to, &want.hand_to, optional)
             .done()
     }
 
@@ -170,6 +183,12 @@ impl Object for Port {
             .field("trunks", &self.trunks, &want.trunks, |t| join(t))
             .field("protected", &self.protected, &want.protected, flag("true"))
             .map("bfd", &self.bfd, &want.bfd)
+            .field(
+                "owner",
+                &self.external_ids.get(crate::marks::MESH),
+                &want.external_ids.get(crate::marks::MESH),
+                optional,
+            )
             .done()
     }
 

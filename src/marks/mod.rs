@@ -1,15 +1,21 @@
 //! The ownership policy: the one place that answers "is this ours, and of which
 //! mesh?" for the observers (OVSDB rows, links, addresses, routes) and for the
-//! settle step and the planner (what may be changed or removed).
+//! settle step and the planner (what may be made, changed, handed over or
+//! removed). README "Identity and ownership" says the same in prose.
 //!
-//! Objects are identified by marks, never by name alone, so a port added by hand
-//! to `ovs0`, a foreign route, or another mesh's objects are never touched:
-//! - OVS rows (Bridge when ovsmesh created it, Port, Interface) carry
-//!   `external_ids` with the mesh name, the role and the role's identity keys;
-//! - routes carry the route protocol [`ROUTE_PROTOCOL`];
-//! - veth host ends carry an interface alias `ovsmesh:MESH/CONTAINER/IFNAME`;
-//! - addresses count as owned when they sit on a device ovsmesh manages
-//!   ([`AddressPolicy`]).
+//! - OVS rows are ours by `external_ids` (`ovsmesh-mesh` = this mesh). A bridge
+//!   that exists without our mark is *adopted*: used as it is, with the ports it
+//!   holds, never rewritten, never removed. A mesh that adopts a bridge another
+//!   mesh made puts a claim on it (`ovsmesh-user:MESH`); the owner hands such a
+//!   bridge over instead of removing it.
+//! - Links are ours by alias (`ovsmesh:MESH/CONTAINER/IFNAME`, veth host ends),
+//!   or through an OVS row of ours (a bridge's own port, a gateway port).
+//! - An address is ours only on a link we own; on any other device (an adopted
+//!   bridge, the underlay bridge) only the exact address the topology puts there.
+//! - Routes are ours by protocol [`ROUTE_PROTOCOL`] **and** the mesh's own metric
+//!   ([`Policy::route_metric`]). The metric is part of the kernel's key of a
+//!   route, so a write of one mesh can never land on another's route; a foreign
+//!   route that holds our key is a conflict, never overwritten.
 //!
 //! This module is a leaf: it knows marks and rules, and is handed plain facts
 //! (maps, names, numbers), so every rule is unit-tested without a host.
@@ -19,6 +25,7 @@ use std::fmt;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// `external_ids` key: the mesh that owns the row.
 pub const MESH: &str = "ovsmesh-mesh";
@@ -34,10 +41,16 @@ pub const IFNAME: &str = "ovsmesh-ifname";
 pub const NETWORK: &str = "ovsmesh-network";
 /// `external_ids` key on a bridge ovsmesh created: the host it was created for.
 pub const HOST: &str = "ovsmesh-host";
+/// `external_ids` key prefix on a bridge another mesh made: `ovsmesh-user:MESH`
+/// says MESH uses it too.
+pub const USER_PREFIX: &str = "ovsmesh-user:";
 
 /// Route protocol number on every route ovsmesh installs (`ip route … proto 79`).
 /// Add `79 ovsmesh` to `/etc/iproute2/rt_protos.d/ovsmesh.conf` to see it by name.
 pub const ROUTE_PROTOCOL: u8 = 79;
+
+/// Route metrics of meshes: 79 in the top byte, 24 bits of the mesh's hash below.
+const METRIC_BASE: u32 = (ROUTE_PROTOCOL as u32) << 24;
 
 /// Start of every veth host end's alias.
 const ALIAS_PREFIX: &str = "ovsmesh:";
@@ -126,6 +139,27 @@ pub enum BridgeHold {
     Adopted,
 }
 
+/// What becomes of an observed object that the target no longer has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// It is this mesh's and nobody else's: remove it.
+    Remove,
+    /// It is this mesh's but others hold on to it: keep it, and say so.
+    Keep {
+        reason: &'static str,
+        holders: Vec<String>,
+    },
+    /// It is not this mesh's (adopted): leave it, nothing to say.
+    Leave,
+}
+
+/// The marks on every route a mesh installs (part of the kernel's route key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteMark {
+    pub protocol: u8,
+    pub metric: u32,
+}
+
 /// The ownership policy of one mesh.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy<'a> {
@@ -206,8 +240,9 @@ impl<'a> Policy<'a> {
         Some((id, role))
     }
 
-    /// How this mesh holds a bridge: owned by its mark, adopted when the
-    /// topology names it (`managed`), otherwise not at all.
+    /// How this mesh holds a bridge: owned by its mark; adopted when the
+    /// topology names it (`managed`) or this mesh has a claim on it; otherwise
+    /// not at all.
     pub fn bridge_hold(
         &self,
         name: &str,
@@ -216,11 +251,47 @@ impl<'a> Policy<'a> {
     ) -> Option<BridgeHold> {
         if self.owner(ids) == Owner::Us {
             Some(BridgeHold::Owned)
-        } else if managed.contains(&name) {
+        } else if managed.contains(&name) || users(ids).contains(self.mesh) {
             Some(BridgeHold::Adopted)
         } else {
             None
         }
+    }
+
+    /// The `external_ids` key of this mesh's claim on a bridge another mesh made.
+    pub fn claim_key(&self) -> String {
+        claim_key(self.mesh)
+    }
+
+    /// The users an adopted bridge must have: this mesh claims a bridge another
+    /// mesh made (so that mesh hands it over rather than removing it); an
+    /// admin's bridge is never removed by ovsmesh and gets no claim.
+    pub fn adopted_users(
+        &self,
+        owned_by: Option<&str>,
+        users: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        let mut users = users.clone();
+        if owned_by.is_some() {
+            users.insert(self.mesh.to_string());
+        }
+        users
+    }
+
+    /// The mesh a bridge this mesh owns but no longer wants is handed to: the
+    /// first other mesh with a claim on it, if any.
+    pub fn heir(&self, owned: bool, users: &BTreeSet<String>) -> Option<String> {
+        if !owned {
+            return None;
+        }
+        users.iter().find(|u| *u != self.mesh).cloned()
+    }
+
+    /// Whether a topology port whose name a foreign port already holds on the
+    /// same bridge is adopted as it is (a NIC the admin already put there) rather
+    /// than a conflict (a tunnel, access or gateway name is ovsmesh's own).
+    pub fn adopts_port(&self, role: Role) -> bool {
+        matches!(role, Role::Underlay | Role::Uplink)
     }
 
     // --- links ----------------------------------------------------------
@@ -247,52 +318,82 @@ impl<'a> Policy<'a> {
 
     // --- addresses ------------------------------------------------------
 
-    /// Which host addresses are this mesh's: every address on the devices it
-    /// manages (the overlay and underlay bridges, the gateway ports, and every
-    /// device the topology puts an address on).
+    /// Which host addresses are this mesh's: every address on a link it owns
+    /// (a bridge it owns other than the underlay bridge, a gateway port of its
+    /// own); on every other device only the exact addresses the topology puts
+    /// there. The underlay bridge is the host's own uplink (and may be shared by
+    /// meshes), so only the underlay address on it is ours.
     pub fn address_policy(&self, devices: &DeviceFacts) -> AddressPolicy {
         let mut owned: BTreeSet<String> = devices
-            .topology_addresses
+            .owned_bridges
             .iter()
-            .map(|(dev, _)| dev.clone())
+            .filter(|b| **b != devices.underlay_bridge)
+            .cloned()
             .collect();
-        owned.insert(devices.overlay_bridge.clone());
-        owned.insert(devices.underlay_bridge.clone());
         owned.extend(devices.gateway_ports.iter().cloned());
-        AddressPolicy { owned }
+        let mut exact: BTreeMap<String, BTreeSet<Ipv4Net>> = BTreeMap::new();
+        for (dev, address) in &devices.topology_addresses {
+            if !owned.contains(dev) {
+                exact.entry(dev.clone()).or_default().insert(*address);
+            }
+        }
+        AddressPolicy { owned, exact }
+    }
+
+    /// Whether the underlay address on the underlay bridge stays where it is
+    /// although this mesh no longer wants it: unless this mesh owns the bridge
+    /// and removes it (no other mesh takes it over), the bridge outlives this
+    /// mesh and the host needs its address there.
+    pub fn underlay_address_stays(&self, bridge_owned: bool, handed_over: bool) -> bool {
+        !bridge_owned || handed_over
     }
 
     // --- routes ---------------------------------------------------------
+
+    /// This mesh's route metric: 79·2²⁴ plus the first 24 bits of
+    /// SHA-256(mesh name). Distinct meshes get distinct metrics (but for a
+    /// 1 in 2²⁴ chance), and a route of one mesh is never another's.
+    pub fn route_metric(&self) -> u32 {
+        let hash = Sha256::digest(self.mesh.as_bytes());
+        METRIC_BASE | u32::from_be_bytes([0, hash[0], hash[1], hash[2]])
+    }
 
     /// The marks on every route this mesh installs.
     pub fn route_mark(&self) -> RouteMark {
         RouteMark {
             protocol: ROUTE_PROTOCOL,
+            metric: self.route_metric(),
         }
     }
 
     /// Whether a route of the main table is this mesh's.
-    pub fn owns_route(&self, protocol: u8) -> bool {
-        protocol == ROUTE_PROTOCOL
+    pub fn owns_route(&self, protocol: u8, metric: u32) -> bool {
+        protocol == ROUTE_PROTOCOL && metric == self.route_metric()
+    }
+
+    /// Whether a route not ours holds the key a route of ours needs (same
+    /// destination, same metric): writing ours would overwrite it.
+    pub fn route_in_the_way(&self, protocol: u8, metric: u32) -> bool {
+        metric == self.route_metric() && !self.owns_route(protocol, metric)
     }
 }
 
-/// What becomes of an observed object that the target no longer has.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Removal {
-    /// It is this mesh's and nobody else's: remove it.
-    Remove,
-    /// It is this mesh's but others hold on to it: keep it, and say so.
-    Keep {
-        reason: &'static str,
-        holders: Vec<String>,
-    },
-    /// It is not this mesh's (adopted): leave it, nothing to say.
-    Leave,
+/// The `external_ids` key of `mesh`'s claim on a bridge.
+pub fn claim_key(mesh: &str) -> String {
+    format!("{USER_PREFIX}{mesh}")
+}
+
+/// The meshes with a claim on a row.
+pub fn users(ids: &BTreeMap<String, String>) -> BTreeSet<String> {
+    ids.keys()
+        .filter_map(|k| k.strip_prefix(USER_PREFIX))
+        .map(str::to_string)
+        .collect()
 }
 
 /// What becomes of a bridge no longer wanted: removed only if this mesh owns it
-/// and it holds no port of anyone else; an adopted bridge always stays.
+/// and it holds no port of anyone else; an adopted bridge always stays (a
+/// claimed one is handed over before it gets here, see [`Policy::heir`]).
 pub fn bridge_removal(owned: bool, foreign_ports: &[String]) -> Removal {
     if !owned {
         Removal::Leave
@@ -306,18 +407,13 @@ pub fn bridge_removal(owned: bool, foreign_ports: &[String]) -> Removal {
     }
 }
 
-/// The marks a route carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteMark {
-    pub protocol: u8,
-}
-
 /// Facts about a host's devices that address ownership depends on.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFacts {
-    pub overlay_bridge: String,
     pub underlay_bridge: String,
-    /// Internal ports carrying VLAN gateways: this mesh's in OVS, or about to be.
+    /// Bridges this mesh owns (their own port is a device of the same name).
+    pub owned_bridges: BTreeSet<String>,
+    /// Internal ports carrying VLAN gateways that are this mesh's in OVS.
     pub gateway_ports: BTreeSet<String>,
     /// (device, address) pairs the topology puts on this host.
     pub topology_addresses: Vec<(String, Ipv4Net)>,
@@ -326,87 +422,18 @@ pub struct DeviceFacts {
 /// Which IPv4 addresses on host devices are a mesh's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
+    /// Devices the mesh owns: every address on them is its.
     owned: BTreeSet<String>,
+    /// Other devices: only these addresses are its.
+    exact: BTreeMap<String, BTreeSet<Ipv4Net>>,
 }
 
 impl AddressPolicy {
     /// Whether `address` on device `dev` is the mesh's.
-    pub fn is_ours(&self, dev: &str, _address: Ipv4Net) -> bool {
-        self.owned.contains(dev)
+    pub fn is_ours(&self, dev: &str, address: Ipv4Net) -> bool {
+        self.owned.contains(dev) || self.exact.get(dev).is_some_and(|a| a.contains(&address))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ids(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn rows_are_ours_only_with_our_mesh_mark() {
-        let policy = Policy::new("m1");
-        assert_eq!(policy.owner(&ids(&[(MESH, "m1")])), Owner::Us);
-        assert_eq!(
-            policy.owner(&ids(&[(MESH, "m2")])),
-            Owner::Mesh("m2".into())
-        );
-        assert_eq!(policy.owner(&ids(&[])), Owner::Nobody);
-        let marks = policy.port_marks(Role::Tunnel, &[(PEER, "b")]);
-        assert_eq!(
-            policy.port_identity("ovs0", &marks),
-            Some((
-                PortId::Tunnel {
-                    bridge: "ovs0".into(),
-                    peer: "b".into()
-                },
-                Role::Tunnel
-            ))
-        );
-        assert_eq!(Policy::new("m2").port_identity("ovs0", &marks), None);
-        // Incomplete marks identify nothing.
-        let partial = policy.port_marks(Role::Access, &[(CONTAINER, "c")]);
-        assert_eq!(policy.port_identity("ovs0", &partial), None);
-    }
-
-    #[test]
-    fn bridges_are_owned_by_mark_adopted_by_name() {
-        let policy = Policy::new("m1");
-        let managed = ["ovs0"];
-        assert_eq!(
-            policy.bridge_hold("x", &policy.bridge_marks("h"), &managed),
-            Some(BridgeHold::Owned)
-        );
-        assert_eq!(
-            policy.bridge_hold("ovs0", &ids(&[]), &managed),
-            Some(BridgeHold::Adopted)
-        );
-        assert_eq!(policy.bridge_hold("other", &ids(&[]), &managed), None);
-        assert_eq!(bridge_removal(true, &[]), Removal::Remove);
-        assert_eq!(bridge_removal(false, &[]), Removal::Leave);
-        assert!(matches!(
-            bridge_removal(true, &["handmade".into()]),
-            Removal::Keep { holders, .. } if holders == ["handmade"]
-        ));
-    }
-
-    #[test]
-    fn veth_aliases_name_mesh_container_and_interface() {
-        let policy = Policy::new("m1");
-        let alias = policy.veth_alias("c1", "eth1");
-        assert_eq!(alias, "ovsmesh:m1/c1/eth1");
-        assert_eq!(
-            policy.veth_identity(Some(&alias)),
-            Some(("c1".into(), "eth1".into()))
-        );
-        assert!(policy.owns_veth(Some(&alias), "c1", "eth1"));
-        assert!(!policy.owns_veth(Some(&alias), "c1", "eth2"));
-        assert_eq!(Policy::new("m").veth_identity(Some(&alias)), None);
-        assert_eq!(Policy::new("m1/c1").veth_identity(Some(&alias)), None);
-        assert_eq!(policy.veth_identity(None), None);
-    }
-}
+mod tests;
