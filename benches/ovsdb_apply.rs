@@ -59,7 +59,9 @@ fn main() {
         // The OVS half only: 1000 containers need no namespaces to measure OVSDB.
         let want = ovsmesh::desired::desired(&topology, "A").unwrap().ovs_part();
         let bridges = ovsmesh::engine::managed_bridges(&topology);
-        let plan_ovs = |observed: &ovs::OvsObserved| ovsmesh::plan::plan("bench", &want, &observed.state);
+        let plan_ovs = |observed: &ovs::OvsObserved| {
+            ovsmesh::plan::plan(&ovsmesh::desired::settle("bench", &want, &observed.state))
+        };
         let start = Instant::now();
         let observed = ovs::observe(&session.client, "A", "bench", &bridges).await.unwrap();
         let plan = plan_ovs(&observed);

@@ -78,7 +78,11 @@ fn main() {
             host: "h500".into(),
             ..Default::default()
         };
-        let plan = ovsmesh::plan::plan(&topology.mesh.name, &desired, &empty);
+        let plan = ovsmesh::plan::plan(&ovsmesh::desired::settle(
+            &topology.mesh.name,
+            &desired,
+            &empty,
+        ));
         let rendered = ovsmesh::plan::render_text(&plan);
         let total = start.elapsed();
         best = best.min(total.as_secs_f64());

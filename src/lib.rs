@@ -2,8 +2,10 @@
 //! containers.
 //!
 //! The code reads as a pipeline: TOML → validated [`topology::Topology`] →
-//! per-host desired [`state::HostState`] ([`desired`]) → observed state → typed
-//! diff ([`plan`]) → apply → verify. Topology, desired state and plan do no I/O.
+//! per-host desired [`state::HostState`] ([`desired`]) → observed state →
+//! settled against it ([`desired::settle`]) → typed diff ([`plan`]) → apply →
+//! verify. Topology, desired state, settle and plan do no I/O. What is ovsmesh's
+//! to touch is answered in one place, [`marks`].
 
 pub mod check;
 pub mod cli;

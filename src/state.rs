@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use crate::marks::PortId;
 use crate::marks::Role;
 use crate::topology::{Mac, Route, Runtime};
 
@@ -41,10 +42,33 @@ pub struct HostState {
     /// Observed only: containers that are not running.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub waiting: BTreeSet<String>,
+    /// Observed only: OVS ports that are not this mesh's, name → bridge (the
+    /// name index is global: a port of ours cannot take such a name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub foreign_ports: BTreeMap<String, String>,
+    /// Observed only: host links that are not this mesh's (no alias of its own).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub foreign_links: BTreeSet<String>,
+    /// Observed only: places this mesh's objects need that something not ours holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub occupied: Vec<Occupied>,
+}
+
+/// A place an object of this mesh needs, held by something that is not ours
+/// (a foreign route with our destination and metric, a foreign link with our
+/// container interface's name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Occupied {
+    pub kind: Kind,
+    /// The id our object has in the state.
+    pub id: String,
+    /// What holds it, for the conflict message.
+    pub by: String,
 }
 
 /// An OVS bridge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bridge {
     pub datapath_type: String,
@@ -52,29 +76,20 @@ pub struct Bridge {
     /// A bridge without it is adopted and never deleted.
     #[serde(default)]
     pub owned: bool,
-}
-
-/// Identity of an owned port.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PortId {
-    Tunnel { bridge: String, peer: String },
-    Access { container: String, ifname: String },
-    Gateway { network: String },
-    Uplink { bridge: String },
-    Underlay { bridge: String },
-}
-
-impl PortId {
-    /// The key used in [`HostState::ports`].
-    pub fn key(&self) -> String {
-        match self {
-            PortId::Tunnel { bridge, peer } => format!("tunnel/{bridge}/{peer}"),
-            PortId::Access { container, ifname } => format!("access/{container}/{ifname}"),
-            PortId::Gateway { network } => format!("gateway/{network}"),
-            PortId::Uplink { bridge } => format!("uplink/{bridge}"),
-            PortId::Underlay { bridge } => format!("underlay/{bridge}"),
-        }
-    }
+    /// Observed: the other mesh whose mark the bridge carries (it made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned_by: Option<String>,
+    /// Meshes with a claim on the bridge (`ovsmesh-user:MESH`): they adopted
+    /// it from the mesh that made it. Observed, and what the target needs.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub users: BTreeSet<String>,
+    /// Target only: the mesh this one hands the bridge over to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_to: Option<String>,
+    /// Observed: ports on it that carry no mark of this mesh (its own local
+    /// port aside). A bridge that holds them outlives this mesh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_ports: Vec<String>,
 }
 
 /// An OVS port with its single interface.
@@ -182,4 +197,133 @@ impl HostState {
             ..HostState::default()
         }
     }
+}
+
+/// Which kind of object a state entry (and a plan change) is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Bridge,
+    Port,
+    Address,
+    Route,
+    Forwarding,
+    ContainerInterface,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bridge => "bridge",
+            Kind::Port => "port",
+            Kind::Address => "address",
+            Kind::Route => "route",
+            Kind::Forwarding => "forwarding",
+            Kind::ContainerInterface => "container-interface",
+        }
+    }
+}
+
+/// One state object of any kind, as a plan change carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Bridge(Bridge),
+    Port(Port),
+    Address(HostAddress),
+    Route(HostRoute),
+    Forwarding(bool),
+    ContainerInterface(ContainerInterface),
+}
+
+impl Item {
+    pub fn bridge(&self) -> Option<&Bridge> {
+        match self {
+            Item::Bridge(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn port(&self) -> Option<&Port> {
+        match self {
+            Item::Port(p) => Some(p),
+            _ => None,
+        }
+    }
+    pub fn address(&self) -> Option<&HostAddress> {
+        match self {
+            Item::Address(a) => Some(a),
+            _ => None,
+        }
+    }
+    pub fn route(&self) -> Option<&HostRoute> {
+        match self {
+            Item::Route(r) => Some(r),
+            _ => None,
+        }
+    }
+    pub fn forwarding(&self) -> Option<bool> {
+        match self {
+            Item::Forwarding(on) => Some(*on),
+            _ => None,
+        }
+    }
+    pub fn container_interface(&self) -> Option<&ContainerInterface> {
+        match self {
+            Item::ContainerInterface(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Desired state settled against what a host has (see `desired::settle`): the
+/// two states the plan diffs, and the settle step's decisions.
+#[derive(Debug, Clone, Default)]
+pub struct Settled {
+    /// What apply makes real: desired state with names and incarnations settled.
+    pub target: HostState,
+    /// What the host has, less what is left alone (waiting containers).
+    pub observed: HostState,
+    /// Containers not running: nothing is made for them.
+    pub waiting: Vec<String>,
+    /// Why an object changes, where the settle step decided it.
+    pub notes: BTreeMap<(Kind, String), Note>,
+    /// Objects left as they are although the topology would have them otherwise.
+    pub kept: Vec<Kept>,
+    /// Objects the topology needs whose place something not ours holds: not
+    /// made, and reported (exit 1).
+    pub conflicts: Vec<Conflict>,
+}
+
+/// An object left as it is: not removed because others use it, or adopted
+/// with settings the topology would not give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    pub kind: Kind,
+    pub id: String,
+    pub reason: String,
+    /// What holds on to it (foreign ports, other meshes), if anything.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub holders: Vec<String>,
+}
+
+/// An object ovsmesh needs but does not make, because something that is not
+/// its own is in the way; ovsmesh never overwrites or deletes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub kind: Kind,
+    pub id: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.kind.as_str(), self.id, self.reason)
+    }
+}
+
+/// The settle step's word on one change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub reason: String,
+    /// Replace (delete + create) rather than update in place.
+    pub replace: bool,
 }

@@ -1,9 +1,10 @@
 //! `ovsmesh status`: what a host looks like against its topology, and the host
 //! settings users otherwise debug for hours.
 //!
-//! Per container interface: attached, waiting (not running) or drifted (the
-//! plan would change it). Per tunnel: up, or OVS's error, and the BFD state.
-//! The number of pending changes, and warnings: forwarding disabled where the
+//! Per container interface: attached, waiting (not running), drifted (the
+//! plan would change it) or conflict (something not ovsmesh's holds its
+//! place). Per tunnel: up, or OVS's error, and the BFD state. The number of
+//! pending changes, and warnings: conflicts, forwarding disabled where the
 //! topology routes, a firewall FORWARD policy that drops, a tunnel whose BFD
 //! is down (the tunnel protocol is likely blocked between the hosts).
 //! The command exits 0 when converged, 2 when not.
@@ -62,8 +63,14 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Enca
             })
             .map(|c| format!("{} {}: {}", c.kind.as_str(), c.id, c.reason))
             .collect();
+        let conflicted = plan.conflicts.iter().any(|c| {
+            (c.kind == Kind::ContainerInterface && &c.id == key)
+                || (c.kind == Kind::Port && c.id == format!("access/{key}"))
+        });
         let state = if plan.waiting.contains(&iface.container) {
             "waiting"
+        } else if conflicted {
+            "conflict"
         } else if drift.is_empty() {
             "attached"
         } else {
@@ -105,6 +112,8 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Enca
             bfd,
         });
     }
+    // Something not ovsmesh's holds the place of these: a person must decide.
+    warnings.extend(plan.conflicts.iter().map(|c| format!("conflict: {c}")));
     for dev in desired.forwarding.keys() {
         if sysctl::forwarding(dev) == Some(false) {
             warnings.push(format!(

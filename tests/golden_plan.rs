@@ -23,7 +23,8 @@ fn plans_match_their_golden_text() {
             serde_json::from_str(&std::fs::read_to_string(case.join("observed.json")).unwrap())
                 .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
         let desired = ovsmesh::desired::desired(&topology, &observed.host).unwrap();
-        let plan = ovsmesh::plan::plan(&topology.mesh.name, &desired, &observed);
+        let settled = ovsmesh::desired::settle(&topology.mesh.name, &desired, &observed);
+        let plan = ovsmesh::plan::plan(&settled);
         let text = ovsmesh::plan::render_text(&plan);
         let golden = case.join("plan.txt");
         if bless {
@@ -43,7 +44,7 @@ fn plans_match_their_golden_text() {
 
 #[test]
 fn applying_the_target_converges() {
-    // What apply makes real (plan.target) must plan to nothing afterwards.
+    // What apply makes real (the settled target) must plan to nothing afterwards.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     for case in std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()) {
         let topology = ovsmesh::topology::load(&case.join("topology.toml")).unwrap();
@@ -51,7 +52,7 @@ fn applying_the_target_converges() {
             serde_json::from_str(&std::fs::read_to_string(case.join("observed.json")).unwrap())
                 .unwrap();
         let desired = ovsmesh::desired::desired(&topology, &observed.host).unwrap();
-        let first = ovsmesh::plan::plan(&topology.mesh.name, &desired, &observed);
+        let first = ovsmesh::desired::settle(&topology.mesh.name, &desired, &observed);
         let mut after = first.target.clone();
         // Waiting containers stay as they were observed.
         after.waiting = observed.waiting.clone();
@@ -70,7 +71,11 @@ fn applying_the_target_converges() {
                     .or_insert_with(|| bridge.clone());
             }
         }
-        let second = ovsmesh::plan::plan(&topology.mesh.name, &desired, &after);
+        let second = ovsmesh::plan::plan(&ovsmesh::desired::settle(
+            &topology.mesh.name,
+            &desired,
+            &after,
+        ));
         assert!(
             second.is_empty(),
             "{}: {:?}",

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::load::topology_and_desired;
 use super::{runtime, Format, HostArgs, EXIT_CHANGES, EXIT_FAILURE, EXIT_OK};
+use crate::desired::settle;
 use crate::engine;
 use crate::plan::{self as diff, render_json, render_text, Plan};
 use crate::state::HostState;
@@ -40,7 +41,7 @@ pub(super) fn plan(path: &Path, target: HostArgs, offline: bool, format: Format)
             host: host.clone(),
             ..HostState::default()
         };
-        diff::plan(&topology.mesh.name, &want, &observed)
+        diff::plan(&settle(&topology.mesh.name, &want, &observed))
     } else {
         let remote = engine::ovsdb_remote_from_env(ovsdb.as_deref(), &topology, &host);
         let result = runtime().block_on(engine::plan_remote(
@@ -67,7 +68,9 @@ fn print_plan(plan: &Plan, format: Format) -> i32 {
         Format::Json => render_json(plan),
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
-    if plan.is_empty() {
+    if !plan.conflicts.is_empty() {
+        EXIT_FAILURE
+    } else if plan.is_empty() {
         EXIT_OK
     } else {
         EXIT_CHANGES

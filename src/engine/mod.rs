@@ -10,10 +10,10 @@ pub mod render;
 
 use std::time::Duration;
 
-use crate::desired::desired;
+use crate::desired::{desired, settle};
 use crate::host::apply::{ALL_KINDS, CONTAINER_KINDS, HOST_KINDS};
 use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
-use crate::marks::Role;
+use crate::marks::{DeviceFacts, Policy, Role};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::ovs::{self, ApplyError, OvsObserved, OvsReport, Session};
 use crate::ovsdb::{ConnectOptions, OvsdbError};
@@ -87,11 +87,15 @@ pub struct Observed {
     pub netlink: NetlinkRows,
 }
 
+/// Observe the host for the containers and devices of `want`; `known` is the
+/// topology's desired state of the host (for `down` too), by which `marks`
+/// recognises the exact addresses ovsmesh put on devices it does not own.
 async fn observe(
     session: &Session,
     netlink: &Netlink,
     target: &HostTarget<'_>,
     want: &HostState,
+    known: &HostState,
 ) -> Result<Observed, EngineError> {
     let topology = target.topology;
     let mesh = &topology.mesh;
@@ -102,18 +106,32 @@ async fn observe(
         &managed_bridges(topology),
     )
     .await?;
-    let gateway_ports = ovs
-        .state
-        .ports
-        .values()
-        .chain(want.ports.values())
-        .filter(|p| p.role == Role::Gateway)
-        .map(|p| p.name.clone())
-        .collect();
+    let facts = DeviceFacts {
+        underlay_bridge: mesh.underlay_bridge.clone(),
+        owned_bridges: ovs
+            .state
+            .bridges
+            .iter()
+            .filter(|(_, b)| b.owned)
+            .map(|(name, _)| name.clone())
+            .collect(),
+        gateway_ports: ovs
+            .state
+            .ports
+            .values()
+            .filter(|p| p.role == Role::Gateway)
+            .map(|p| p.name.clone())
+            .collect(),
+        topology_addresses: known
+            .addresses
+            .values()
+            .map(|a| (a.dev.clone(), a.address))
+            .collect(),
+    };
     let devices = Devices {
-        overlay_bridge: &mesh.overlay_bridge,
-        underlay_bridge: &mesh.underlay_bridge,
-        gateway_ports,
+        overlay_bridge: mesh.overlay_bridge.clone(),
+        underlay_bridge: mesh.underlay_bridge.clone(),
+        addresses: Policy::new(&mesh.name).address_policy(&facts),
     };
     let (links, rows) = host::observe(netlink, &mesh.name, want, &devices, target.runtimes).await?;
     let mut ovs = ovs;
@@ -123,6 +141,8 @@ async fn observe(
     state.forwarding = links.forwarding;
     state.containers = links.containers;
     state.waiting = links.waiting;
+    state.occupied = links.occupied;
+    state.foreign_links = links.foreign_links;
     Ok(Observed {
         state,
         ovs,
@@ -137,8 +157,8 @@ pub async fn plan_host(
     want: &HostState,
 ) -> Result<(Plan, Observed), EngineError> {
     let netlink = Netlink::open()?;
-    let observed = observe(session, &netlink, target, want).await?;
-    let plan = plan(&target.topology.mesh.name, want, &observed.state);
+    let observed = observe(session, &netlink, target, want, want).await?;
+    let plan = plan(&settle(&target.topology.mesh.name, want, &observed.state));
     Ok((plan, observed))
 }
 
@@ -171,9 +191,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Whether any object failed.
+    /// Whether any object failed, or could not be made for a conflict.
     pub fn failed(&self) -> bool {
-        !self.ovs.failures.is_empty() || !self.netlink.failures.is_empty()
+        !self.ovs.failures.is_empty()
+            || !self.netlink.failures.is_empty()
+            || !self.plan.conflicts.is_empty()
     }
 }
 
@@ -183,7 +205,7 @@ pub async fn apply_host(
     target: &HostTarget<'_>,
 ) -> Result<Outcome, EngineError> {
     let want = desired(target.topology, target.host)?;
-    converge(session, target, &want, Direction::Up).await
+    converge(session, target, &want, &want, Direction::Up).await
 }
 
 /// Remove this mesh's objects from the host (adopted bridges and foreign objects stay).
@@ -195,7 +217,8 @@ pub async fn down_host(
         host: target.host.to_string(),
         ..HostState::default()
     };
-    let mut outcome = converge(session, target, &nothing, Direction::Down).await?;
+    let known = desired(target.topology, target.host).unwrap_or_else(|_| nothing.clone());
+    let mut outcome = converge(session, target, &nothing, &known, Direction::Down).await?;
     // Forwarding back to what it was before ovsmesh enabled it.
     match host::apply::restore_forwarding(&target.topology.mesh.name) {
         Ok(devices) if !devices.is_empty() => tracing::info!(?devices, "forwarding restored"),
@@ -221,10 +244,11 @@ async fn converge(
     session: &mut Session,
     target: &HostTarget<'_>,
     want: &HostState,
+    known: &HostState,
     direction: Direction,
 ) -> Result<Outcome, EngineError> {
     session.lock(session.timeout()).await?;
-    let result = converge_locked(session, target, want, direction).await;
+    let result = converge_locked(session, target, want, known, direction).await;
     session.unlock().await;
     result
 }
@@ -233,6 +257,7 @@ async fn converge_locked(
     session: &mut Session,
     target: &HostTarget<'_>,
     want: &HostState,
+    known: &HostState,
     direction: Direction,
 ) -> Result<Outcome, EngineError> {
     let mesh = &target.topology.mesh.name;
@@ -247,12 +272,12 @@ async fn converge_locked(
     };
     let mut last_conflict = String::new();
     for attempt in 1..=ATTEMPTS {
-        let observed = observe(session, &netlink, target, want).await?;
-        let plan = plan(mesh, want, &observed.state);
-        if plan.is_empty() {
+        let observed = observe(session, &netlink, target, want, known).await?;
+        let plan = plan(&settle(mesh, want, &observed.state));
+        if plan.changes.is_empty() {
             return Ok(Outcome {
+                ovs: OvsReport::nothing_applied(&plan),
                 plan,
-                ovs: OvsReport::default(),
                 netlink: NetlinkReport::default(),
             });
         }
@@ -260,26 +285,10 @@ async fn converge_locked(
             Direction::Up => (CONTAINER_KINDS, HOST_KINDS),
             Direction::Down => (ALL_KINDS, &[]),
         };
-        let mut links = host::apply(
-            &netlink,
-            &context,
-            &plan,
-            &observed.state,
-            &observed.netlink,
-            before,
-        )
-        .await;
+        let mut links = host::apply(&netlink, &context, &plan, &observed.netlink, before).await;
         match ovs::apply(session, &plan, mesh, &observed.ovs.rows, target.wait).await {
             Ok(report) => {
-                let later = host::apply(
-                    &netlink,
-                    &context,
-                    &plan,
-                    &observed.state,
-                    &observed.netlink,
-                    after,
-                )
-                .await;
+                let later = host::apply(&netlink, &context, &plan, &observed.netlink, after).await;
                 links.applied.extend(later.applied);
                 links.failures.extend(later.failures);
                 return Ok(Outcome {

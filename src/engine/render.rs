@@ -37,6 +37,12 @@ pub fn render_json(outcome: &Outcome) -> String {
                 .iter()
                 .map(|f| (format!("{} {}", f.kind.as_str(), f.id), f.error.clone())),
         )
+        .chain(outcome.plan.conflicts.iter().map(|c| {
+            (
+                format!("{} {}", c.kind.as_str(), c.id),
+                format!("conflict: {}", c.reason),
+            )
+        }))
         .map(|(what, error)| json!({"object": what, "error": error}))
         .collect();
     let kept: Vec<_> = outcome
@@ -125,9 +131,9 @@ address = "192.168.0.1"
             ..HostState::default()
         };
         let plan = if changes {
-            crate::plan::plan("t", &want, &empty)
+            crate::plan::plan(&crate::desired::settle("t", &want, &empty))
         } else {
-            crate::plan::plan("t", &empty, &empty)
+            crate::plan::plan(&crate::desired::settle("t", &empty, &empty))
         };
         Outcome {
             plan,

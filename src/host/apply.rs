@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::marks;
+use crate::marks::{Policy, RouteMark};
 use crate::netlink::{ethtool, in_netns, sysctl, LinkChange, Netlink, NetlinkError, Route};
 use crate::plan::{Change, Kind, Op, Plan};
-use crate::state::{AddressRole, ContainerInterface, HostAddress, HostRoute, HostState};
+use crate::state::{AddressRole, ContainerInterface, HostAddress, HostRoute, Item};
 
 use super::observe::NetlinkRows;
 
@@ -37,6 +37,12 @@ pub struct NetlinkReport {
 pub struct HostContext<'a> {
     pub mesh: &'a str,
     pub underlay_nic: Option<&'a str>,
+}
+
+impl<'a> HostContext<'a> {
+    fn policy(&self) -> Policy<'a> {
+        Policy::new(self.mesh)
+    }
 }
 
 /// The container interfaces: done before the OVS transaction on the way up, so
@@ -61,7 +67,6 @@ pub async fn apply(
     netlink: &Netlink,
     context: &HostContext<'_>,
     plan: &Plan,
-    observed: &HostState,
     rows: &NetlinkRows,
     kinds: &[Kind],
 ) -> NetlinkReport {
@@ -73,12 +78,11 @@ pub async fn apply(
         for change in changes {
             let result = match kind {
                 Kind::ContainerInterface => {
-                    container_interface(netlink, context, change, &plan.target, observed, rows)
-                        .await
+                    container_interface(netlink, context, change, rows).await
                 }
-                Kind::Address => address(netlink, context, change, &plan.target, observed).await,
-                Kind::Route => route(netlink, change, &plan.target, observed).await,
-                Kind::Forwarding => forwarding(context, change, &plan.target),
+                Kind::Address => address(netlink, context, change).await,
+                Kind::Route => route(netlink, context, change).await,
+                Kind::Forwarding => forwarding(context, change),
                 Kind::Bridge | Kind::Port => continue,
             };
             match result {
@@ -108,36 +112,73 @@ async fn index_of(netlink: &Netlink, name: &str) -> Result<u32, NetlinkError> {
         })
 }
 
-async fn delete_host_end(netlink: &Netlink, name: &str) -> Result<(), NetlinkError> {
+/// Delete the host end of `iface`'s veth named `name`, only if its alias is
+/// ours; a device by that name that is not ours is left alone (`Ok(false)`).
+async fn delete_host_end(
+    netlink: &Netlink,
+    context: &HostContext<'_>,
+    iface: &ContainerInterface,
+    name: &str,
+) -> Result<bool, NetlinkError> {
     if name.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
-    if let Some(link) = netlink.link_by_name(name).await? {
-        netlink.delete_link(link.index).await?;
+    match netlink.link_by_name(name).await? {
+        Some(link)
+            if context.policy().owns_veth(
+                link.alias.as_deref(),
+                &iface.container,
+                &iface.ifname,
+            ) =>
+        {
+            netlink.delete_link(link.index).await?;
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+        None => Ok(true),
     }
-    Ok(())
+}
+
+fn in_the_way(what: String, why: &str) -> NetlinkError {
+    NetlinkError::Io {
+        what,
+        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, why.to_string()),
+    }
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> NetlinkError {
     move |source| NetlinkError::Io { what, source }
 }
 
+/// The object a change makes (create, update, replace).
+fn after<'c, T>(
+    change: &'c Change,
+    get: impl Fn(&'c Item) -> Option<T>,
+) -> Result<T, NetlinkError> {
+    change
+        .after
+        .as_ref()
+        .and_then(get)
+        .ok_or_else(|| NetlinkError::Io {
+            what: format!("{} {}", change.kind.as_str(), change.id),
+            source: std::io::Error::other("the plan carries no target for this change"),
+        })
+}
+
 async fn container_interface(
     netlink: &Netlink,
     context: &HostContext<'_>,
     change: &Change,
-    target: &HostState,
-    observed: &HostState,
     rows: &NetlinkRows,
 ) -> Result<(), NetlinkError> {
-    let seen = observed.containers.get(&change.id);
+    let seen = change.before.as_ref().and_then(Item::container_interface);
     if change.op == Op::Delete {
-        return match seen {
-            Some(old) => delete_host_end(netlink, &old.host_end).await,
-            None => Ok(()),
-        };
+        if let Some(old) = seen {
+            delete_host_end(netlink, context, old, &old.host_end).await?;
+        }
+        return Ok(());
     }
-    let want = &target.containers[&change.id];
+    let want = after(change, Item::container_interface)?;
     let netns = rows
         .netns
         .get(&want.container)
@@ -150,32 +191,48 @@ async fn container_interface(
         })?;
     if matches!(change.op, Op::Create | Op::Replace) {
         if let Some(old) = seen {
-            delete_host_end(netlink, &old.host_end).await?;
+            delete_host_end(netlink, context, old, &old.host_end).await?;
         }
-        // A stale device under the new name (an earlier half-made attempt) goes too.
-        delete_host_end(netlink, &want.host_end).await?;
-        let ifname = want.ifname.clone();
+        // A device under the new name: ours (a half-made attempt) goes; any
+        // other is in the way and stays.
+        if !delete_host_end(netlink, context, want, &want.host_end).await? {
+            return Err(in_the_way(
+                format!("device {}", want.host_end),
+                "exists and is not ovsmesh's (its alias is not this mesh's): not deleted",
+            ));
+        }
+        // Inside, touch only what ovsmesh made: a link with our name is in the way.
+        let (ifname, container) = (want.ifname.clone(), want.container.clone());
         in_netns(netns, |inner| async move {
-            if let Some(stale) = inner.link_by_name(&ifname).await? {
-                inner.delete_link(stale.index).await?;
+            match inner.link_by_name(&ifname).await? {
+                Some(_) => Err(in_the_way(
+                    format!("interface {ifname} in container {container}"),
+                    "exists and ovsmesh did not make it: left alone",
+                )),
+                None => Ok(()),
             }
-            Ok(())
         })?;
         netlink
             .create_veth(&want.host_end, &want.ifname, netns, want.mac, want.mtu)
             .await?;
-        let alias = marks::veth_alias(context.mesh, &want.container, &want.ifname);
-        let index = index_of(netlink, &want.host_end).await?;
-        netlink
-            .set_link(
-                index,
-                LinkChange {
-                    up: true,
-                    alias: Some(&alias),
-                    ..LinkChange::default()
-                },
-            )
-            .await?;
+        // The alias makes the veth ours; a veth without it would never be
+        // recognised (or removed) again, so it goes if the alias cannot be set.
+        let alias = context.policy().veth_alias(&want.container, &want.ifname);
+        let named = async {
+            let index = index_of(netlink, &want.host_end).await?;
+            let up = LinkChange {
+                up: true,
+                alias: Some(&alias),
+                ..LinkChange::default()
+            };
+            netlink.set_link(index, up).await
+        };
+        if let Err(error) = named.await {
+            if let Ok(Some(link)) = netlink.link_by_name(&want.host_end).await {
+                let _ = netlink.delete_link(link.index).await;
+            }
+            return Err(error);
+        }
     } else if let Some(old) = seen {
         if old.mtu != want.mtu {
             let index = index_of(netlink, &want.host_end).await?;
@@ -196,8 +253,9 @@ async fn container_interface(
             .map_err(io(format!("tx checksum off on {}", want.host_end)))?;
     }
     let inside = want.clone();
+    let mark = context.policy().route_mark();
     in_netns(netns, |inner| async move {
-        configure_inside(&inner, &inside).await
+        configure_inside(&inner, &inside, mark).await
     })
 }
 
@@ -206,6 +264,7 @@ async fn container_interface(
 async fn configure_inside(
     netlink: &Netlink,
     want: &ContainerInterface,
+    mark: RouteMark,
 ) -> Result<(), NetlinkError> {
     if let Some(lo) = netlink.link_by_name("lo").await? {
         if !lo.up {
@@ -244,7 +303,8 @@ async fn configure_inside(
             via: Some(r.via),
             oif: Some(link.index),
             onlink: false,
-            protocol: marks::ROUTE_PROTOCOL,
+            protocol: mark.protocol,
+            metric: mark.metric,
         })
         .collect();
     if let Some(gateway) = want.gateway {
@@ -253,15 +313,17 @@ async fn configure_inside(
             via: Some(gateway),
             oif: Some(link.index),
             onlink: false,
-            protocol: marks::ROUTE_PROTOCOL,
+            protocol: mark.protocol,
+            metric: mark.metric,
         });
     }
+    // Our interface: routes on it that are not wanted (with our marks) are stale.
     for existing in netlink.routes().await? {
         let stale = existing.oif == Some(link.index)
             && existing.via.is_some()
-            && !wanted
-                .iter()
-                .any(|w| w.to == existing.to && w.via == existing.via);
+            && !wanted.iter().any(|w| {
+                w.to == existing.to && w.via == existing.via && w.metric == existing.metric
+            });
         if stale {
             netlink.delete_route(&existing).await?;
         }
@@ -280,16 +342,14 @@ async fn address(
     netlink: &Netlink,
     context: &HostContext<'_>,
     change: &Change,
-    target: &HostState,
-    observed: &HostState,
 ) -> Result<(), NetlinkError> {
     if change.op == Op::Delete {
-        let Some(old) = observed.addresses.get(&change.id) else {
+        let Some(old) = change.before.as_ref().and_then(Item::address) else {
             return Ok(());
         };
         if old.role == AddressRole::Underlay {
             if let Some(nic) = context.underlay_nic {
-                move_underlay(netlink, old, &old.dev, nic).await?;
+                move_underlay(netlink, context, old, &old.dev, nic).await?;
             }
         }
         if let Some(link) = netlink.link_by_name(&old.dev).await? {
@@ -297,13 +357,13 @@ async fn address(
         }
         return Ok(());
     }
-    let want: &HostAddress = &target.addresses[&change.id];
+    let want: &HostAddress = after(change, Item::address)?;
     let index = index_of(netlink, &want.dev).await?;
     netlink.set_up(index).await?;
     netlink.add_address(index, want.address).await?;
     if want.role == AddressRole::Underlay {
         if let Some(nic) = context.underlay_nic {
-            move_underlay(netlink, want, nic, &want.dev).await?;
+            move_underlay(netlink, context, want, nic, &want.dev).await?;
             if let Some(link) = netlink.link_by_name(nic).await? {
                 netlink.delete_address(link.index, want.address).await?;
             }
@@ -313,9 +373,11 @@ async fn address(
 }
 
 /// Re-point the gateway routes of `from` at `to`, and make sure `to` has the
-/// address and is up (the address on `from` is removed by the caller).
+/// address and is up (the address on `from` is removed by the caller). The
+/// routes moved are the host's own (not this mesh's): they keep their marks.
 async fn move_underlay(
     netlink: &Netlink,
+    context: &HostContext<'_>,
     address: &HostAddress,
     from: &str,
     to: &str,
@@ -331,7 +393,7 @@ async fn move_underlay(
     for route in netlink.routes().await? {
         if route.oif == Some(from_link.index)
             && route.via.is_some()
-            && route.protocol != marks::ROUTE_PROTOCOL
+            && !context.policy().owns_route(route.protocol, route.metric)
         {
             let moved = Route {
                 oif: Some(to_link.index),
@@ -343,22 +405,23 @@ async fn move_underlay(
     Ok(())
 }
 
-fn to_netlink_route(route: &HostRoute, indices: &BTreeMap<String, u32>) -> Route {
+fn to_netlink_route(route: &HostRoute, indices: &BTreeMap<String, u32>, mark: RouteMark) -> Route {
     Route {
         to: route.to,
         via: Some(route.via),
         oif: route.dev.as_ref().and_then(|d| indices.get(d).copied()),
         onlink: route.onlink,
-        protocol: marks::ROUTE_PROTOCOL,
+        protocol: mark.protocol,
+        metric: mark.metric,
     }
 }
 
 async fn route(
     netlink: &Netlink,
+    context: &HostContext<'_>,
     change: &Change,
-    target: &HostState,
-    observed: &HostState,
 ) -> Result<(), NetlinkError> {
+    let mark = context.policy().route_mark();
     let indices: BTreeMap<String, u32> = netlink
         .links()
         .await?
@@ -366,30 +429,33 @@ async fn route(
         .map(|l| (l.name, l.index))
         .collect();
     if change.op == Op::Delete {
-        let Some(old) = observed.routes.get(&change.id) else {
+        let Some(old) = change.before.as_ref().and_then(Item::route) else {
             return Ok(());
         };
-        return netlink.delete_route(&to_netlink_route(old, &indices)).await;
+        return netlink
+            .delete_route(&to_netlink_route(old, &indices, mark))
+            .await;
     }
-    let want = &target.routes[&change.id];
+    let want = after(change, Item::route)?;
     if let Some(dev) = &want.dev {
         if !indices.contains_key(dev) {
             return index_of(netlink, dev).await.map(|_| ());
         }
     }
-    netlink
-        .replace_route(&to_netlink_route(want, &indices))
-        .await
+    let route = to_netlink_route(want, &indices, mark);
+    if change.op == Op::Create {
+        // Never overwrite: a route that appeared at our key since the plan was
+        // made fails the add (the next plan names it as a conflict).
+        netlink.add_route(&route).await
+    } else {
+        netlink.replace_route(&route).await
+    }
 }
 
-fn forwarding(
-    context: &HostContext<'_>,
-    change: &Change,
-    target: &HostState,
-) -> Result<(), NetlinkError> {
+fn forwarding(context: &HostContext<'_>, change: &Change) -> Result<(), NetlinkError> {
     // Forwarding is only ever enabled, remembering the setting before; `down`
     // puts it back ([`restore_forwarding`]).
-    if target.forwarding.get(&change.id) != Some(&true) {
+    if change.after.as_ref().and_then(Item::forwarding) != Some(true) {
         return Ok(());
     }
     sysctl::enable_remembering(context.mesh, &change.id)

@@ -1,21 +1,25 @@
 //! Read the netlink side of a host into the shared state type.
 //!
-//! Host side: addresses on ovsmesh's devices, routes carrying ovsmesh's route
-//! protocol, forwarding on the devices the topology routes through, and every
-//! veth host end carrying this mesh's alias (so a container removed from the
+//! Host side (what is ours is `marks`' answer): this mesh's addresses, routes
+//! carrying its marks, forwarding on the devices the topology routes through,
+//! and every veth host end carrying this mesh's alias (so a container removed from the
 //! topology is still found and cleaned up). Container side: each container's
 //! runtime is asked for its namespace; a container that is not running is
 //! *waiting*; a running one is read on a dedicated thread inside its namespace.
 //! A container interface counts as present only if it is the peer of one of our
-//! host ends — after a restart it is gone, and the plan re-plumbs it.
+//! host ends — after a restart it is gone, and the plan re-plumbs it; a link
+//! with its name that is not is noted as *occupied* (a conflict, never touched),
+//! and so is a foreign route that holds the destination and metric of ours.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 
-use crate::marks;
+use crate::marks::{AddressPolicy, Policy};
 use crate::netlink::{ethtool, in_netns, sysctl, Link, Netlink, NetlinkError};
 use crate::runtime::{Located, RuntimeError, Runtimes};
-use crate::state::{AddressRole, ContainerInterface, HostAddress, HostRoute, HostState};
+use crate::state::{
+    AddressRole, ContainerInterface, HostAddress, HostRoute, HostState, Kind, Occupied,
+};
 use crate::topology::{Route, Runtime};
 
 /// What apply needs beyond the state: the namespaces, held for this reconcile only.
@@ -32,12 +36,12 @@ pub enum ObserveError {
     Runtime(#[from] RuntimeError),
 }
 
-/// Names of the devices ovsmesh owns or configures on a host.
-pub struct Devices<'a> {
-    pub overlay_bridge: &'a str,
-    pub underlay_bridge: &'a str,
-    /// Internal ports carrying VLAN gateways (from OVS observation and desired state).
-    pub gateway_ports: BTreeSet<String>,
+/// The devices ovsmesh configures on a host, and which of their addresses are
+/// its own (decided by `marks`).
+pub struct Devices {
+    pub overlay_bridge: String,
+    pub underlay_bridge: String,
+    pub addresses: AddressPolicy,
 }
 
 /// Container side of one interface, read inside the container.
@@ -54,7 +58,7 @@ pub async fn observe(
     netlink: &Netlink,
     mesh: &str,
     desired: &HostState,
-    devices: &Devices<'_>,
+    devices: &Devices,
     runtimes: &Runtimes,
 ) -> Result<(HostState, NetlinkRows), ObserveError> {
     let mut state = HostState {
@@ -65,17 +69,13 @@ pub async fn observe(
     let links = netlink.links().await?;
     let by_index: BTreeMap<u32, &Link> = links.iter().map(|l| (l.index, l)).collect();
 
-    // Addresses on owned devices.
-    let mut owned_devices: BTreeSet<&str> =
-        desired.addresses.values().map(|a| a.dev.as_str()).collect();
-    owned_devices.insert(devices.overlay_bridge);
-    owned_devices.insert(devices.underlay_bridge);
-    owned_devices.extend(devices.gateway_ports.iter().map(String::as_str));
+    let policy = Policy::new(mesh);
+    // Addresses that are ours.
     for (index, address) in netlink.addresses().await? {
         let Some(link) = by_index.get(&index) else {
             continue;
         };
-        if !owned_devices.contains(link.name.as_str()) {
+        if !devices.addresses.is_ours(&link.name, address) {
             continue;
         }
         let role = if link.name == devices.overlay_bridge {
@@ -93,9 +93,16 @@ pub async fn observe(
         state.addresses.insert(address.key(), address);
     }
 
-    // Routes with ovsmesh's protocol. ovsmesh sets `dev` only together with `onlink`.
+    // Routes with this mesh's marks. ovsmesh sets `dev` only together with `onlink`.
     for route in netlink.routes().await? {
-        if route.protocol != marks::ROUTE_PROTOCOL {
+        if policy.route_in_the_way(route.protocol, route.metric) {
+            state.occupied.push(Occupied {
+                kind: Kind::Route,
+                id: route.to.to_string(),
+                by: describe_route(&route, &by_index),
+            });
+        }
+        if !policy.owns_route(route.protocol, route.metric) {
             continue;
         }
         let Some(via) = route.via else { continue };
@@ -125,16 +132,16 @@ pub async fn observe(
         }
     }
 
-    // Our veth host ends, by alias.
-    let alias_prefix = format!("ovsmesh:{mesh}/");
-    let host_ends: BTreeMap<String, &Link> = links
+    state.foreign_links = links
         .iter()
-        .filter_map(|l| {
-            Some((
-                l.alias.as_deref()?.strip_prefix(&alias_prefix)?.to_string(),
-                l,
-            ))
-        })
+        .filter(|l| policy.veth_identity(l.alias.as_deref()).is_none())
+        .map(|l| l.name.clone())
+        .collect();
+
+    // Our veth host ends, by alias.
+    let host_ends: BTreeMap<(String, String), &Link> = links
+        .iter()
+        .filter_map(|l| Some((policy.veth_identity(l.alias.as_deref())?, l)))
         .collect();
 
     // Containers of the topology.
@@ -159,9 +166,19 @@ pub async fn observe(
         let inside = read_inside(&netns, &ifnames)?;
         for (iface, inside) in ifaces.iter().zip(inside) {
             let Some(link) = inside.link else { continue };
-            let host_end = link.peer_index.and_then(|i| by_index.get(&i)).filter(|l| {
-                l.alias.as_deref() == Some(&marks::veth_alias(mesh, container, &iface.ifname))
-            });
+            let host_end = link
+                .peer_index
+                .and_then(|i| by_index.get(&i))
+                .filter(|l| policy.owns_veth(l.alias.as_deref(), container, &iface.ifname));
+            if host_end.is_none() {
+                // A link with our name that is not the peer of our host end.
+                state.occupied.push(Occupied {
+                    kind: Kind::ContainerInterface,
+                    id: iface.key(),
+                    by: format!("link {} (index {})", link.name, link.index),
+                });
+                continue;
+            }
             let host_tx_on =
                 host_end.is_some_and(|l| ethtool::tx_checksum(&l.name).unwrap_or(true));
             let wanted_address = inside
@@ -187,10 +204,7 @@ pub async fn observe(
     }
 
     // Host ends of containers no longer in the topology: found by their mark.
-    for (identity, link) in &host_ends {
-        let Some((container, ifname)) = identity.split_once('/') else {
-            continue;
-        };
+    for ((container, ifname), link) in &host_ends {
         let key = format!("{container}/{ifname}");
         if desired.containers.contains_key(&key) || state.waiting.contains(container) {
             continue;
@@ -198,9 +212,9 @@ pub async fn observe(
         state.containers.insert(
             key,
             ContainerInterface {
-                container: container.to_string(),
+                container: container.clone(),
                 runtime: Runtime::Netns(String::new()),
-                ifname: ifname.to_string(),
+                ifname: ifname.clone(),
                 host_end: link.name.clone(),
                 mac: link.mac.unwrap_or(crate::topology::Mac([0; 6])),
                 mtu: link.mtu,
@@ -212,6 +226,18 @@ pub async fn observe(
         );
     }
     Ok((state, rows))
+}
+
+/// A foreign route, as a conflict message names it.
+fn describe_route(route: &crate::netlink::Route, by_index: &BTreeMap<u32, &Link>) -> String {
+    let mut text = format!("{}", route.to);
+    if let Some(via) = route.via {
+        text.push_str(&format!(" via {via}"));
+    }
+    if let Some(dev) = route.oif.and_then(|i| by_index.get(&i)) {
+        text.push_str(&format!(" dev {}", dev.name));
+    }
+    format!("{text} proto {} metric {}", route.protocol, route.metric)
 }
 
 /// Read interfaces `ifnames` inside a container's namespace.

@@ -88,6 +88,8 @@ pub struct Route {
     pub oif: Option<u32>,
     pub onlink: bool,
     pub protocol: u8,
+    /// The route's priority (`metric`): with the destination, its key in the table.
+    pub metric: u32,
 }
 
 /// An rtnetlink socket in the namespace it was opened in.
@@ -317,11 +319,11 @@ impl Netlink {
             .collect())
     }
 
-    /// Add or replace a route.
-    pub async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
+    fn route_message(route: &Route) -> RouteMessage {
         let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(route.to.network(), route.to.prefix_len())
-            .protocol(RouteProtocol::from(route.protocol));
+            .protocol(RouteProtocol::from(route.protocol))
+            .priority(route.metric);
         if let Some(via) = route.via {
             builder = builder.gateway(via);
         }
@@ -331,19 +333,39 @@ impl Netlink {
         if route.onlink {
             builder = builder.onlink();
         }
+        builder.build()
+    }
+
+    /// Add or replace the route with this destination and metric.
+    pub async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
         self.handle
             .route()
-            .add(builder.build())
+            .add(Self::route_message(route))
             .replace()
             .execute()
             .await
             .map_err(nl(format!("add route {}", route.to)))
     }
 
+    /// Add a route; fails (EEXIST) if a route with this destination and metric
+    /// exists, whoever's it is: never overwrites.
+    pub async fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        self.handle
+            .route()
+            .add(Self::route_message(route))
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "add route {} metric {}",
+                route.to, route.metric
+            )))
+    }
+
     pub async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError> {
         let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(route.to.network(), route.to.prefix_len())
-            .protocol(RouteProtocol::from(route.protocol));
+            .protocol(RouteProtocol::from(route.protocol))
+            .priority(route.metric);
         if let Some(oif) = route.oif {
             builder = builder.output_interface(oif);
         }
@@ -407,11 +429,13 @@ fn route_of(message: &RouteMessage) -> Option<Route> {
     let mut to = Ipv4Addr::UNSPECIFIED;
     let mut via = None;
     let mut oif = None;
+    let mut metric = 0;
     for attribute in &message.attributes {
         match attribute {
             RouteAttribute::Destination(RouteAddress::Inet(ip)) => to = *ip,
             RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(*ip),
             RouteAttribute::Oif(index) => oif = Some(*index),
+            RouteAttribute::Priority(priority) => metric = *priority,
             _ => {}
         }
     }
@@ -421,6 +445,7 @@ fn route_of(message: &RouteMessage) -> Option<Route> {
         oif,
         onlink: message.header.flags.contains(RouteFlags::Onlink),
         protocol: u8::from(message.header.protocol),
+        metric,
     })
 }
 

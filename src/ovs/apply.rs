@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::marks;
+use crate::marks::{self, Policy};
 use crate::ovsdb::transact::{comment, insert, mutate, select, update, wait_absent, wait_version};
 use crate::ovsdb::value::{named_json, uuid_json, Atom, Datum};
 use crate::plan::{Kind, Op, Plan};
-use crate::state::{Bridge, Port};
+use crate::state::{Bridge, Item, Port};
 
 use super::observe::Rows;
 
@@ -26,8 +26,6 @@ pub struct Transaction {
     pub operations: Vec<Value>,
     /// Index of the `select` of `next_cfg` (after the bump), if any.
     pub next_cfg_select: Option<usize>,
-    /// Bridges the plan deletes but that still hold foreign ports: kept.
-    pub kept_bridges: Vec<(String, Vec<String>)>,
 }
 
 fn port_columns(port: &Port) -> Value {
@@ -57,6 +55,60 @@ fn merge(mut a: Value, b: Value) -> Value {
     a
 }
 
+/// `external_ids` mutations: delete `keys`, then insert `pairs`.
+fn external_ids_mutation(keys: Vec<String>, pairs: BTreeMap<String, String>) -> Option<Value> {
+    let mut mutations = Vec::new();
+    if !keys.is_empty() {
+        let keys = keys.into_iter().map(Atom::String).collect();
+        mutations.push(json!([
+            "external_ids",
+            "delete",
+            Datum::set(keys).to_json()
+        ]));
+    }
+    if !pairs.is_empty() {
+        mutations.push(json!([
+            "external_ids",
+            "insert",
+            Datum::map(&pairs).to_json()
+        ]));
+    }
+    (!mutations.is_empty()).then_some(Value::Array(mutations))
+}
+
+/// The marks a bridge update changes: claims of meshes that start or stop
+/// using it, and its owner when it is handed over (the heir's claim goes).
+fn bridge_marks_mutation(before: Option<&Bridge>, after: &Bridge) -> Option<Value> {
+    let empty = Default::default();
+    let had = before.map_or(&empty, |b| &b.users);
+    let mut keys: Vec<String> = had
+        .difference(&after.users)
+        .map(|m| marks::claim_key(m))
+        .collect();
+    let mut pairs: BTreeMap<String, String> = after
+        .users
+        .difference(had)
+        .map(|m| (marks::claim_key(m), "yes".to_string()))
+        .collect();
+    if let Some(heir) = &after.hand_to {
+        keys.push(marks::MESH.to_string());
+        pairs.insert(marks::MESH.to_string(), heir.clone());
+    }
+    external_ids_mutation(keys, pairs)
+}
+
+/// A port handed over to another mesh with its bridge: its owner mark changes.
+fn owner_mutation(before: Option<&Port>, after: &Port) -> Option<Value> {
+    let owner = after.external_ids.get(marks::MESH)?;
+    if before.and_then(|p| p.external_ids.get(marks::MESH)) == Some(owner) {
+        return None;
+    }
+    external_ids_mutation(
+        vec![marks::MESH.to_string()],
+        BTreeMap::from([(marks::MESH.to_string(), owner.clone())]),
+    )
+}
+
 /// Build the OVS transaction for `plan` (bridge and port changes only).
 pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
     let mut tx = Transaction::default();
@@ -75,14 +127,14 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
     )));
 
     // New bridges first: their named uuids collect the ports created on them.
-    let mut new_bridges: BTreeMap<String, (String, Vec<Value>)> = BTreeMap::new();
+    let mut new_bridges: BTreeMap<String, (String, &Bridge, Vec<Value>)> = BTreeMap::new();
     for (i, change) in plan
         .changes
         .iter()
         .enumerate()
         .filter(|(_, c)| c.kind == Kind::Bridge)
     {
-        let Some(bridge) = plan.target.bridges.get(&change.id) else {
+        let Some(bridge) = change.after.as_ref().and_then(Item::bridge) else {
             continue;
         };
         match change.op {
@@ -102,17 +154,28 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                 ));
                 new_bridges.insert(
                     change.id.clone(),
-                    (format!("br{i}"), vec![named_json(&local_port)]),
+                    (format!("br{i}"), bridge, vec![named_json(&local_port)]),
                 );
             }
             Op::Update | Op::Replace => {
                 if let Some(row) = rows.bridges.get(&change.id) {
+                    let before = change.before.as_ref().and_then(Item::bridge);
                     ops.push(wait_version("Bridge", &row.uuid, &row.version));
-                    ops.push(update(
-                        "Bridge",
-                        &row.uuid,
-                        json!({"datapath_type": bridge.datapath_type}),
-                    ));
+                    // Only what differs: an adopted bridge's settings are never written.
+                    if before.is_none_or(|b| b.datapath_type != bridge.datapath_type) {
+                        ops.push(update(
+                            "Bridge",
+                            &row.uuid,
+                            json!({"datapath_type": bridge.datapath_type}),
+                        ));
+                    }
+                    if let Some(mutations) = bridge_marks_mutation(before, bridge) {
+                        ops.push(mutate(
+                            "Bridge",
+                            json!([["_uuid", "==", uuid_json(&row.uuid)]]),
+                            mutations,
+                        ));
+                    }
                 }
             }
             Op::Delete => {}
@@ -142,7 +205,7 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                 }
             }
         }
-        let Some(port) = plan.target.ports.get(&change.id) else {
+        let Some(port) = change.after.as_ref().and_then(Item::port) else {
             continue;
         };
         match change.op {
@@ -164,7 +227,7 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                     new_bridges.get_mut(&port.bridge),
                     rows.bridges.get(&port.bridge),
                 ) {
-                    (Some((_, members)), _) => members.push(named_json(&port_name)),
+                    (Some((_, _, members)), _) => members.push(named_json(&port_name)),
                     (None, Some(bridge_row)) => ops.push(mutate(
                         "Bridge",
                         json!([["_uuid", "==", uuid_json(&bridge_row.uuid)]]),
@@ -187,18 +250,26 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                         &iface_row.uuid,
                         interface_columns(port),
                     ));
+                    let before = change.before.as_ref().and_then(Item::port);
+                    if let Some(mutations) = owner_mutation(before, port) {
+                        for (table, uuid) in
+                            [("Port", &port_row.uuid), ("Interface", &iface_row.uuid)]
+                        {
+                            ops.push(mutate(
+                                table,
+                                json!([["_uuid", "==", uuid_json(uuid)]]),
+                                mutations.clone(),
+                            ));
+                        }
+                    }
                 }
             }
             Op::Delete => {}
         }
     }
 
-    for (name, (uuid_name, members)) in &new_bridges {
-        let bridge: &Bridge = &plan.target.bridges[name];
-        let ids = BTreeMap::from([
-            (marks::MESH.to_string(), mesh.to_string()),
-            ("ovsmesh-host".to_string(), plan.host.clone()),
-        ]);
+    for (name, (uuid_name, bridge, members)) in &new_bridges {
+        let ids = Policy::new(mesh).bridge_marks(&plan.host);
         ops.push(insert(
             "Bridge",
             json!({
@@ -221,15 +292,6 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
         .iter()
         .filter(|c| c.kind == Kind::Bridge && c.op == Op::Delete)
     {
-        let foreign = rows
-            .foreign_ports
-            .get(&change.id)
-            .cloned()
-            .unwrap_or_default();
-        if !foreign.is_empty() {
-            tx.kept_bridges.push((change.id.clone(), foreign));
-            continue;
-        }
         if let Some(row) = rows.bridges.get(&change.id) {
             ops.push(wait_version("Bridge", &row.uuid, &row.version));
             ops.push(mutate(

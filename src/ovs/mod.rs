@@ -21,6 +21,7 @@ use crate::marks::Role;
 use crate::ovsdb::transact::{assert_lock, select};
 use crate::ovsdb::{connect, Client, ConnectOptions, Notification, OvsdbError, DB};
 use crate::plan::{Change, Kind, Plan};
+use crate::state::Item;
 
 pub use observe::{observe, OvsObserved, Rows};
 
@@ -175,6 +176,21 @@ pub struct OvsReport {
     pub vswitchd_confirmed: bool,
 }
 
+impl OvsReport {
+    /// The report of a plan before anything is applied: the bridges it keeps.
+    pub fn nothing_applied(plan: &Plan) -> Self {
+        Self {
+            kept_bridges: plan
+                .kept
+                .iter()
+                .filter(|k| k.kind == Kind::Bridge && !k.holders.is_empty())
+                .map(|k| (k.id.clone(), k.holders.clone()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("the host changed while ovsmesh was applying ({0}); re-plan")]
@@ -193,10 +209,7 @@ pub async fn apply(
     wait: Option<Duration>,
 ) -> Result<OvsReport, ApplyError> {
     let tx = apply::build(plan, mesh, rows);
-    let mut report = OvsReport {
-        kept_bridges: tx.kept_bridges.clone(),
-        ..OvsReport::default()
-    };
+    let mut report = OvsReport::nothing_applied(plan);
     if tx.operations.is_empty() {
         return Ok(report);
     }
@@ -211,12 +224,6 @@ pub async fn apply(
         .changes
         .iter()
         .filter(|c| matches!(c.kind, Kind::Bridge | Kind::Port))
-        .filter(|c| {
-            !report
-                .kept_bridges
-                .iter()
-                .any(|(b, _)| c.kind == Kind::Bridge && &c.id == b)
-        })
         .cloned()
         .collect();
     let next_cfg = tx
@@ -262,8 +269,8 @@ async fn port_failures(client: &Client, plan: &Plan) -> Result<Vec<PortFailure>,
     let wanted: Vec<(&String, &crate::state::Port)> = plan
         .changes
         .iter()
-        .filter(|c| c.kind == Kind::Port && c.op != crate::plan::Op::Delete)
-        .filter_map(|c| plan.target.ports.get(&c.id).map(|p| (&c.id, p)))
+        .filter(|c| c.kind == Kind::Port)
+        .filter_map(|c| c.after.as_ref().and_then(Item::port).map(|p| (&c.id, p)))
         .filter(|(_, p)| p.role != Role::Access)
         .collect();
     if wanted.is_empty() {

@@ -1,20 +1,20 @@
 //! Read the OVS side of a host into the shared state type.
 //!
 //! One `transact` of four selects reads Open_vSwitch, Bridge, Port and
-//! Interface (the columns listed in `columns`). Of those, ovsmesh keeps the
-//! bridges it manages (by name, or by its mark) and every port carrying this mesh's marks, keyed by the identity
-//! the marks spell out. Foreign rows are only counted (per bridge), so `down`
-//! knows whether a bridge still holds someone else's ports. Row uuids and
-//! `_version`s are kept for apply's guards.
+//! Interface (the columns listed in `columns`). Of those, ovsmesh keeps the bridges it holds and every port of
+//! this mesh, keyed by the identity its marks spell out — `marks` decides what
+//! is ours. Foreign rows are only named (per bridge), so `down` knows whether a
+//! bridge still holds someone else's ports. Row uuids and `_version`s are kept
+//! for apply's guards.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::marks::{self, Role};
+use crate::marks::{self, BridgeHold, Owner, Policy};
 use crate::ovsdb::value::{Atom, Datum};
 use crate::ovsdb::{Client, OvsdbError, DB};
-use crate::state::{Bridge, HostState, Port, PortId};
+use crate::state::{Bridge, HostState, Port};
 
 use super::columns;
 
@@ -48,9 +48,6 @@ pub struct Rows {
     pub cur_cfg: i64,
     /// Bridge name → row.
     pub bridges: BTreeMap<String, RowRef>,
-    /// Bridge name → names of ports on it that carry no mark of this mesh
-    /// (the bridge's own local port excluded).
-    pub foreign_ports: BTreeMap<String, Vec<String>>,
     /// Port key → (port row, interface row, bridge name).
     pub ports: BTreeMap<String, (RowRef, RowRef, String)>,
     /// Port key → interface status.
@@ -167,23 +164,25 @@ pub fn interpret(
         .iter()
         .map(|i| (Row(i).uuid("_uuid"), Row(i)))
         .collect();
+    let policy = Policy::new(mesh);
     for bridge in bridges.iter().map(Row) {
         if !attached.contains(&bridge.uuid("_uuid")) {
             continue;
         }
         let name = bridge.string("name");
-        let ids = bridge.map("external_ids");
-        let owned = ids.get(marks::MESH).is_some_and(|m| m == mesh);
-        let managed = owned || managed_bridges.contains(&name.as_str());
+        let bridge_ids = bridge.map("external_ids");
+        let hold = policy.bridge_hold(&name, &bridge_ids, managed_bridges);
         let mut foreign = Vec::new();
         for port_uuid in bridge.uuids("ports") {
             let Some(port) = ports_by_uuid.get(&port_uuid) else {
                 continue;
             };
             let port_ids = port.map("external_ids");
-            if port_ids.get(marks::MESH).map(String::as_str) != Some(mesh) {
-                if port.string("name") != name {
-                    foreign.push(port.string("name"));
+            if policy.owner(&port_ids) != Owner::Us {
+                let port_name = port.string("name");
+                if port_name != name {
+                    foreign.push(port_name.clone());
+                    out.state.foreign_ports.insert(port_name, name.clone());
                 }
                 continue;
             }
@@ -195,7 +194,7 @@ pub fn interpret(
             let Some(iface) = ifaces_by_uuid.get(&iface_uuid) else {
                 continue;
             };
-            let Some(id) = port_id(&name, &port_ids) else {
+            let Some((id, role)) = policy.port_identity(&name, &port_ids) else {
                 continue;
             };
             let mut key = id.key();
@@ -203,10 +202,6 @@ pub fn interpret(
                 // A stray duplicate: keep it under its own key so the plan deletes it.
                 key = format!("{key}#{}", port.uuid("_uuid"));
             }
-            let role = port_ids
-                .get(marks::ROLE)
-                .and_then(|r| Role::parse(r))
-                .unwrap_or(Role::Access);
             out.state.ports.insert(
                 key.clone(),
                 Port {
@@ -244,16 +239,22 @@ pub fn interpret(
                 },
             );
         }
-        if managed {
+        if let Some(hold) = hold {
             out.state.bridges.insert(
                 name.clone(),
                 Bridge {
                     datapath_type: bridge.string("datapath_type"),
-                    owned,
+                    owned: hold == BridgeHold::Owned,
+                    owned_by: match policy.owner(&bridge_ids) {
+                        Owner::Mesh(other) => Some(other),
+                        Owner::Us | Owner::Nobody => None,
+                    },
+                    users: marks::users(&bridge_ids),
+                    hand_to: None,
+                    foreign_ports: foreign,
                 },
             );
-            out.rows.bridges.insert(name.clone(), bridge.row_ref());
-            out.rows.foreign_ports.insert(name, foreign);
+            out.rows.bridges.insert(name, bridge.row_ref());
         }
     }
     // Bridges report "" for the default datapath: that is "system".
@@ -263,28 +264,4 @@ pub fn interpret(
         }
     }
     out
-}
-
-/// The identity a port's marks spell out.
-fn port_id(bridge: &str, ids: &BTreeMap<String, String>) -> Option<PortId> {
-    let get = |k: &str| ids.get(k).cloned();
-    Some(match Role::parse(ids.get(marks::ROLE)?)? {
-        Role::Tunnel => PortId::Tunnel {
-            bridge: bridge.to_string(),
-            peer: get(marks::PEER)?,
-        },
-        Role::Access => PortId::Access {
-            container: get(marks::CONTAINER)?,
-            ifname: get(marks::IFNAME)?,
-        },
-        Role::Gateway => PortId::Gateway {
-            network: get(marks::NETWORK)?,
-        },
-        Role::Uplink => PortId::Uplink {
-            bridge: bridge.to_string(),
-        },
-        Role::Underlay => PortId::Underlay {
-            bridge: bridge.to_string(),
-        },
-    })
 }

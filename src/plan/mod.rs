@@ -1,12 +1,11 @@
 //! The typed diff between what a host should have and what it has.
 //!
-//! `plan(desired, observed)` yields the changes that make observed equal to
-//! desired: create, update (with the changed fields), replace and delete, each
-//! with a reason. Only owned objects are in observed state, so a delete never
-//! touches a foreign row. Containers that are not running are *waiting*: their
-//! objects are left as they are. A container whose interface is gone (restarted:
-//! new netns) is re-plumbed with a fresh host-side port name, because on the
-//! userspace datapath a veth recreated under its old name passes no traffic.
+//! `plan(settled)` yields the changes that make the observed state equal to the
+//! target (desired state settled against the host, see `desired::settle`):
+//! create, update (with the changed fields), replace and delete, each with a
+//! reason and the typed object it makes or removes. Fields are compared as
+//! values. Only owned objects are in observed state (the observers ask `marks`),
+//! and the one exception, an adopted bridge, is removed only if `marks` says so.
 
 mod objects;
 mod render;
@@ -15,9 +14,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::marks::Role;
-use crate::state::HostState;
-use crate::topology::names;
+use crate::marks::{self, Removal};
+pub use crate::state::{Conflict, Kept, Kind};
+use crate::state::{Item, Note, Settled};
 pub use objects::Object;
 
 /// What happens to one object.
@@ -28,31 +27,6 @@ pub enum Op {
     Update,
     Replace,
     Delete,
-}
-
-/// Which kind of object a change is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Bridge,
-    Port,
-    Address,
-    Route,
-    Forwarding,
-    ContainerInterface,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Bridge => "bridge",
-            Kind::Port => "port",
-            Kind::Address => "address",
-            Kind::Route => "route",
-            Kind::Forwarding => "forwarding",
-            Kind::ContainerInterface => "container-interface",
-        }
-    }
 }
 
 /// One field that differs.
@@ -74,6 +48,12 @@ pub struct Change {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<FieldChange>,
     pub reason: String,
+    /// The object as the host has it (update, replace, delete).
+    #[serde(skip)]
+    pub before: Option<Item>,
+    /// The object as it must be (create, update, replace).
+    #[serde(skip)]
+    pub after: Option<Item>,
 }
 
 /// The changes that bring one host to its desired state.
@@ -83,15 +63,19 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Containers not running: nothing is made for them.
     pub waiting: Vec<String>,
-    /// Desired state with re-plumb decisions settled (fresh port names): what
-    /// apply makes real.
-    #[serde(skip)]
-    pub target: HostState,
+    /// Objects left as they are although the topology would have them
+    /// otherwise (kept because others use them; adopted as they are).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Kept>,
+    /// Objects not made because something not ovsmesh's holds their place.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
 }
 
 impl Plan {
+    /// Nothing to change and nothing in the way: the host matches the topology.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.conflicts.is_empty()
     }
 
     pub fn count(&self, op: Op) -> usize {
@@ -99,133 +83,54 @@ impl Plan {
     }
 }
 
-/// Diff `observed` against `desired`.
-pub fn plan(mesh: &str, desired: &HostState, observed: &HostState) -> Plan {
-    let mut target = desired.clone();
-    let mut observed = observed.clone();
-    let waiting: Vec<String> = observed.waiting.iter().cloned().collect();
-    for container in &waiting {
-        // Waiting containers: leave whatever exists, make nothing new.
-        let prefix = format!("{container}/");
-        let access = format!("access/{container}/");
-        target.containers.retain(|k, _| !k.starts_with(&prefix));
-        observed.containers.retain(|k, _| !k.starts_with(&prefix));
-        target.ports.retain(|k, _| !k.starts_with(&access));
-        observed.ports.retain(|k, _| !k.starts_with(&access));
-    }
-    let replumbs = settle_access_names(mesh, &mut target, &observed);
-    let mut changes = Vec::new();
-    diff(
-        &target.bridges,
-        &observed.bridges,
-        &mut changes,
-        |_, b| b.owned,
-        &BTreeMap::new(),
-    );
-    diff(
-        &target.ports,
-        &observed.ports,
-        &mut changes,
-        |_, _| true,
-        &replumbs,
-    );
+/// Diff the settled observed state against the settled target.
+pub fn plan(settled: &Settled) -> Plan {
+    let (target, observed) = (&settled.target, &settled.observed);
+    let mut out = Plan {
+        host: target.host.clone(),
+        changes: Vec::new(),
+        waiting: settled.waiting.clone(),
+        kept: settled.kept.clone(),
+        conflicts: settled.conflicts.clone(),
+    };
+    let notes = &settled.notes;
+    let removal = |b: &crate::state::Bridge| marks::bridge_removal(b.owned, &b.foreign_ports);
+    diff(&target.bridges, &observed.bridges, &mut out, removal, notes);
+    // Everything else is in observed state only if it is ours.
+    diff(&target.ports, &observed.ports, &mut out, ours, notes);
     diff(
         &target.addresses,
         &observed.addresses,
-        &mut changes,
-        |_, _| true,
-        &BTreeMap::new(),
+        &mut out,
+        ours,
+        notes,
     );
-    diff(
-        &target.routes,
-        &observed.routes,
-        &mut changes,
-        |_, _| true,
-        &BTreeMap::new(),
-    );
+    diff(&target.routes, &observed.routes, &mut out, ours, notes);
     diff(
         &target.forwarding,
         &observed.forwarding,
-        &mut changes,
-        |_, _| true,
-        &BTreeMap::new(),
+        &mut out,
+        ours,
+        notes,
     );
-    let container_replumbs: BTreeMap<String, String> = replumbs
-        .iter()
-        .filter_map(|(port, reason)| {
-            port.strip_prefix("access/")
-                .map(|k| (k.to_string(), reason.clone()))
-        })
-        .collect();
     diff(
         &target.containers,
         &observed.containers,
-        &mut changes,
-        |_, _| true,
-        &container_replumbs,
+        &mut out,
+        ours,
+        notes,
     );
-    Plan {
-        host: desired.host.clone(),
-        changes,
-        waiting,
-        target,
-    }
-}
-
-/// Keep a healthy access port's current incarnation; give a container whose
-/// interface vanished a fresh one. Returns port key → reason for re-plumbs.
-fn settle_access_names(
-    mesh: &str,
-    target: &mut HostState,
-    observed: &HostState,
-) -> BTreeMap<String, String> {
-    let mut replumbs = BTreeMap::new();
-    for (key, port) in target.ports.iter_mut() {
-        if port.role != Role::Access {
-            continue;
-        }
-        let Some(current) = observed.ports.get(key) else {
-            continue;
-        };
-        let Some(iface_key) = key.strip_prefix("access/") else {
-            continue;
-        };
-        let Some(wanted) = target.containers.get_mut(iface_key) else {
-            continue;
-        };
-        let (container, ifname) = (wanted.container.clone(), wanted.ifname.clone());
-        let healthy = observed
-            .containers
-            .get(iface_key)
-            .is_some_and(|seen| seen.host_end == current.name);
-        let name = if healthy
-            || !names::is_access_incarnation(mesh, &container, &ifname, &current.name)
-        {
-            if healthy {
-                current.name.clone()
-            } else {
-                port.name.clone()
-            }
-        } else {
-            replumbs.insert(
-                key.clone(),
-                "container interface is gone (container restarted?): re-plumb under a fresh host-side name".to_string(),
-            );
-            names::next_access_incarnation(mesh, &container, &ifname, &current.name)
-        };
-        port.name = name.clone();
-        wanted.host_end = name;
-    }
-    replumbs
+    out
 }
 
 fn diff<T: Object>(
     desired: &BTreeMap<String, T>,
     observed: &BTreeMap<String, T>,
-    changes: &mut Vec<Change>,
-    deletable: impl Fn(&str, &T) -> bool,
-    replumbs: &BTreeMap<String, String>,
+    plan: &mut Plan,
+    removal: impl Fn(&T) -> Removal,
+    notes: &BTreeMap<(Kind, String), Note>,
 ) {
+    let changes = &mut plan.changes;
     for (id, want) in desired {
         match observed.get(id) {
             None => changes.push(Change {
@@ -235,17 +140,20 @@ fn diff<T: Object>(
                 fields: want.fields(),
                 changed: Vec::new(),
                 reason: want.purpose(),
+                before: None,
+                after: Some(want.item()),
             }),
             Some(have) => {
-                let changed = field_changes(&have.fields(), &want.fields(), T::COMPARED);
+                let changed = have.changes_to(want);
                 if changed.is_empty() {
                     continue;
                 }
-                let replace = replumbs.contains_key(id)
+                let note = notes.get(&(T::KIND, id.clone()));
+                let replace = note.is_some_and(|n| n.replace)
                     || changed
                         .iter()
                         .any(|c| T::REPLACE_ON.contains(&c.field.as_str()));
-                let reason = replumbs.get(id).cloned().unwrap_or_else(|| {
+                let reason = note.map(|n| n.reason.clone()).unwrap_or_else(|| {
                     let fields: Vec<&str> = changed.iter().map(|c| c.field.as_str()).collect();
                     format!("drifted from the topology ({})", fields.join(", "))
                 });
@@ -256,52 +164,42 @@ fn diff<T: Object>(
                     fields: want.fields(),
                     changed,
                     reason,
+                    before: Some(have.item()),
+                    after: Some(want.item()),
                 });
             }
         }
     }
-    for (id, have) in observed {
-        if !desired.contains_key(id) && deletable(id, have) {
-            changes.push(Change {
-                op: Op::Delete,
-                kind: T::KIND,
-                id: id.clone(),
-                fields: have.fields(),
-                changed: Vec::new(),
-                reason: "no longer in the topology".into(),
-            });
+    for (id, have) in observed.iter().filter(|(id, _)| !desired.contains_key(*id)) {
+        match removal(have) {
+            Removal::Remove => {}
+            Removal::Leave => continue,
+            Removal::Keep { reason, holders } => {
+                plan.kept.push(Kept {
+                    kind: T::KIND,
+                    id: id.clone(),
+                    reason: reason.to_string(),
+                    holders,
+                });
+                continue;
+            }
         }
+        plan.changes.push(Change {
+            op: Op::Delete,
+            kind: T::KIND,
+            id: id.clone(),
+            fields: have.fields(),
+            changed: Vec::new(),
+            reason: "no longer in the topology".into(),
+            before: Some(have.item()),
+            after: None,
+        });
     }
 }
 
-fn field_changes(
-    have: &[(String, String)],
-    want: &[(String, String)],
-    compared: &[&str],
-) -> Vec<FieldChange> {
-    let have: BTreeMap<&str, &str> = have.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let want_map: BTreeMap<&str, &str> =
-        want.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut keys: Vec<&str> = have.keys().chain(want_map.keys()).copied().collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| {
-            compared.is_empty()
-                || compared
-                    .iter()
-                    .any(|c| k == c || k.starts_with(&format!("{c}:")))
-        })
-        .filter_map(|k| {
-            let from = have.get(k).copied().unwrap_or("");
-            let to = want_map.get(k).copied().unwrap_or("");
-            (from != to).then(|| FieldChange {
-                field: k.to_string(),
-                from: from.to_string(),
-                to: to.to_string(),
-            })
-        })
-        .collect()
+/// Observed objects other than bridges are there only if they are ours.
+fn ours<T>(_: &T) -> Removal {
+    Removal::Remove
 }
 
 pub use render::{render_json, render_text};

@@ -1,37 +1,136 @@
 //! How each kind of state object presents itself to the diff.
 //!
-//! The diff compares objects field by field as rendered text, so every kind
-//! says which fields it has, which changes force a replace rather than an
-//! in-place update, and why the topology wants it.
+//! The diff compares objects field by field as typed values; every kind says
+//! which fields it has and how each reads, which changes force a replace rather
+//! than an in-place update, and why the topology wants it.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::marks::Role;
-use crate::state::{AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, Port};
+use crate::state::{AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, Item, Port};
 
-use super::Kind;
+use super::{FieldChange, Kind};
 
 /// A state object the plan can diff.
 pub trait Object {
     const KIND: Kind;
     /// Fields that force delete + create when they change.
     const REPLACE_ON: &'static [&'static str] = &[];
-    /// Fields compared (and their `field:sub` children); empty means all.
-    const COMPARED: &'static [&'static str] = &[];
     /// Field name and rendered value, in display order.
     fn fields(&self) -> Vec<(String, String)>;
+    /// The fields whose values differ in `want`, in field-name order.
+    fn changes_to(&self, want: &Self) -> Vec<FieldChange>;
     /// Why the topology wants this object.
     fn purpose(&self) -> String;
+    /// The object as a plan change carries it.
+    fn item(&self) -> Item;
 }
 
 fn field(name: &str, value: impl ToString) -> (String, String) {
     (name.to_string(), value.to_string())
 }
 
+/// Field-by-field comparison of two values, rendering only what differs.
+#[derive(Default)]
+struct Diff(Vec<FieldChange>);
+
+impl Diff {
+    fn field<V: PartialEq + ?Sized>(
+        mut self,
+        name: &str,
+        have: &V,
+        want: &V,
+        show: impl Fn(&V) -> String,
+    ) -> Self {
+        if have != want {
+            self.0.push(FieldChange {
+                field: name.to_string(),
+                from: show(have),
+                to: show(want),
+            });
+        }
+        self
+    }
+
+    /// A map compared key by key, as `NAME:KEY` fields.
+    fn map(
+        mut self,
+        name: &str,
+        have: &BTreeMap<String, String>,
+        want: &BTreeMap<String, String>,
+    ) -> Self {
+        let keys: BTreeSet<&String> = have.keys().chain(want.keys()).collect();
+        for key in keys {
+            let (from, to) = (have.get(key), want.get(key));
+            if from != to {
+                self.0.push(FieldChange {
+                    field: format!("{name}:{key}"),
+                    from: from.cloned().unwrap_or_default(),
+                    to: to.cloned().unwrap_or_default(),
+                });
+            }
+        }
+        self
+    }
+
+    fn done(mut self) -> Vec<FieldChange> {
+        self.0.sort_by(|a, b| a.field.cmp(&b.field));
+        self.0
+    }
+}
+
+fn users(meshes: &BTreeSet<String>) -> String {
+    meshes.iter().cloned().collect::<Vec<_>>().join(",")
+}
+
+fn text<V: ToString + ?Sized>(value: &V) -> String {
+    value.to_string()
+}
+
+fn optional<V: ToString>(value: &Option<V>) -> String {
+    value.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// A flag shown only when set (`shown` is its text then).
+fn flag(shown: &'static str) -> impl Fn(&bool) -> String {
+    move |on| {
+        if *on {
+            shown.to_string()
+        } else {
+            String::new()
+        }
+    }
+}
+
 impl Object for Bridge {
     const KIND: Kind = Kind::Bridge;
-    const COMPARED: &'static [&'static str] = &["datapath_type"];
 
     fn fields(&self) -> Vec<(String, String)> {
-        vec![field("datapath_type", &self.datapath_type)]
+        let mut fields = vec![field("datapath_type", &self.datapath_type)];
+        if !self.users.is_empty() {
+            fields.push(field("users", users(&self.users)));
+        }
+        if let Some(heir) = &self.hand_to {
+            fields.push(field("hand_to", heir));
+        }
+        fields
+    }
+
+    fn changes_to(&self, want: &Self) -> Vec<FieldChange> {
+        Diff::default()
+            .field(
+                "datapath_type",
+                &self.datapath_type,
+                &want.datapath_type,
+                text,
+            )
+            .field("users", &self.users, &want.users, users)
+            .field("hand_to", &self.hand_to, &want.hand_to, optional)
+            .done()
+    }
+
+    fn item(&self) -> Item {
+        Item::Bridge(self.clone())
     }
 
     fn purpose(&self) -> String {
@@ -74,6 +173,29 @@ impl Object for Port {
         fields
     }
 
+    fn changes_to(&self, want: &Self) -> Vec<FieldChange> {
+        Diff::default()
+            .field("name", &self.name, &want.name, text)
+            .field("bridge", &self.bridge, &want.bridge, text)
+            .field("type", &self.iface_type, &want.iface_type, text)
+            .map("options", &self.options, &want.options)
+            .field("tag", &self.tag, &want.tag, optional)
+            .field("trunks", &self.trunks, &want.trunks, |t| join(t))
+            .field("protected", &self.protected, &want.protected, flag("true"))
+            .map("bfd", &self.bfd, &want.bfd)
+            .field(
+                "owner",
+                &self.external_ids.get(crate::marks::MESH),
+                &want.external_ids.get(crate::marks::MESH),
+                optional,
+            )
+            .done()
+    }
+
+    fn item(&self) -> Item {
+        Item::Port(self.clone())
+    }
+
     fn purpose(&self) -> String {
         let id = |key: &str| self.external_ids.get(key).cloned().unwrap_or_default();
         match self.role {
@@ -105,6 +227,17 @@ impl Object for HostAddress {
         vec![field("dev", &self.dev), field("address", self.address)]
     }
 
+    fn changes_to(&self, want: &Self) -> Vec<FieldChange> {
+        Diff::default()
+            .field("dev", &self.dev, &want.dev, text)
+            .field("address", &self.address, &want.address, text)
+            .done()
+    }
+
+    fn item(&self) -> Item {
+        Item::Address(self.clone())
+    }
+
     fn purpose(&self) -> String {
         match self.role {
             AddressRole::OverlayGateway => "the routed network's gateway on this host".into(),
@@ -130,6 +263,19 @@ impl Object for HostRoute {
         fields
     }
 
+    fn changes_to(&self, want: &Self) -> Vec<FieldChange> {
+        Diff::default()
+            .field("to", &self.to, &want.to, text)
+            .field("via", &self.via, &want.via, text)
+            .field("dev", &self.dev, &want.dev, optional)
+            .field("onlink", &self.onlink, &want.onlink, flag("true"))
+            .done()
+    }
+
+    fn item(&self) -> Item {
+        Item::Route(self.clone())
+    }
+
     fn purpose(&self) -> String {
         if self.onlink {
             "a peer's container subnet, via its gateway across the overlay".into()
@@ -144,6 +290,14 @@ impl Object for bool {
 
     fn fields(&self) -> Vec<(String, String)> {
         vec![field("enabled", self)]
+    }
+
+    fn changes_to(&self, want: &Self) -> Vec<FieldChange> {
+        Diff::default().field("enabled", self, want, text).done()
+    }
+
+    fn item(&self) -> Item {
+        Item::Forwarding(*self)
     }
 
     fn purpose(&self) -> String {
@@ -173,6 +327,28 @@ impl Object for ContainerInterface {
             fields.push(field("tx_checksum", "off"));
         }
         fields
+    }
+
+    fn changes_to(&self, want: &Self) -> Vec<FieldChange> {
+        Diff::default()
+            .field("runtime", &self.runtime, &want.runtime, text)
+            .field("host_end", &self.host_end, &want.host_end, text)
+            .field("mac", &self.mac, &want.mac, text)
+            .field("mtu", &self.mtu, &want.mtu, text)
+            .field("address", &self.address, &want.address, text)
+            .field("gateway", &self.gateway, &want.gateway, optional)
+            .field("routes", &self.routes, &want.routes, |r| join(r))
+            .field(
+                "tx_checksum",
+                &self.tx_checksum_off,
+                &want.tx_checksum_off,
+                flag("off"),
+            )
+            .done()
+    }
+
+    fn item(&self) -> Item {
+        Item::ContainerInterface(self.clone())
     }
 
     fn purpose(&self) -> String {

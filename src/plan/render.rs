@@ -1,7 +1,8 @@
 //! A plan as people and programs read it.
 //!
 //! Text is one line per change (`+` create, `~` update, `±` replace, `-` delete)
-//! with the reason below it, grouped in apply order; JSON carries the same data.
+//! with the reason below it, grouped in apply order; then what is kept (`=`) and
+//! what conflicts (`!`); JSON carries the same data.
 
 use std::fmt::Write as _;
 
@@ -58,13 +59,29 @@ pub fn render_text(plan: &Plan) -> String {
         let _ = writeln!(out);
         let _ = writeln!(out, "    because: {}", change.reason);
     }
+    for kept in &plan.kept {
+        let _ = write!(
+            out,
+            "= {} {} kept: {}",
+            kept.kind.as_str(),
+            kept.id,
+            kept.reason
+        );
+        if !kept.holders.is_empty() {
+            let _ = write!(out, " ({})", kept.holders.join(", "));
+        }
+        let _ = writeln!(out);
+    }
+    for conflict in &plan.conflicts {
+        let _ = writeln!(out, "! conflict: {conflict}");
+    }
     for container in &plan.waiting {
         let _ = writeln!(
             out,
             "waiting: container {container} is not running; nothing is made for it until it is"
         );
     }
-    if plan.changes.is_empty() {
+    if plan.is_empty() {
         let _ = writeln!(out, "no changes: host {} matches the topology", plan.host);
     }
     out

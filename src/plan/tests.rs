@@ -3,8 +3,14 @@
 use std::path::Path;
 
 use super::*;
-use crate::desired::desired;
-use crate::topology::parse;
+use crate::desired::{desired, settle};
+use crate::state::HostState;
+use crate::topology::{names, parse};
+
+/// Settle, then diff: what the engine does.
+fn plan(mesh: &str, want: &HostState, seen: &HostState) -> Plan {
+    super::plan(&settle(mesh, want, seen))
+}
 
 const TWO_HOSTS: &str = r#"
 [mesh]
@@ -90,11 +96,12 @@ fn vanished_container_interface_is_replumbed_under_a_fresh_name() {
     let want = desired_a();
     let mut seen = want.clone();
     seen.containers.remove("c1/eth1");
-    let plan = plan("t", &want, &seen);
+    let settled = settle("t", &want, &seen);
+    let plan = super::plan(&settled);
     let old = &want.ports["access/c1/eth1"].name;
-    let new = &plan.target.ports["access/c1/eth1"].name;
+    let new = &settled.target.ports["access/c1/eth1"].name;
     assert_ne!(old, new);
-    assert_eq!(&plan.target.containers["c1/eth1"].host_end, new);
+    assert_eq!(&settled.target.containers["c1/eth1"].host_end, new);
     let port = plan.changes.iter().find(|c| c.kind == Kind::Port).unwrap();
     assert_eq!(port.op, Op::Replace);
     let iface = plan
@@ -139,6 +146,7 @@ fn adopted_bridge_is_never_deleted_but_owned_one_is() {
         crate::state::Bridge {
             datapath_type: "system".into(),
             owned: false,
+            ..Default::default()
         },
     );
     seen.bridges.insert(
@@ -146,10 +154,52 @@ fn adopted_bridge_is_never_deleted_but_owned_one_is() {
         crate::state::Bridge {
             datapath_type: "system".into(),
             owned: true,
+            ..Default::default()
         },
     );
     let plan = plan("t", &want, &seen);
     let ids: Vec<&str> = plan.changes.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, vec!["ours"]);
     assert_eq!(plan.changes[0].op, Op::Delete);
+}
+
+#[test]
+fn field_changes_compare_values_and_name_each_map_entry() {
+    let want = desired_a();
+    let mut seen = want.clone();
+    let key = "tunnel/ovs0/b";
+    let tunnel = seen.ports.get_mut(key).unwrap();
+    tunnel
+        .options
+        .insert("remote_ip".into(), "192.0.2.9".into());
+    tunnel.options.insert("extra".into(), "x".into());
+    tunnel.trunks = vec![100, 200];
+    tunnel.protected = false;
+    let plan = plan("t", &want, &seen);
+    assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+    let change = &plan.changes[0];
+    assert_eq!((change.op, change.id.as_str()), (Op::Update, key));
+    let changed: Vec<(&str, &str, &str)> = change
+        .changed
+        .iter()
+        .map(|c| (c.field.as_str(), c.from.as_str(), c.to.as_str()))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            ("options:extra", "x", ""),
+            ("options:remote_ip", "192.0.2.9", "192.0.2.2"),
+            ("protected", "", "true"),
+            ("trunks", "100,200", "100"),
+        ]
+    );
+    // The change carries the typed objects apply works from.
+    assert_eq!(
+        change.after.as_ref().and_then(crate::state::Item::port),
+        Some(&want.ports[key])
+    );
+    assert_eq!(
+        change.before.as_ref().and_then(crate::state::Item::port),
+        Some(&seen.ports[key])
+    );
 }

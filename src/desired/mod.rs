@@ -4,17 +4,25 @@
 //! VLAN or the tunnelled routed network, uplink and access ports, gateway ports
 //! and addresses, routes, forwarding and container interfaces. No I/O, so it is
 //! tested without root and the same answer comes out on every run.
+//!
+//! [`settle`] then fits the desired state to what a host has (the names and
+//! incarnations of access ports, containers that are waiting), so the plan is a
+//! plain diff of two states.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
-use crate::marks::{self, Role};
+use crate::marks::{self, Policy, Role};
 use crate::state::{
     AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, HostState, Port, PortId,
 };
 use crate::topology::names::{self, BridgeRole};
 use crate::topology::{Datapath, Host, Network, RoutedMode, Topology, VlanGateway, VlanTransport};
+
+mod settle;
+
+pub use settle::settle;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DesiredError {
@@ -63,15 +71,8 @@ impl Builder<'_> {
         &self.topology.mesh.name
     }
 
-    fn marks(&self, role: Role, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut ids = BTreeMap::from([
-            (marks::MESH.to_string(), self.mesh_name().to_string()),
-            (marks::ROLE.to_string(), role.as_str().to_string()),
-        ]);
-        for (k, v) in extra {
-            ids.insert((*k).to_string(), (*v).to_string());
-        }
-        ids
+    fn marks(&self, role: Role, identity: &[(&str, &str)]) -> BTreeMap<String, String> {
+        Policy::new(self.mesh_name()).port_marks(role, identity)
     }
 
     fn bridge(&mut self, name: &str) {
@@ -80,6 +81,7 @@ impl Builder<'_> {
             Bridge {
                 datapath_type: self.host.datapath.as_str().to_string(),
                 owned: true,
+                ..Bridge::default()
             },
         );
     }

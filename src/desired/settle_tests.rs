@@ -1,0 +1,214 @@
+//! The settle rules on plain states.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::*;
+use crate::desired::desired;
+use crate::state::{Bridge, Occupied};
+use crate::topology::parse;
+
+const HOST: &str = r#"
+[mesh]
+name = "t"
+[hosts.a]
+underlay_address = "192.0.2.1/24"
+datapath = "netdev"
+underlay_nic = "u0"
+[hosts.b]
+underlay_address = "192.0.2.2/24"
+[networks.blue]
+kind = "vlan"
+vlan = 100
+subnet = "192.168.0.0/24"
+[networks.pods]
+kind = "routed"
+subnets = { a = "172.17.1.0/24", b = "172.17.2.0/24" }
+[containers.c1]
+host = "a"
+network = "blue"
+address = "192.168.0.1"
+[containers.c2]
+host = "b"
+network = "blue"
+address = "192.168.0.2"
+"#;
+
+fn desired_a() -> HostState {
+    desired(&parse(Path::new("t.toml"), HOST).unwrap(), "a").unwrap()
+}
+
+fn nothing() -> HostState {
+    HostState {
+        host: "a".into(),
+        ..HostState::default()
+    }
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_vanished_interface_gets_the_next_incarnation_and_a_reason() {
+    let want = desired_a();
+    let mut seen = want.clone();
+    seen.containers.remove("c1/eth1");
+    let settled = settle("t", &want, &seen);
+    let old = &want.ports["access/c1/eth1"].name;
+    let new = &settled.target.ports["access/c1/eth1"].name;
+    assert_eq!(new, &names::next_access_incarnation("t", "c1", "eth1", old));
+    assert_eq!(&settled.target.containers["c1/eth1"].host_end, new);
+    assert_eq!(
+        settled.notes[&(Kind::Port, "access/c1/eth1".to_string())].reason,
+        REPLUMB
+    );
+    assert!(settled
+        .notes
+        .contains_key(&(Kind::ContainerInterface, "c1/eth1".to_string())));
+}
+
+#[test]
+fn a_waiting_container_is_left_out_of_both_states() {
+    let want = desired_a();
+    let mut seen = want.clone();
+    seen.waiting.insert("c1".into());
+    let settled = settle("t", &want, &seen);
+    assert!(settled.target.containers.is_empty());
+    assert!(!settled.observed.ports.contains_key("access/c1/eth1"));
+    assert_eq!(settled.waiting, vec!["c1".to_string()]);
+}
+
+#[test]
+fn an_adopted_bridge_keeps_its_settings_and_another_meshs_gets_our_claim() {
+    let want = desired_a();
+    let mut seen = want.clone();
+    // An admin's ovs0 (system datapath), and br-phy made by mesh m1.
+    seen.bridges.insert(
+        "ovs0".into(),
+        Bridge {
+            datapath_type: "system".into(),
+            ..Bridge::default()
+        },
+    );
+    seen.bridges.insert(
+        "br-phy".into(),
+        Bridge {
+            datapath_type: "netdev".into(),
+            owned_by: Some("m1".into()),
+            ..Bridge::default()
+        },
+    );
+    let settled = settle("t", &want, &seen);
+    let ovs0 = &settled.target.bridges["ovs0"];
+    assert_eq!(ovs0.datapath_type, "system", "never rewritten");
+    assert!(ovs0.users.is_empty(), "an admin's bridge gets no claim");
+    assert!(settled
+        .kept
+        .iter()
+        .any(|k| k.id == "ovs0" && k.reason.contains("datapath_type system")));
+    assert_eq!(settled.target.bridges["br-phy"].users, set(&["t"]));
+}
+
+#[test]
+fn a_nic_already_on_the_bridge_is_adopted_other_taken_names_conflict() {
+    let want = desired_a();
+    let mut seen = nothing();
+    seen.foreign_ports.insert("u0".into(), "br-phy".into());
+    let tunnel = want.ports["tunnel/ovs0/b"].name.clone();
+    seen.foreign_ports.insert(tunnel.clone(), "ovs0".into());
+    let settled = settle("t", &want, &seen);
+    assert!(!settled.target.ports.contains_key("underlay/br-phy"));
+    assert!(!settled.target.ports.contains_key("tunnel/ovs0/b"));
+    assert_eq!(settled.conflicts.len(), 1, "{:?}", settled.conflicts);
+    assert_eq!(settled.conflicts[0].id, "tunnel/ovs0/b");
+    assert!(settled.conflicts[0].reason.contains(&tunnel));
+    // The NIC on another bridge is a conflict too.
+    let mut seen = nothing();
+    seen.foreign_ports.insert("u0".into(), "br-other".into());
+    let settled = settle("t", &want, &seen);
+    assert_eq!(settled.conflicts[0].id, "underlay/br-phy");
+    assert!(settled.conflicts[0].reason.contains("br-other"));
+}
+
+#[test]
+fn occupied_places_are_conflicts_and_what_is_there_is_left_alone() {
+    let want = desired_a();
+    let mut seen = want.clone();
+    seen.occupied = vec![
+        Occupied {
+            kind: Kind::Route,
+            id: "172.17.2.0/24".into(),
+            by: "172.17.2.0/24 via 203.0.113.2".into(),
+        },
+        Occupied {
+            kind: Kind::ContainerInterface,
+            id: "c1/eth1".into(),
+            by: "link eth1".into(),
+        },
+    ];
+    seen.containers.remove("c1/eth1");
+    let settled = settle("t", &want, &seen);
+    assert!(!settled.target.routes.contains_key("172.17.2.0/24"));
+    assert!(!settled.target.containers.contains_key("c1/eth1"));
+    assert!(!settled.target.ports.contains_key("access/c1/eth1"));
+    assert!(
+        !settled.observed.ports.contains_key("access/c1/eth1"),
+        "our old port is left as it is"
+    );
+    let ids: Vec<&str> = settled.conflicts.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, vec!["172.17.2.0/24", "c1/eth1"]);
+    assert!(settled.conflicts[1].reason.contains("container c1"));
+}
+
+#[test]
+fn a_foreign_device_with_an_access_ports_name_is_a_conflict() {
+    let want = desired_a();
+    let mut seen = nothing();
+    let name = want.ports["access/c1/eth1"].name.clone();
+    seen.foreign_links.insert(name.clone());
+    let settled = settle("t", &want, &seen);
+    assert!(!settled.target.ports.contains_key("access/c1/eth1"));
+    assert!(!settled.target.containers.contains_key("c1/eth1"));
+    assert!(settled.conflicts[0].reason.contains(&name));
+}
+
+#[test]
+fn a_bridge_another_mesh_uses_is_handed_over_with_its_underlay() {
+    let want = desired_a();
+    let mut seen = want.clone();
+    seen.bridges.get_mut("br-phy").unwrap().users = set(&["m2"]);
+    let settled = settle("t", &nothing(), &seen);
+    let bridge = &settled.target.bridges["br-phy"];
+    assert_eq!(bridge.hand_to.as_deref(), Some("m2"));
+    assert!(bridge.users.is_empty(), "the heir's claim goes");
+    let port = &settled.target.ports["underlay/br-phy"];
+    assert_eq!(port.external_ids[marks::MESH], "m2");
+    let underlay = want.addresses.values().find(|a| a.dev == "br-phy").unwrap();
+    assert!(
+        settled.target.addresses.contains_key(&underlay.key()),
+        "the underlay address stays"
+    );
+    // The rest of this mesh goes.
+    assert!(!settled.target.bridges.contains_key("obr0"));
+    assert!(!settled.target.ports.contains_key("tunnel/ovs0/b"));
+}
+
+#[test]
+fn a_claim_is_released_and_an_adopted_underlay_keeps_its_address() {
+    let want = desired_a();
+    let mut seen = want.clone();
+    let phy = seen.bridges.get_mut("br-phy").unwrap();
+    phy.owned = false;
+    phy.owned_by = Some("m1".into());
+    phy.users = set(&["t"]);
+    seen.ports.remove("underlay/br-phy");
+    let settled = settle("t", &nothing(), &seen);
+    let bridge = &settled.target.bridges["br-phy"];
+    assert!(bridge.users.is_empty() && bridge.hand_to.is_none());
+    assert!(settled.target.addresses.values().any(|a| a.dev == "br-phy"));
+    // An owned, unshared underlay bridge goes, and its address with it.
+    let settled = settle("t", &nothing(), &want.clone());
+    assert!(settled.target.addresses.is_empty());
+    assert!(settled.target.bridges.is_empty());
+}

@@ -1,0 +1,439 @@
+//! The ownership policy: the one place that answers "is this ours, and of which
+//! mesh?" for the observers (OVSDB rows, links, addresses, routes) and for the
+//! settle step and the planner (what may be made, changed, handed over or
+//! removed). README "Identity and ownership" says the same in prose.
+//!
+//! - OVS rows are ours by `external_ids` (`ovsmesh-mesh` = this mesh). A bridge
+//!   that exists without our mark is *adopted*: used as it is, with the ports it
+//!   holds, never rewritten, never removed. A mesh that adopts a bridge another
+//!   mesh made puts a claim on it (`ovsmesh-user:MESH`); the owner hands such a
+//!   bridge over instead of removing it.
+//! - Links are ours by alias (`ovsmesh:MESH/CONTAINER/IFNAME`, veth host ends),
+//!   or through an OVS row of ours (a bridge's own port, a gateway port).
+//! - An address is ours only on a link we own; on any other device (an adopted
+//!   bridge, the underlay bridge) only the exact address the topology puts there.
+//! - Routes are ours by protocol [`ROUTE_PROTOCOL`] **and** the mesh's own metric
+//!   ([`Policy::route_metric`]). The metric is part of the kernel's key of a
+//!   route, so a write of one mesh can never land on another's route; a foreign
+//!   route that holds our key is a conflict, never overwritten.
+//!
+//! This module is a leaf: it knows marks and rules, and is handed plain facts
+//! (maps, names, numbers), so every rule is unit-tested without a host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `external_ids` key: the mesh that owns the row.
+pub const MESH: &str = "ovsmesh-mesh";
+/// `external_ids` key: the row's [`Role`].
+pub const ROLE: &str = "ovsmesh-role";
+/// `external_ids` key: the peer host of a tunnel.
+pub const PEER: &str = "ovsmesh-peer";
+/// `external_ids` key: the container of an access port.
+pub const CONTAINER: &str = "ovsmesh-container";
+/// `external_ids` key: the interface name inside the container of an access port.
+pub const IFNAME: &str = "ovsmesh-ifname";
+/// `external_ids` key: the VLAN network of a gateway port.
+pub const NETWORK: &str = "ovsmesh-network";
+/// `external_ids` key on a bridge ovsmesh created: the host it was created for.
+pub const HOST: &str = "ovsmesh-host";
+/// `external_ids` key prefix on a bridge another mesh made: `ovsmesh-user:MESH`
+/// says MESH uses it too.
+pub const USER_PREFIX: &str = "ovsmesh-user:";
+
+/// Route protocol number on every route ovsmesh installs (`ip route … proto 79`).
+/// Add `79 ovsmesh` to `/etc/iproute2/rt_protos.d/ovsmesh.conf` to see it by name.
+pub const ROUTE_PROTOCOL: u8 = 79;
+
+/// Route metrics of meshes: 79 in the top byte, 24 bits of the mesh's hash below.
+const METRIC_BASE: u32 = (ROUTE_PROTOCOL as u32) << 24;
+
+/// Start of every veth host end's alias.
+const ALIAS_PREFIX: &str = "ovsmesh:";
+
+/// What an owned OVS port is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Tunnel,
+    Access,
+    Gateway,
+    Uplink,
+    Underlay,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Tunnel => "tunnel",
+            Role::Access => "access",
+            Role::Gateway => "gateway",
+            Role::Uplink => "uplink",
+            Role::Underlay => "underlay",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Role::Tunnel,
+            Role::Access,
+            Role::Gateway,
+            Role::Uplink,
+            Role::Underlay,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of an owned port, as its marks spell it out.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortId {
+    Tunnel { bridge: String, peer: String },
+    Access { container: String, ifname: String },
+    Gateway { network: String },
+    Uplink { bridge: String },
+    Underlay { bridge: String },
+}
+
+impl PortId {
+    /// The key used in the state's port map.
+    pub fn key(&self) -> String {
+        match self {
+            PortId::Tunnel { bridge, peer } => format!("tunnel/{bridge}/{peer}"),
+            PortId::Access { container, ifname } => format!("access/{container}/{ifname}"),
+            PortId::Gateway { network } => format!("gateway/{network}"),
+            PortId::Uplink { bridge } => format!("uplink/{bridge}"),
+            PortId::Underlay { bridge } => format!("underlay/{bridge}"),
+        }
+    }
+}
+
+/// Whose a marked object is, seen from one mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This mesh's.
+    Us,
+    /// Another mesh's (its name).
+    Mesh(String),
+    /// Nobody's: an admin's or another tool's.
+    Nobody,
+}
+
+/// How a mesh holds a bridge it cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeHold {
+    /// It carries this mesh's mark: ovsmesh created it for this mesh.
+    Owned,
+    /// It existed without this mesh's mark: used as it is, never removed.
+    Adopted,
+}
+
+/// What becomes of an observed object that the target no longer has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// It is this mesh's and nobody else's: remove it.
+    Remove,
+    /// It is this mesh's but others hold on to it: keep it, and say so.
+    Keep {
+        reason: &'static str,
+        holders: Vec<String>,
+    },
+    /// It is not this mesh's (adopted): leave it, nothing to say.
+    Leave,
+}
+
+/// The marks on every route a mesh installs (part of the kernel's route key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteMark {
+    pub protocol: u8,
+    pub metric: u32,
+}
+
+/// The ownership policy of one mesh.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    mesh: &'a str,
+}
+
+impl<'a> Policy<'a> {
+    pub fn new(mesh: &'a str) -> Self {
+        Self { mesh }
+    }
+
+    pub fn mesh(&self) -> &'a str {
+        self.mesh
+    }
+
+    // --- OVS rows -------------------------------------------------------
+
+    /// Whose an OVS row is, from its `external_ids`.
+    pub fn owner(&self, external_ids: &BTreeMap<String, String>) -> Owner {
+        match external_ids.get(MESH) {
+            Some(mesh) if mesh == self.mesh => Owner::Us,
+            Some(mesh) => Owner::Mesh(mesh.clone()),
+            None => Owner::Nobody,
+        }
+    }
+
+    /// The `external_ids` of a port (and its interface) this mesh makes.
+    pub fn port_marks(&self, role: Role, identity: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut ids = BTreeMap::from([
+            (MESH.to_string(), self.mesh.to_string()),
+            (ROLE.to_string(), role.as_str().to_string()),
+        ]);
+        for (key, value) in identity {
+            ids.insert((*key).to_string(), (*value).to_string());
+        }
+        ids
+    }
+
+    /// The `external_ids` of a bridge this mesh creates on `host`.
+    pub fn bridge_marks(&self, host: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (MESH.to_string(), self.mesh.to_string()),
+            (HOST.to_string(), host.to_string()),
+        ])
+    }
+
+    /// The identity and role of a port on `bridge`, if it is this mesh's and its
+    /// marks are complete.
+    pub fn port_identity(
+        &self,
+        bridge: &str,
+        ids: &BTreeMap<String, String>,
+    ) -> Option<(PortId, Role)> {
+        if self.owner(ids) != Owner::Us {
+            return None;
+        }
+        let get = |k: &str| ids.get(k).cloned();
+        let role = Role::parse(ids.get(ROLE)?)?;
+        let id = match role {
+            Role::Tunnel => PortId::Tunnel {
+                bridge: bridge.to_string(),
+                peer: get(PEER)?,
+            },
+            Role::Access => PortId::Access {
+                container: get(CONTAINER)?,
+                ifname: get(IFNAME)?,
+            },
+            Role::Gateway => PortId::Gateway {
+                network: get(NETWORK)?,
+            },
+            Role::Uplink => PortId::Uplink {
+                bridge: bridge.to_string(),
+            },
+            Role::Underlay => PortId::Underlay {
+                bridge: bridge.to_string(),
+            },
+        };
+        Some((id, role))
+    }
+
+    /// How this mesh holds a bridge: owned by its mark; adopted when the
+    /// topology names it (`managed`) or this mesh has a claim on it; otherwise
+    /// not at all.
+    pub fn bridge_hold(
+        &self,
+        name: &str,
+        ids: &BTreeMap<String, String>,
+        managed: &[&str],
+    ) -> Option<BridgeHold> {
+        if self.owner(ids) == Owner::Us {
+            Some(BridgeHold::Owned)
+        } else if managed.contains(&name) || users(ids).contains(self.mesh) {
+            Some(BridgeHold::Adopted)
+        } else {
+            None
+        }
+    }
+
+    /// The `external_ids` key of this mesh's claim on a bridge another mesh made.
+    pub fn claim_key(&self) -> String {
+        claim_key(self.mesh)
+    }
+
+    /// The users an adopted bridge must have: this mesh claims a bridge another
+    /// mesh made (so that mesh hands it over rather than removing it); an
+    /// admin's bridge is never removed by ovsmesh and gets no claim.
+    pub fn adopted_users(
+        &self,
+        owned_by: Option<&str>,
+        users: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        let mut users = users.clone();
+        if owned_by.is_some() {
+            users.insert(self.mesh.to_string());
+        }
+        users
+    }
+
+    /// The mesh a bridge this mesh owns but no longer wants is handed to: the
+    /// first other mesh with a claim on it, if any.
+    pub fn heir(&self, owned: bool, users: &BTreeSet<String>) -> Option<String> {
+        if !owned {
+            return None;
+        }
+        users.iter().find(|u| *u != self.mesh).cloned()
+    }
+
+    /// Whether a topology port whose name a foreign port already holds on the
+    /// same bridge is adopted as it is (a NIC the admin already put there) rather
+    /// than a conflict (a tunnel, access or gateway name is ovsmesh's own).
+    pub fn adopts_port(&self, role: Role) -> bool {
+        matches!(role, Role::Underlay | Role::Uplink)
+    }
+
+    // --- links ----------------------------------------------------------
+
+    /// The alias of a veth host end this mesh makes.
+    pub fn veth_alias(&self, container: &str, ifname: &str) -> String {
+        format!("{ALIAS_PREFIX}{}/{container}/{ifname}", self.mesh)
+    }
+
+    /// The (container, ifname) a link's alias says it is, if it is this mesh's veth.
+    pub fn veth_identity(&self, alias: Option<&str>) -> Option<(String, String)> {
+        let rest = alias?
+            .strip_prefix(ALIAS_PREFIX)?
+            .strip_prefix(self.mesh)?
+            .strip_prefix('/')?;
+        let (container, ifname) = rest.split_once('/')?;
+        Some((container.to_string(), ifname.to_string()))
+    }
+
+    /// Whether a link with `alias` is this mesh's host end of `container`'s `ifname`.
+    pub fn owns_veth(&self, alias: Option<&str>, container: &str, ifname: &str) -> bool {
+        alias == Some(self.veth_alias(container, ifname).as_str())
+    }
+
+    // --- addresses ------------------------------------------------------
+
+    /// Which host addresses are this mesh's: every address on a link it owns
+    /// (a bridge it owns other than the underlay bridge, a gateway port of its
+    /// own); on every other device only the exact addresses the topology puts
+    /// there. The underlay bridge is the host's own uplink (and may be shared by
+    /// meshes), so only the underlay address on it is ours.
+    pub fn address_policy(&self, devices: &DeviceFacts) -> AddressPolicy {
+        let mut owned: BTreeSet<String> = devices
+            .owned_bridges
+            .iter()
+            .filter(|b| **b != devices.underlay_bridge)
+            .cloned()
+            .collect();
+        owned.extend(devices.gateway_ports.iter().cloned());
+        let mut exact: BTreeMap<String, BTreeSet<Ipv4Net>> = BTreeMap::new();
+        for (dev, address) in &devices.topology_addresses {
+            if !owned.contains(dev) {
+                exact.entry(dev.clone()).or_default().insert(*address);
+            }
+        }
+        AddressPolicy { owned, exact }
+    }
+
+    /// Whether the underlay address on the underlay bridge stays where it is
+    /// although this mesh no longer wants it: unless this mesh owns the bridge
+    /// and removes it (no other mesh takes it over), the bridge outlives this
+    /// mesh and the host needs its address there.
+    pub fn underlay_address_stays(&self, bridge_owned: bool, handed_over: bool) -> bool {
+        !bridge_owned || handed_over
+    }
+
+    // --- routes ---------------------------------------------------------
+
+    /// This mesh's route metric: 79·2²⁴ plus the first 24 bits of
+    /// SHA-256(mesh name). Distinct meshes get distinct metrics (but for a
+    /// 1 in 2²⁴ chance), and a route of one mesh is never another's.
+    pub fn route_metric(&self) -> u32 {
+        let hash = Sha256::digest(self.mesh.as_bytes());
+        METRIC_BASE | u32::from_be_bytes([0, hash[0], hash[1], hash[2]])
+    }
+
+    /// The marks on every route this mesh installs.
+    pub fn route_mark(&self) -> RouteMark {
+        RouteMark {
+            protocol: ROUTE_PROTOCOL,
+            metric: self.route_metric(),
+        }
+    }
+
+    /// Whether a route of the main table is this mesh's.
+    pub fn owns_route(&self, protocol: u8, metric: u32) -> bool {
+        protocol == ROUTE_PROTOCOL && metric == self.route_metric()
+    }
+
+    /// Whether a route not ours holds the key a route of ours needs (same
+    /// destination, same metric): writing ours would overwrite it.
+    pub fn route_in_the_way(&self, protocol: u8, metric: u32) -> bool {
+        metric == self.route_metric() && !self.owns_route(protocol, metric)
+    }
+}
+
+/// The `external_ids` key of `mesh`'s claim on a bridge.
+pub fn claim_key(mesh: &str) -> String {
+    format!("{USER_PREFIX}{mesh}")
+}
+
+/// The meshes with a claim on a row.
+pub fn users(ids: &BTreeMap<String, String>) -> BTreeSet<String> {
+    ids.keys()
+        .filter_map(|k| k.strip_prefix(USER_PREFIX))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What becomes of a bridge no longer wanted: removed only if this mesh owns it
+/// and it holds no port of anyone else; an adopted bridge always stays (a
+/// claimed one is handed over before it gets here, see [`Policy::heir`]).
+pub fn bridge_removal(owned: bool, foreign_ports: &[String]) -> Removal {
+    if !owned {
+        Removal::Leave
+    } else if !foreign_ports.is_empty() {
+        Removal::Keep {
+            reason: "it still holds ports ovsmesh does not own",
+            holders: foreign_ports.to_vec(),
+        }
+    } else {
+        Removal::Remove
+    }
+}
+
+/// Facts about a host's devices that address ownership depends on.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFacts {
+    pub underlay_bridge: String,
+    /// Bridges this mesh owns (their own port is a device of the same name).
+    pub owned_bridges: BTreeSet<String>,
+    /// Internal ports carrying VLAN gateways that are this mesh's in OVS.
+    pub gateway_ports: BTreeSet<String>,
+    /// (device, address) pairs the topology puts on this host.
+    pub topology_addresses: Vec<(String, Ipv4Net)>,
+}
+
+/// Which IPv4 addresses on host devices are a mesh's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressPolicy {
+    /// Devices the mesh owns: every address on them is its.
+    owned: BTreeSet<String>,
+    /// Other devices: only these addresses are its.
+    exact: BTreeMap<String, BTreeSet<Ipv4Net>>,
+}
+
+impl AddressPolicy {
+    /// Whether `address` on device `dev` is the mesh's.
+    pub fn is_ours(&self, dev: &str, address: Ipv4Net) -> bool {
+        self.owned.contains(dev) || self.exact.get(dev).is_some_and(|a| a.contains(&address))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! The ownership rules, one by one, on plain facts.
+
+use super::*;
+
+fn ids(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn net(text: &str) -> Ipv4Net {
+    text.parse().unwrap()
+}
+
+#[test]
+fn rows_are_ours_only_with_our_mesh_mark() {
+    let policy = Policy::new("m1");
+    assert_eq!(policy.owner(&ids(&[(MESH, "m1")])), Owner::Us);
+    assert_eq!(
+        policy.owner(&ids(&[(MESH, "m2")])),
+        Owner::Mesh("m2".into())
+    );
+    assert_eq!(policy.owner(&ids(&[])), Owner::Nobody);
+    let marks = policy.port_marks(Role::Tunnel, &[(PEER, "b")]);
+    assert_eq!(
+        policy.port_identity("ovs0", &marks),
+        Some((
+            PortId::Tunnel {
+                bridge: "ovs0".into(),
+                peer: "b".into()
+            },
+            Role::Tunnel
+        ))
+    );
+    assert_eq!(Policy::new("m2").port_identity("ovs0", &marks), None);
+    // Incomplete marks identify nothing.
+    let partial = policy.port_marks(Role::Access, &[(CONTAINER, "c")]);
+    assert_eq!(policy.port_identity("ovs0", &partial), None);
+}
+
+#[test]
+fn bridges_are_owned_by_mark_adopted_by_name_or_claim() {
+    let policy = Policy::new("m1");
+    let managed = ["ovs0"];
+    assert_eq!(
+        policy.bridge_hold("x", &policy.bridge_marks("h"), &managed),
+        Some(BridgeHold::Owned)
+    );
+    assert_eq!(
+        policy.bridge_hold("ovs0", &ids(&[]), &managed),
+        Some(BridgeHold::Adopted)
+    );
+    let claimed = ids(&[(MESH, "m2"), (&policy.claim_key(), "yes")]);
+    assert_eq!(
+        policy.bridge_hold("renamed", &claimed, &managed),
+        Some(BridgeHold::Adopted),
+        "a bridge we claimed stays in view, to release the claim"
+    );
+    assert_eq!(policy.bridge_hold("other", &ids(&[]), &managed), None);
+    assert_eq!(users(&claimed), BTreeSet::from(["m1".to_string()]));
+}
+
+#[test]
+fn another_meshs_bridge_is_claimed_an_admins_is_not() {
+    let policy = Policy::new("m2");
+    let none = BTreeSet::new();
+    assert_eq!(
+        policy.adopted_users(Some("m1"), &none),
+        BTreeSet::from(["m2".to_string()])
+    );
+    assert!(policy.adopted_users(None, &none).is_empty());
+}
+
+#[test]
+fn an_owned_bridge_others_use_is_handed_over_not_removed() {
+    let policy = Policy::new("m1");
+    let users = BTreeSet::from(["m2".to_string(), "m3".to_string()]);
+    assert_eq!(policy.heir(true, &users), Some("m2".into()));
+    assert_eq!(policy.heir(false, &users), None, "not ours to hand over");
+    assert_eq!(policy.heir(true, &BTreeSet::new()), None);
+    assert!(policy.underlay_address_stays(true, true));
+    assert!(policy.underlay_address_stays(false, false));
+    assert!(!policy.underlay_address_stays(true, false));
+    assert_eq!(bridge_removal(true, &[]), Removal::Remove);
+    assert_eq!(bridge_removal(false, &[]), Removal::Leave);
+    assert!(matches!(
+        bridge_removal(true, &["handmade".into()]),
+        Removal::Keep { holders, .. } if holders == ["handmade"]
+    ));
+}
+
+#[test]
+fn only_nics_are_adopted_in_place() {
+    let policy = Policy::new("m1");
+    assert!(policy.adopts_port(Role::Underlay));
+    assert!(policy.adopts_port(Role::Uplink));
+    assert!(!policy.adopts_port(Role::Tunnel));
+    assert!(!policy.adopts_port(Role::Access));
+    assert!(!policy.adopts_port(Role::Gateway));
+}
+
+#[test]
+fn veth_aliases_name_mesh_container_and_interface() {
+    let policy = Policy::new("m1");
+    let alias = policy.veth_alias("c1", "eth1");
+    assert_eq!(alias, "ovsmesh:m1/c1/eth1");
+    assert_eq!(
+        policy.veth_identity(Some(&alias)),
+        Some(("c1".into(), "eth1".into()))
+    );
+    assert!(policy.owns_veth(Some(&alias), "c1", "eth1"));
+    assert!(!policy.owns_veth(Some(&alias), "c1", "eth2"));
+    assert_eq!(Policy::new("m").veth_identity(Some(&alias)), None);
+    assert_eq!(Policy::new("m1/c1").veth_identity(Some(&alias)), None);
+    assert_eq!(policy.veth_identity(None), None);
+}
+
+#[test]
+fn addresses_are_ours_on_owned_links_and_exactly_elsewhere() {
+    let policy = Policy::new("m1").address_policy(&DeviceFacts {
+        underlay_bridge: "br-phy".into(),
+        owned_bridges: BTreeSet::from(["obr0".to_string(), "br-phy".to_string()]),
+        gateway_ports: BTreeSet::from(["gblue-abc".to_string()]),
+        topology_addresses: vec![
+            ("obr0".into(), net("172.17.1.1/24")),
+            ("br-phy".into(), net("192.0.2.1/24")),
+            ("ovs0".into(), net("10.9.0.1/24")),
+        ],
+    });
+    // Owned links: every address (a stale gateway address goes).
+    assert!(policy.is_ours("obr0", net("172.17.9.1/24")));
+    assert!(policy.is_ours("gblue-abc", net("192.168.0.254/24")));
+    // The underlay bridge, even when ovsmesh made it: only the underlay address.
+    assert!(policy.is_ours("br-phy", net("192.0.2.1/24")));
+    assert!(!policy.is_ours("br-phy", net("198.51.100.7/24")));
+    // An adopted device: only the exact address.
+    assert!(policy.is_ours("ovs0", net("10.9.0.1/24")));
+    assert!(!policy.is_ours("ovs0", net("10.9.0.1/16")));
+    assert!(!policy.is_ours("eth0", net("192.0.2.1/24")));
+}
+
+#[test]
+fn routes_are_ours_by_protocol_and_our_metric() {
+    let m1 = Policy::new("m1");
+    let m2 = Policy::new("m2");
+    assert_ne!(m1.route_metric(), m2.route_metric());
+    assert_eq!(m1.route_metric() >> 24, 79);
+    assert_eq!(m1.route_metric(), Policy::new("m1").route_metric());
+    assert!(m1.owns_route(79, m1.route_metric()));
+    assert!(!m1.owns_route(79, m2.route_metric()), "another mesh's");
+    assert!(!m1.owns_route(79, 0), "another tool using 79");
+    assert!(
+        !m1.owns_route(3, m1.route_metric()),
+        "a boot route at our metric"
+    );
+    assert!(m1.route_in_the_way(3, m1.route_metric()));
+    assert!(!m1.route_in_the_way(79, m1.route_metric()));
+    assert!(!m1.route_in_the_way(3, 0));
+    assert_eq!(
+        m1.route_mark(),
+        RouteMark {
+            protocol: 79,
+            metric: m1.route_metric()
+        }
+    );
+}
