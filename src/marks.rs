@@ -34,6 +34,14 @@ pub fn veth_alias(mesh: &str, container: &str, ifname: &str) -> String {
     format!("ovsmesh:{mesh}/{container}/{ifname}")
 }
 
+/// Whether an interface alias marks a veth host end of `mesh` (see [`veth_alias`]).
+pub fn is_veth_alias_of(alias: &str, mesh: &str) -> bool {
+    alias
+        .strip_prefix("ovsmesh:")
+        .and_then(|rest| rest.strip_prefix(mesh))
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// What an owned OVS port is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
