@@ -1,165 +1,212 @@
-//! Drift inside plumbed containers: a cheap look every second.
+//! Drift inside plumbed containers: their namespaces' netlink notifications.
 //!
 //! Notifications about a container's interfaces are sent in the container's
-//! namespace, where the daemon does not listen: a netlink socket opened there
-//! would pin the namespace (and the veth in it) after the container dies. So
-//! once a second the daemon looks, on a short-lived thread, at the interfaces
-//! it made in each container the last reconcile found running — their links,
-//! addresses and routes — and wakes when that differs from the previous look.
-//! A namespace that was replaced or is gone wakes it as a container event.
-//! The reconcile that follows decides what, if anything, to do.
+//! namespace, where the daemon's own socket does not listen. So for every
+//! container the last reconcile plumbed, the daemon opens a netlink socket
+//! inside its namespace (on a short-lived thread: `netlink::in_netns`), joined
+//! to the link, IPv4 address and IPv4 route groups, and any notification there
+//! wakes it. Idle, that costs one socket per container and no CPU.
+//!
+//! A socket keeps its namespace alive, and with it the container's end of the
+//! veth: a dead container must be let go at once. So the daemon checks each
+//! watched namespace's identity (one `stat`) every second and before every
+//! reconcile, and drops the socket of a namespace that is gone or replaced
+//! (which also wakes it, as a container event).
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
-use tokio::sync::{mpsc::UnboundedSender, watch};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
 
 use super::triggers::Trigger;
-use crate::netlink::{in_netns, Link, NetlinkError, Route};
+use crate::netlink::in_netns;
 use crate::runtime::{is_netns, Runtimes};
 use crate::state::HostState;
 use crate::topology::Runtime;
 
-/// How often plumbed containers are looked at.
-pub const PERIOD: Duration = Duration::from_secs(1);
+/// How often the watched namespaces' identities are checked.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
-/// A container the last reconcile plumbed, and the interfaces ovsmesh made in it.
+/// A container the last reconcile plumbed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plumbed {
     pub runtime: Runtime,
-    pub ifnames: Vec<String>,
 }
 
 /// The containers of `want` that are not waiting, by name.
 pub fn plumbed(want: &HostState, waiting: &[String]) -> BTreeMap<String, Plumbed> {
-    let mut out: BTreeMap<String, Plumbed> = BTreeMap::new();
-    for iface in want.containers.values() {
-        if waiting.contains(&iface.container) {
-            continue;
-        }
-        out.entry(iface.container.clone())
-            .or_insert_with(|| Plumbed {
-                runtime: iface.runtime.clone(),
-                ifnames: Vec::new(),
-            })
-            .ifnames
-            .push(iface.ifname.clone());
+    want.containers
+        .values()
+        .filter(|iface| !waiting.contains(&iface.container))
+        .map(|iface| {
+            let runtime = iface.runtime.clone();
+            (iface.container.clone(), Plumbed { runtime })
+        })
+        .collect()
+}
+
+/// A namespace's identity: (device, inode) of its nsfs file.
+type Identity = (u64, u64);
+
+fn identity(path: &Path) -> Option<Identity> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+struct Watch {
+    path: PathBuf,
+    netns: Identity,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // The task owns the socket: ending it closes the socket and lets the namespace go.
+        self.task.abort();
     }
-    out
 }
 
-/// What one look at a container's interfaces saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seen {
-    /// The namespace (device, inode) and the interfaces' links, addresses and routes.
-    Running {
-        netns: (u64, u64),
-        links: Vec<Link>,
-        addresses: Vec<(u32, Ipv4Net)>,
-        routes: Vec<Route>,
-    },
-    Gone,
-}
-
-/// Look at every plumbed container each [`PERIOD`]; send a trigger on a difference.
-pub fn watch(
-    runtimes: Arc<Runtimes>,
-    mut plumbed: watch::Receiver<BTreeMap<String, Plumbed>>,
+/// The sockets watching plumbed containers.
+pub struct Watchers {
+    watches: BTreeMap<String, Watch>,
     tx: UnboundedSender<Trigger>,
-) {
-    tokio::spawn(async move {
-        let mut last: BTreeMap<String, Seen> = BTreeMap::new();
-        let mut ticks = tokio::time::interval(PERIOD);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let containers = plumbed.borrow_and_update().clone();
-            last.retain(|name, _| containers.contains_key(name));
-            let targets: Vec<(String, Option<std::path::PathBuf>, Vec<String>)> = containers
-                .into_iter()
-                .map(|(name, p)| (name, runtimes.netns_path(&p.runtime), p.ifnames))
-                .collect();
-            let Ok(seen) = tokio::task::spawn_blocking(move || {
-                targets
-                    .into_iter()
-                    .map(|(name, path, ifnames)| {
-                        let seen = path.map_or(Seen::Gone, |p| look(&p, &ifnames));
-                        (name, seen)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            else {
+}
+
+impl Watchers {
+    pub fn new(tx: UnboundedSender<Trigger>) -> Self {
+        Self {
+            watches: BTreeMap::new(),
+            tx,
+        }
+    }
+
+    /// After a reconcile: watch the containers plumbed now, and only those.
+    pub fn follow(&mut self, plumbed: &BTreeMap<String, Plumbed>, runtimes: &Runtimes) {
+        self.watches.retain(|name, _| plumbed.contains_key(name));
+        let mut added = false;
+        for (name, container) in plumbed {
+            let Some(path) = runtimes.netns_path(&container.runtime) else {
                 continue;
             };
-            let mut triggers = std::collections::BTreeSet::new();
-            for (name, now) in seen {
-                let before = last.insert(name.clone(), now.clone());
-                let changed = match (&before, &now) {
-                    (Some(before), now) if before == now => None,
-                    (Some(Seen::Running { netns: a, .. }), Seen::Running { netns: b, .. })
-                        if a == b =>
-                    {
-                        Some(Trigger::ContainerDrift)
-                    }
-                    // First look (the state may have changed since the reconcile that
-                    // plumbed it), a new namespace, or gone.
-                    (None, Seen::Running { .. }) => Some(Trigger::ContainerDrift),
-                    _ => Some(Trigger::ContainerNetns),
-                };
-                if let Some(found) = changed {
-                    tracing::debug!(container = %name, trigger = found.as_str(), "container looked different");
-                    triggers.insert(found);
+            if self
+                .watches
+                .get(name)
+                .is_some_and(|w| w.path == path && identity(&path) == Some(w.netns))
+            {
+                continue;
+            }
+            self.watches.remove(name);
+            match watch(&path, self.tx.clone()) {
+                Ok(watch) => {
+                    self.watches.insert(name.clone(), watch);
+                    added = true;
+                }
+                Err(error) => {
+                    tracing::debug!(container = %name, %error, "cannot watch inside the container")
                 }
             }
-            for trigger in triggers {
-                if tx.send(trigger).is_err() {
+        }
+        // Whatever changed between that reconcile's look and the new socket: look again.
+        if added {
+            let _ = self.tx.send(Trigger::ContainerDrift);
+        }
+    }
+
+    /// Let go of namespaces that are gone or replaced; whether there were any.
+    pub fn prune(&mut self) -> bool {
+        let before = self.watches.len();
+        self.watches
+            .retain(|_, w| identity(&w.path) == Some(w.netns));
+        self.watches.len() != before
+    }
+}
+
+/// A socket in the namespace at `path` and the task that turns its notifications into triggers.
+fn watch(path: &Path, tx: UnboundedSender<Trigger>) -> std::io::Result<Watch> {
+    let file = std::fs::File::open(path)?;
+    if !is_netns(&file) {
+        return Err(std::io::Error::other("not a network namespace (yet)"));
+    }
+    let meta = file.metadata()?;
+    let socket =
+        in_netns(&file, |_| async { Ok(multicast_socket()) }).map_err(std::io::Error::other)??;
+    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same until dropped.
+    let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
+    let task = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 16384];
+        loop {
+            let Ok(mut ready) = socket.readable().await else {
+                return;
+            };
+            // Drain: one wake-up for a burst (ENOBUFS, an overrun, counts as news too).
+            loop {
+                // SAFETY: recv writes at most `buffer.len()` bytes into the buffer.
+                let n = unsafe {
+                    libc::recv(
+                        socket.get_ref().as_raw_fd(),
+                        buffer.as_mut_ptr().cast(),
+                        buffer.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+                {
+                    break;
+                }
+                if n == 0 {
                     return;
                 }
             }
+            ready.clear_ready();
+            if tx.send(Trigger::ContainerDrift).is_err() {
+                return;
+            }
         }
     });
+    Ok(Watch {
+        path: path.to_path_buf(),
+        netns: (meta.dev(), meta.ino()),
+        task,
+    })
 }
 
-/// One look at a container's interfaces (a blocking call: it enters the namespace
-/// on a thread of its own).
-fn look(path: &std::path::Path, ifnames: &[String]) -> Seen {
-    let Ok(file) = File::open(path) else {
-        return Seen::Gone;
+/// A non-blocking rtnetlink socket in the calling thread's namespace, joined to
+/// the link, IPv4 address and IPv4 route groups.
+fn multicast_socket() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain socket creation; the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
     };
-    let Ok(meta) = file.metadata() else {
-        return Seen::Gone;
-    };
-    if !is_netns(&file) {
-        return Seen::Gone;
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    let read = in_netns(&file, |netlink| async move {
-        let links = netlink.links().await?;
-        let addresses = netlink.addresses().await?;
-        let routes = netlink.routes().await?;
-        Ok::<_, NetlinkError>((links, addresses, routes))
-    });
-    let Ok((links, addresses, routes)) = read else {
-        return Seen::Gone;
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data; zeroed is a valid start.
+    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    address.nl_groups =
+        (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV4_ROUTE) as u32;
+    // SAFETY: the address is a valid sockaddr_nl of the given size.
+    let bound = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&address as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
     };
-    let links: Vec<Link> = links
-        .into_iter()
-        .filter(|l| ifnames.contains(&l.name))
-        .collect();
-    let ours = |index: u32| links.iter().any(|l| l.index == index);
-    let addresses = addresses.into_iter().filter(|(i, _)| ours(*i)).collect();
-    let routes = routes
-        .into_iter()
-        .filter(|r| r.oif.is_some_and(ours))
-        .collect();
-    Seen::Running {
-        netns: (meta.dev(), meta.ino()),
-        links,
-        addresses,
-        routes,
+    if bound != 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(socket)
 }

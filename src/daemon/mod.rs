@@ -23,10 +23,9 @@ pub mod stuck;
 pub mod triggers;
 mod wake;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -36,7 +35,7 @@ use crate::runtime::{DockerSocket, Runtimes};
 use crate::state::HostState;
 use crate::topology::{self, LoadError, Runtime, Topology};
 use backoff::Backoff;
-use containers::Plumbed;
+use containers::Watchers;
 use metrics::{Metrics, ResultLabel};
 use owned::Interest;
 use reconcile::{Connection, ReconcileError};
@@ -105,7 +104,7 @@ struct Daemon {
     want: Option<HostState>,
     generation: i64,
     metrics: Metrics,
-    runtimes: Arc<Runtimes>,
+    runtimes: Runtimes,
     connection: Option<Connection>,
     /// The Open_vSwitch row of the last server reached (names the stuck record).
     root: Option<String>,
@@ -118,7 +117,24 @@ struct Daemon {
     stuck_backoff: Backoff,
     tracker: stuck::Tracker,
     interest: watch::Sender<Interest>,
-    plumbed: watch::Sender<BTreeMap<String, Plumbed>>,
+    watchers: Watchers,
+}
+
+/// One socket per plumbed container is watched: let the daemon hold as many
+/// descriptors as the hard limit allows.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a plain struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -146,11 +162,11 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         });
     }
     let remote = remote(&config, &topology);
-    let runtimes = Arc::new(Runtimes::new(config.docker.as_deref()));
+    raise_open_files_limit();
+    let runtimes = Runtimes::new(config.docker.as_deref());
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Filled in by `loaded` below, before any watcher task first runs.
     let (interest, interested) = watch::channel(Interest::default());
-    let (plumbed, plumbed_rx) = watch::channel(BTreeMap::new());
     triggers::watch_ovsdb(remote.clone(), tx.clone());
     owned::watch_netlink(interested.clone(), tx.clone())?;
     triggers::watch_netns(interested.clone(), tx.clone())?;
@@ -163,7 +179,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         let socket = DockerSocket::resolve(config.docker.as_deref());
         triggers::watch_docker(socket, started, interested, tx.clone());
     }
-    containers::watch(runtimes.clone(), plumbed_rx, tx);
+    let watchers = Watchers::new(tx);
     let mut signals = Signals::new()?;
     tracing::info!(host = %config.host, topology = %config.topology.display(), %remote, "daemon started");
 
@@ -185,11 +201,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         stuck_backoff: Backoff::new(MAX_BACKOFF),
         tracker: stuck::Tracker::default(),
         interest,
-        plumbed,
+        watchers,
     };
     daemon.loaded();
     daemon.schedule.at(Duration::ZERO);
 
+    let mut prune = tokio::time::interval(containers::PRUNE_EVERY);
     loop {
         let resync = daemon.next_resync;
         let wake = daemon.schedule.due.map_or(resync, |d| d.min(resync));
@@ -202,6 +219,11 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                 Received::Reload => daemon.wake_for_reload(),
             },
             Some(trigger) = rx.recv() => daemon.wake_for(trigger),
+            _ = prune.tick() => {
+                if daemon.watchers.prune() {
+                    daemon.wake_for(Trigger::ContainerNetns);
+                }
+            }
             _ = tokio::time::sleep_until(wake.into()) => {
                 if let Some(name) = daemon.step(&mut rx, &mut signals).await {
                     daemon.stop(name).await;
@@ -298,6 +320,10 @@ impl Daemon {
         if self.reload {
             self.reload_topology();
         }
+        // A container that died is let go before anything else looks at its veth.
+        if self.watchers.prune() {
+            self.note(Trigger::ContainerNetns);
+        }
         let why: Vec<&str> = self.reasons.iter().copied().collect();
         self.reasons.clear();
         tracing::debug!(trigger = %why.join(", "), "reconcile");
@@ -364,14 +390,7 @@ impl Daemon {
             .inc();
         metrics.last_success.set(unix_now());
         metrics.waiting.set(outcome.plan.waiting.len() as i64);
-        if let Some(want) = &self.want {
-            let plumbed = containers::plumbed(want, &outcome.plan.waiting);
-            self.plumbed.send_if_modified(|old| {
-                let changed = *old != plumbed;
-                *old = plumbed;
-                changed
-            });
-        }
+        self.follow_containers(outcome);
         if self.tracker.applied(&outcome.plan.changes) {
             self.publish_stuck();
         }
@@ -407,14 +426,30 @@ impl Daemon {
                 self.schedule.pre_empt();
             }
         }
-        // A new namespace file appears before its bind mount: retry a few times.
-        if !outcome.plan.waiting.is_empty()
-            && self.waiting_retries < 20
-            && self.schedule.due.is_none()
-        {
-            self.waiting_retries += 1;
-            self.reasons.insert("waiting containers");
-            let delay = Duration::from_millis(100 * u64::from(self.waiting_retries.min(10)));
+        if self.schedule.due.is_none() {
+            self.retry_waiting(outcome);
+        }
+    }
+
+    /// Watch inside the containers this outcome left plumbed.
+    fn follow_containers(&mut self, outcome: &Outcome) {
+        if let Some(want) = &self.want {
+            let plumbed = containers::plumbed(want, &outcome.plan.waiting);
+            self.watchers.follow(&plumbed, &self.runtimes);
+        }
+    }
+
+    /// A new namespace file appears before its bind mount, a container is being
+    /// started: retry a few times, sooner than anything already due.
+    fn retry_waiting(&mut self, outcome: &Outcome) {
+        if outcome.plan.waiting.is_empty() || self.waiting_retries >= 20 {
+            return;
+        }
+        self.waiting_retries += 1;
+        self.reasons.insert("waiting containers");
+        let delay = Duration::from_millis(100 * u64::from(self.waiting_retries.min(10)));
+        let retry = Instant::now() + delay;
+        if self.schedule.due.is_none_or(|due| retry < due) {
             self.schedule.at(delay);
         }
     }
@@ -428,12 +463,17 @@ impl Daemon {
             .inc();
         let delay = self.failures.delay();
         tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
-        // Objects that failed on a healthy server do not make the session suspect.
-        if !matches!(error, ReconcileError::Partial(_)) {
-            self.connection = None;
-        }
         self.reasons.insert("retry after failure");
         self.schedule.at(delay);
+        match error {
+            // Objects failed on a healthy server: the session stays, and what was
+            // applied (containers plumbed, some waiting) counts.
+            ReconcileError::Partial { outcome, .. } => {
+                self.follow_containers(&outcome);
+                self.retry_waiting(&outcome);
+            }
+            _ => self.connection = None,
+        }
     }
 
     /// Tell `status` (and the gauge) what is stuck.

@@ -21,8 +21,12 @@ pub enum ReconcileError {
     Ovsdb(#[from] OvsdbError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("partly applied; failed: {}", .0.join("; "))]
-    Partial(Vec<String>),
+    /// Some objects failed; the rest was applied.
+    #[error("partly applied; failed: {}", .failures.join("; "))]
+    Partial {
+        failures: Vec<String>,
+        outcome: Box<Outcome>,
+    },
 }
 
 /// The daemon's connection to its ovsdb-server, kept across reconciles.
@@ -104,7 +108,7 @@ pub async fn reconcile(
         metrics.unhealthy_tunnels.set(unhealthy as i64);
     }
     if outcome.failed() {
-        let failures = outcome
+        let failures: Vec<String> = outcome
             .ovs
             .failures
             .iter()
@@ -117,7 +121,10 @@ pub async fn reconcile(
                     .map(|f| format!("{}: {}", f.id, f.error)),
             )
             .collect();
-        return Err(ReconcileError::Partial(failures));
+        return Err(ReconcileError::Partial {
+            failures,
+            outcome: Box::new(outcome),
+        });
     }
     Ok(outcome)
 }
