@@ -25,7 +25,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     let port = setup.port_of("node1", "blue1");
     setup.vsctl("node1", &["del-port", &port]);
     assert!(
-        eventually(Duration::from_secs(3), || setup
+        eventually(PATIENCE, || setup
             .vsctl("node1", &["list-ports", "ovs0"])
             .contains("vblue1")),
         "{}",
@@ -34,20 +34,9 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     assert!(setup.reaches("blue1", "192.168.0.2"));
 
     // A changed tag: restored.
-    let edge = setup.vsctl(
-        "node1",
-        &[
-            "--columns=name",
-            "--bare",
-            "find",
-            "port",
-            "external_ids:ovsmesh-container=edge",
-            "tag=100",
-        ],
-    );
-    let edge = edge.trim().to_string();
+    let edge = setup.edge_port();
     setup.vsctl("node1", &["set", "port", &edge, "tag=999"]);
-    assert!(eventually(Duration::from_secs(3), || setup
+    assert!(eventually(PATIENCE, || setup
         .vsctl("node1", &["get", "port", &edge, "tag"])
         .trim()
         == "100"));
@@ -59,11 +48,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
         let out = namespaces::run_in(&host_ns, "ip", &["route", "show", "172.17.2.0/24"]).unwrap();
         String::from_utf8_lossy(&out.stdout).contains("proto 79")
     };
-    assert!(
-        eventually(Duration::from_secs(3), route_back),
-        "{}",
-        setup.log()
-    );
+    assert!(eventually(PATIENCE, route_back), "{}", setup.log());
 
     // A foreign port is left alone.
     setup.vsctl(
@@ -80,7 +65,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
         ],
     );
     setup.vsctl("node1", &["set", "port", &edge, "tag=998"]);
-    assert!(eventually(Duration::from_secs(3), || setup
+    assert!(eventually(PATIENCE, || setup
         .vsctl("node1", &["get", "port", &edge, "tag"])
         .trim()
         == "100"));
@@ -97,7 +82,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     assert_eq!(mac(&setup), blue1_mac);
     // Traffic flows once the veth and port exist; the re-plumb is counted when
     // that reconcile returns (after waiting for vswitchd), so wait for it.
-    assert!(eventually(Duration::from_secs(5), || setup
+    assert!(eventually(PATIENCE, || setup
         .metric("ovsmesh_container_replumbs_total")
         >= 1.0));
 
@@ -115,7 +100,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
 
     // A broken edit: rejected with its located error, the old state kept.
     std::fs::write(&setup.file, edited.replace("vlan = 100", "vlan = 5000")).unwrap();
-    assert!(eventually(Duration::from_secs(3), || setup
+    assert!(eventually(PATIENCE, || setup
         .metric("ovsmesh_reload_errors_total")
         >= 1.0));
     assert!(
@@ -144,7 +129,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     let port = setup.port_of("node1", "pod1");
     setup.vsctl("node1", &["del-port", &port]);
     assert!(
-        eventually(Duration::from_secs(8), || setup
+        eventually(PATIENCE, || setup
             .vsctl("node1", &["list-ports", "obr0"])
             .contains("vpod1")),
         "{}",
@@ -162,6 +147,17 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
             format!("--log-file={}", path("vswitchd.log")),
             "--detach".into(),
         ],
+    );
+    // What traffic needs, awaited: vswitchd has applied the database and opened
+    // every port, and the daemon has nothing left to change.
+    assert!(
+        eventually(PATIENCE, || setup.vswitchd_caught_up()),
+        "ovs-vswitchd never caught up after its restart"
+    );
+    assert!(
+        eventually(PATIENCE, || setup.converged()),
+        "node1 not converged after the ovs-vswitchd restart: {}",
+        setup.log()
     );
     assert!(
         setup.reaches("blue2", "192.168.0.254"),
@@ -193,7 +189,7 @@ fn docker_restart_is_healed_without_a_manual_apply() {
     let test1 = format!("{}-test1", setup.lab.prefix);
     let test3 = format!("{}-test3", setup.lab.prefix);
     let reaches = || {
-        eventually(Duration::from_secs(8), || {
+        eventually(PATIENCE, || {
             Command::new("docker")
                 .args([
                     "-H",
@@ -220,13 +216,13 @@ fn docker_restart_is_healed_without_a_manual_apply() {
         docker(&["exec", &test1, "cat", "/sys/class/net/eth1/address"])
     );
     docker(&["stop", "-t", "0", &test1]);
-    assert!(eventually(Duration::from_secs(5), || setup
+    assert!(eventually(PATIENCE, || setup
         .metric("ovsmesh_containers_waiting")
         >= 1.0));
     docker(&["start", &test1]);
     assert!(reaches(), "{}", setup.log());
     // Counted when the reconcile returns, which can be after traffic flows.
-    assert!(eventually(Duration::from_secs(5), || setup
+    assert!(eventually(PATIENCE, || setup
         .metric("ovsmesh_container_replumbs_total")
         >= 2.0));
 }

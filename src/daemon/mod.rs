@@ -329,6 +329,7 @@ impl Daemon {
         tracing::debug!(trigger = %why.join(", "), "reconcile");
         self.schedule = Schedule::default();
         let started = Instant::now();
+        let record = self.record();
         self.metrics.reconcile_in_progress.set(1);
         let result = {
             let run = reconcile::reconcile(
@@ -349,6 +350,7 @@ impl Daemon {
                             self.reasons.insert("SIGHUP");
                         }
                         Received::Stop(name) => {
+                            exit_by_deadline(record);
                             // Let the step finish if it can; never wait on a hung server.
                             if tokio::time::timeout(STOP_GRACE, &mut run).await.is_err() {
                                 tracing::warn!("a reconcile step did not finish; abandoned");
@@ -488,14 +490,31 @@ impl Daemon {
         }
     }
 
+    /// This daemon's stuck-change record, once a server was reached.
+    fn record(&self) -> Option<PathBuf> {
+        let root = self.root.as_deref()?;
+        stuck::record_path(root, &self.topology.mesh.name, &self.config.host)
+    }
+
     /// Leave: the network as it is, nothing stuck on record, the process gone
     /// within [`STOP_DEADLINE`] of the signal whatever still runs.
     async fn stop(&mut self, signal: &'static str) {
         tracing::info!("{signal}: exiting, network left as it is");
-        let record = self
-            .root
-            .as_deref()
-            .and_then(|root| stuck::record_path(root, &self.topology.mesh.name, &self.config.host));
+        exit_by_deadline(self.record());
+        self.tracker.clear();
+        self.publish_stuck();
+        if let Some(mut connection) = self.connection.take() {
+            let _ = tokio::time::timeout(STOP_GRACE / 4, connection.session.unlock()).await;
+        }
+    }
+}
+
+/// From now on, the process ends within [`STOP_DEADLINE`] whatever it waits for
+/// (a thread of its own: not even a blocked runtime holds it up), removing the
+/// stuck-change record `status` would otherwise read.
+fn exit_by_deadline(record: Option<PathBuf>) {
+    static ARMED: std::sync::Once = std::sync::Once::new();
+    ARMED.call_once(|| {
         std::thread::spawn(move || {
             std::thread::sleep(STOP_DEADLINE);
             if let Some(record) = record {
@@ -503,10 +522,5 @@ impl Daemon {
             }
             std::process::exit(0);
         });
-        self.tracker.clear();
-        self.publish_stuck();
-        if let Some(mut connection) = self.connection.take() {
-            let _ = tokio::time::timeout(STOP_GRACE / 4, connection.session.unlock()).await;
-        }
-    }
+    });
 }

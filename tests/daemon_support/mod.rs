@@ -53,6 +53,10 @@ impl Drop for Setup {
     }
 }
 
+/// How long a test awaits a condition: ample for a loaded CI machine; a passing
+/// test never waits for it, a failing one reports which condition did not hold.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
 pub fn seed(file: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -257,7 +261,47 @@ impl Setup {
     }
 
     pub fn reaches(&self, from: &str, address: &str) -> bool {
-        self.reaches_within(from, address, Duration::from_secs(8))
+        self.reaches_within(from, address, PATIENCE)
+    }
+
+    /// ovs-vswitchd of the daemon's host has applied the database (`cur_cfg`
+    /// caught up with `next_cfg`) and opened every interface (each has an ofport).
+    pub fn vswitchd_caught_up(&self) -> bool {
+        let db = format!("--db={}", self.lab.ovsdb_remote(&self.host));
+        let query = |table: &str, columns: &str| {
+            Command::new("ovs-vsctl")
+                .args([db.as_str(), "--timeout=5", "--format=csv", "--data=bare"])
+                .args([
+                    "--no-headings",
+                    &format!("--columns={columns}"),
+                    "list",
+                    table,
+                ])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let Some(cfg) = query("Open_vSwitch", "next_cfg,cur_cfg") else {
+            return false;
+        };
+        let Some(ofports) = query("Interface", "ofport") else {
+            return false;
+        };
+        let mut cfg = cfg.trim().split(',');
+        cfg.next() == cfg.next()
+            && ofports
+                .lines()
+                .all(|p| p.trim().parse::<i64>().is_ok_and(|p| p > 0))
+    }
+
+    /// `ovsmesh status` finds the daemon's host converged.
+    pub fn converged(&self) -> bool {
+        Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
+            .args(["status", self.file.to_str().unwrap(), "--host", &self.host])
+            .args(["--lab", &self.lab.prefix])
+            .output()
+            .is_ok_and(|o| o.status.success())
     }
 
     pub fn port_of(&self, host: &str, container: &str) -> String {
@@ -274,6 +318,23 @@ impl Setup {
         let name = observed.trim().to_string();
         assert!(!name.is_empty(), "{container} has no port on {host}");
         name
+    }
+
+    /// The VLAN port (tag 100) of lab.toml's container `edge` on node1.
+    pub fn edge_port(&self) -> String {
+        self.vsctl(
+            "node1",
+            &[
+                "--columns=name",
+                "--bare",
+                "find",
+                "port",
+                "external_ids:ovsmesh-container=edge",
+                "tag=100",
+            ],
+        )
+        .trim()
+        .to_string()
     }
 
     /// The PID in one of the daemon host's OVS pid files.
