@@ -210,3 +210,20 @@ fn multicast_socket() -> std::io::Result<OwnedFd> {
     }
     Ok(socket)
 }
+
+/// One socket per plumbed container is watched: let the daemon hold as many
+/// descriptors as the hard limit allows.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a plain struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

@@ -72,8 +72,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const VERIFY_AFTER: Duration = Duration::from_millis(150);
 /// How long a step may go on after SIGTERM before it is abandoned.
 const STOP_GRACE: Duration = Duration::from_millis(1200);
-/// After SIGTERM the process ends by this time, whatever it is waiting for.
-const STOP_DEADLINE: Duration = Duration::from_millis(1800);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -120,23 +118,6 @@ struct Daemon {
     watchers: Watchers,
 }
 
-/// One socket per plumbed container is watched: let the daemon hold as many
-/// descriptors as the hard limit allows.
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write a plain struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 /// Run until SIGTERM or SIGINT.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     // Every reconcile reads container namespaces on short-lived threads; glibc would
@@ -162,7 +143,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         });
     }
     let remote = remote(&config, &topology);
-    raise_open_files_limit();
+    containers::raise_open_files_limit();
     let runtimes = Runtimes::new(config.docker.as_deref());
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Filled in by `loaded` below, before any watcher task first runs.
@@ -350,7 +331,7 @@ impl Daemon {
                             self.reasons.insert("SIGHUP");
                         }
                         Received::Stop(name) => {
-                            exit_by_deadline(record);
+                            wake::exit_by_deadline(record);
                             // Let the step finish if it can; never wait on a hung server.
                             if tokio::time::timeout(STOP_GRACE, &mut run).await.is_err() {
                                 tracing::warn!("a reconcile step did not finish; abandoned");
@@ -500,27 +481,11 @@ impl Daemon {
     /// within [`STOP_DEADLINE`] of the signal whatever still runs.
     async fn stop(&mut self, signal: &'static str) {
         tracing::info!("{signal}: exiting, network left as it is");
-        exit_by_deadline(self.record());
+        wake::exit_by_deadline(self.record());
         self.tracker.clear();
         self.publish_stuck();
         if let Some(mut connection) = self.connection.take() {
             let _ = tokio::time::timeout(STOP_GRACE / 4, connection.session.unlock()).await;
         }
     }
-}
-
-/// From now on, the process ends within [`STOP_DEADLINE`] whatever it waits for
-/// (a thread of its own: not even a blocked runtime holds it up), removing the
-/// stuck-change record `status` would otherwise read.
-fn exit_by_deadline(record: Option<PathBuf>) {
-    static ARMED: std::sync::Once = std::sync::Once::new();
-    ARMED.call_once(|| {
-        std::thread::spawn(move || {
-            std::thread::sleep(STOP_DEADLINE);
-            if let Some(record) = record {
-                let _ = std::fs::remove_file(record);
-            }
-            std::process::exit(0);
-        });
-    });
 }

@@ -1,5 +1,7 @@
-//! When the daemon wakes: the schedule of the next reconcile, and the signals.
+//! When the daemon wakes: the schedule of the next reconcile, and the signals
+//! (with the deadline by which a stop signal ends the process).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -68,6 +70,25 @@ impl Signals {
             _ = self.hup.recv() => Received::Reload,
         }
     }
+}
+
+/// After SIGTERM the process ends by this time, whatever it is waiting for.
+const STOP_DEADLINE: Duration = Duration::from_millis(1800);
+
+/// From now on, the process ends within [`STOP_DEADLINE`] whatever it waits for
+/// (a thread of its own: not even a blocked runtime holds it up), removing the
+/// stuck-change record `status` would otherwise read.
+pub fn exit_by_deadline(record: Option<PathBuf>) {
+    static ARMED: std::sync::Once = std::sync::Once::new();
+    ARMED.call_once(|| {
+        std::thread::spawn(move || {
+            std::thread::sleep(STOP_DEADLINE);
+            if let Some(record) = record {
+                let _ = std::fs::remove_file(record);
+            }
+            std::process::exit(0);
+        });
+    });
 }
 
 #[cfg(test)]
