@@ -4,17 +4,19 @@
 //! Per container interface: attached, waiting (not running), drifted (the
 //! plan would change it) or conflict (something not ovsmesh's holds its
 //! place). Per tunnel: up, or OVS's error, and the BFD state. The number of
-//! pending changes, and warnings: conflicts, forwarding disabled where the
-//! topology routes, a firewall FORWARD policy that drops, a tunnel whose BFD
-//! is down (the tunnel protocol is likely blocked between the hosts).
+//! pending changes, the changes a running daemon reports stuck (applied, and
+//! undone again each time), and warnings: conflicts, forwarding disabled where
+//! the topology routes, a firewall FORWARD policy that drops, a tunnel whose
+//! BFD is down (the tunnel protocol is likely blocked between the hosts).
 //! The command exits 0 when converged, 2 when not.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::daemon::stuck::{self, StuckChange};
 use crate::engine::Observed;
-use crate::marks::Role;
+use crate::marks::{self, Role};
 use crate::netlink::sysctl;
 use crate::plan::{Kind, Plan};
 use crate::state::HostState;
@@ -45,6 +47,9 @@ pub struct Status {
     pub pending_changes: usize,
     interfaces: Vec<InterfaceStatus>,
     tunnels: Vec<TunnelStatus>,
+    /// Changes the daemon of this host keeps re-applying (see `daemon::stuck`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stuck: Vec<StuckChange>,
     pub warnings: Vec<String>,
 }
 
@@ -128,12 +133,21 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Enca
             }
         }
     }
+    // The mesh is the one the desired rows are marked with.
+    let mesh = desired
+        .ports
+        .values()
+        .find_map(|p| p.external_ids.get(marks::MESH));
+    let stuck = mesh.map_or_else(Vec::new, |mesh| {
+        stuck::read(&observed.ovs.rows.root, mesh, &desired.host)
+    });
     Status {
         host: desired.host.clone(),
         converged: plan.is_empty(),
         pending_changes: plan.changes.len(),
         interfaces,
         tunnels,
+        stuck,
         warnings,
     }
 }
@@ -163,6 +177,13 @@ pub fn render_text(status: &Status) -> String {
             out,
             "  tunnel    {:<24} {} ({}){bfd}",
             tunnel.tunnel, tunnel.state, tunnel.port
+        );
+    }
+    for change in &status.stuck {
+        let _ = writeln!(
+            out,
+            "  stuck     {} {} ({}): applied {} times in a row, undone each time; the daemon backs off",
+            change.kind, change.id, change.op, change.applied
         );
     }
     for warning in &status.warnings {

@@ -2,203 +2,14 @@
 //! topology edits, server restarts and a clean SIGTERM — with no manual apply.
 
 mod common;
+mod daemon_support;
 
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use ovsmesh::lab::{self, Lab};
+use daemon_support::*;
 use ovsmesh::netns;
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Setup {
-    lab: Lab,
-    file: PathBuf,
-    daemon: Option<Daemon>,
-    metrics_port: u16,
-    host: String,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        self.daemon.take();
-        let _ = runtime().block_on(lab::down(&self.lab));
-    }
-}
-
-fn seed(file: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("topology")
-            .join(file),
-    )
-    .unwrap()
-}
-
-fn start(text: &str, host: &str, docker: bool) -> Setup {
-    let topology = topology(text);
-    let lab = Lab::new(&unique("d"));
-    // The guard first: a failing `up` is torn down too.
-    let mut setup = Setup {
-        file: lab.dir.join("topology.toml"),
-        lab,
-        daemon: None,
-        metrics_port: 9475,
-        host: host.to_string(),
-    };
-    let report = runtime()
-        .block_on(lab::up(&setup.lab, &topology, docker))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(report.outcomes.values().all(|o| !o.failed()));
-    std::fs::write(&setup.file, text).unwrap();
-    setup.spawn(host);
-    assert!(
-        eventually(Duration::from_secs(10), || setup
-            .metric("ovsmesh_reconciles_total{result=\"ok\"}")
-            >= 1.0),
-        "the daemon never reconciled: {}",
-        setup.log()
-    );
-    setup
-}
-
-impl Setup {
-    fn spawn(&mut self, host: &str) {
-        let log = self.lab.dir.join(format!("daemon-{host}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
-            .args([
-                "daemon",
-                self.file.to_str().unwrap(),
-                "--host",
-                host,
-                "--lab",
-                &self.lab.prefix,
-            ])
-            .args(["--resync", "300s", "--log-format", "json"])
-            .arg("--metrics")
-            .arg(format!("127.0.0.1:{}", self.metrics_port))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        self.daemon = Some(Daemon { child, log });
-        self.host = host.to_string();
-    }
-
-    fn log(&self) -> String {
-        self.daemon
-            .as_ref()
-            .map(|d| std::fs::read_to_string(&d.log).unwrap_or_default())
-            .unwrap_or_default()
-    }
-
-    fn ns(&self, name: &str) -> std::fs::File {
-        netns::open(&format!("{}-{name}", self.lab.prefix)).unwrap()
-    }
-
-    /// A metric's value, read from inside the lab host's namespace (where the daemon listens).
-    fn metric(&self, name: &str) -> f64 {
-        let ns = netns::open(&self.lab.host_ns(&self.host)).unwrap();
-        let port = self.metrics_port;
-        let text = std::thread::scope(|scope| {
-            scope
-                .spawn(move || {
-                    // SAFETY: a short-lived thread of the test.
-                    unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-                    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-                    let mut text = String::new();
-                    stream.read_to_string(&mut text).ok()?;
-                    Some(text)
-                })
-                .join()
-                .unwrap()
-        })
-        .unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
-    }
-
-    fn vsctl(&self, host: &str, args: &[&str]) -> String {
-        let db = format!("--db={}", self.lab.ovsdb_remote(host));
-        let mut all = vec![db.as_str(), "--timeout=10"];
-        all.extend_from_slice(args);
-        run("ovs-vsctl", &all)
-    }
-
-    fn pings(&self, from: &str, address: &str) -> bool {
-        netns::output(
-            &self.ns(from),
-            "ping",
-            &["-n", "-c", "1", "-W", "1", address],
-        )
-        .is_ok_and(|o| o.status.success())
-    }
-
-    fn reaches(&self, from: &str, address: &str) -> bool {
-        eventually(Duration::from_secs(8), || self.pings(from, address))
-    }
-
-    fn port_of(&self, host: &str, container: &str) -> String {
-        let twin = self
-            .lab
-            .twin(&topology(&std::fs::read_to_string(&self.file).unwrap()));
-        let observed = self.vsctl(
-            host,
-            &[
-                "--columns=name",
-                "--bare",
-                "find",
-                "port",
-                &format!("external_ids:ovsmesh-container={container}"),
-            ],
-        );
-        let name = observed.trim().to_string();
-        assert!(
-            !name.is_empty(),
-            "{container} has no port on {host}; twin has {}",
-            twin.containers.len()
-        );
-        name
-    }
-
-    fn restart_daemon_process(&self, pidfile: &str, program: &str, args: Vec<String>) {
-        let dir = self.lab.host_dir(&self.host);
-        let pid = std::fs::read_to_string(dir.join(pidfile)).unwrap();
-        run("kill", &["-9", pid.trim()]);
-        assert!(eventually(Duration::from_secs(5), || !Path::new(&format!(
-            "/proc/{}",
-            pid.trim()
-        ))
-        .exists()));
-        let ns = netns::open(&self.lab.host_ns(&self.host)).unwrap();
-        let out = netns::command(&ns, program)
-            .env("OVS_RUNDIR", &dir)
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
 
 #[test]
 fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
@@ -214,7 +25,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     let port = setup.port_of("node1", "blue1");
     setup.vsctl("node1", &["del-port", &port]);
     assert!(
-        eventually(Duration::from_secs(3), || setup
+        eventually(PATIENCE, || setup
             .vsctl("node1", &["list-ports", "ovs0"])
             .contains("vblue1")),
         "{}",
@@ -223,20 +34,9 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     assert!(setup.reaches("blue1", "192.168.0.2"));
 
     // A changed tag: restored.
-    let edge = setup.vsctl(
-        "node1",
-        &[
-            "--columns=name",
-            "--bare",
-            "find",
-            "port",
-            "external_ids:ovsmesh-container=edge",
-            "tag=100",
-        ],
-    );
-    let edge = edge.trim().to_string();
+    let edge = setup.edge_port();
     setup.vsctl("node1", &["set", "port", &edge, "tag=999"]);
-    assert!(eventually(Duration::from_secs(3), || setup
+    assert!(eventually(PATIENCE, || setup
         .vsctl("node1", &["get", "port", &edge, "tag"])
         .trim()
         == "100"));
@@ -248,11 +48,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
         let out = netns::output(&host_ns, "ip", &["route", "show", "172.17.2.0/24"]).unwrap();
         String::from_utf8_lossy(&out.stdout).contains("proto 79")
     };
-    assert!(
-        eventually(Duration::from_secs(3), route_back),
-        "{}",
-        setup.log()
-    );
+    assert!(eventually(PATIENCE, route_back), "{}", setup.log());
 
     // A foreign port is left alone.
     setup.vsctl(
@@ -269,7 +65,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
         ],
     );
     setup.vsctl("node1", &["set", "port", &edge, "tag=998"]);
-    assert!(eventually(Duration::from_secs(3), || setup
+    assert!(eventually(PATIENCE, || setup
         .vsctl("node1", &["get", "port", &edge, "tag"])
         .trim()
         == "100"));
@@ -286,7 +82,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     assert_eq!(mac(&setup), blue1_mac);
     // Traffic flows once the veth and port exist; the re-plumb is counted when
     // that reconcile returns (after waiting for vswitchd), so wait for it.
-    assert!(eventually(Duration::from_secs(5), || setup
+    assert!(eventually(PATIENCE, || setup
         .metric("ovsmesh_container_replumbs_total")
         >= 1.0));
 
@@ -304,7 +100,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
 
     // A broken edit: rejected with its located error, the old state kept.
     std::fs::write(&setup.file, edited.replace("vlan = 100", "vlan = 5000")).unwrap();
-    assert!(eventually(Duration::from_secs(3), || setup
+    assert!(eventually(PATIENCE, || setup
         .metric("ovsmesh_reload_errors_total")
         >= 1.0));
     assert!(
@@ -333,7 +129,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
     let port = setup.port_of("node1", "pod1");
     setup.vsctl("node1", &["del-port", &port]);
     assert!(
-        eventually(Duration::from_secs(8), || setup
+        eventually(PATIENCE, || setup
             .vsctl("node1", &["list-ports", "obr0"])
             .contains("vpod1")),
         "{}",
@@ -351,6 +147,17 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
             format!("--log-file={}", path("vswitchd.log")),
             "--detach".into(),
         ],
+    );
+    // What traffic needs, awaited: vswitchd has applied the database and opened
+    // every port, and the daemon has nothing left to change.
+    assert!(
+        eventually(PATIENCE, || setup.vswitchd_caught_up()),
+        "ovs-vswitchd never caught up after its restart"
+    );
+    assert!(
+        eventually(PATIENCE, || setup.converged()),
+        "node1 not converged after the ovs-vswitchd restart: {}",
+        setup.log()
     );
     assert!(
         setup.reaches("blue2", "192.168.0.254"),
@@ -382,7 +189,7 @@ fn docker_restart_is_healed_without_a_manual_apply() {
     let test1 = format!("{}-test1", setup.lab.prefix);
     let test3 = format!("{}-test3", setup.lab.prefix);
     let reaches = || {
-        eventually(Duration::from_secs(8), || {
+        eventually(PATIENCE, || {
             Command::new("docker")
                 .args([
                     "-H",
@@ -409,13 +216,13 @@ fn docker_restart_is_healed_without_a_manual_apply() {
         docker(&["exec", &test1, "cat", "/sys/class/net/eth1/address"])
     );
     docker(&["stop", "-t", "0", &test1]);
-    assert!(eventually(Duration::from_secs(5), || setup
+    assert!(eventually(PATIENCE, || setup
         .metric("ovsmesh_containers_waiting")
         >= 1.0));
     docker(&["start", &test1]);
     assert!(reaches(), "{}", setup.log());
     // Counted when the reconcile returns, which can be after traffic flows.
-    assert!(eventually(Duration::from_secs(5), || setup
+    assert!(eventually(PATIENCE, || setup
         .metric("ovsmesh_container_replumbs_total")
         >= 2.0));
 }

@@ -1,8 +1,9 @@
 //! Prometheus metrics of the daemon, served as text on a local address.
 //!
-//! Reconciles by result and their duration, drift corrections by kind,
-//! container re-plumbs, waiting containers, unhealthy tunnels, the last
-//! successful reconcile, the topology generation and reload errors.
+//! Reconciles by result and their duration, whether one is running, drift
+//! corrections by kind, stuck changes, container re-plumbs, waiting containers,
+//! unhealthy tunnels, the last successful reconcile, the topology generation and
+//! reload errors.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -26,19 +27,55 @@ pub struct KindLabel {
     pub kind: String,
 }
 
-/// Every metric, cheap to clone (shared handles).
-#[derive(Clone)]
-pub struct Metrics {
-    registry: Arc<Mutex<Registry>>,
-    pub reconciles: Family<ResultLabel, Counter>,
-    pub reconcile_seconds: Histogram,
-    pub drift_corrections: Family<KindLabel, Counter>,
-    pub replumbs: Counter,
-    pub waiting: Gauge,
-    pub unhealthy_tunnels: Gauge,
-    pub last_success: Gauge,
-    pub generation: Gauge,
-    pub reload_errors: Counter,
+/// Declares [`Metrics`] and registers every field under its name and help, from one table.
+macro_rules! metrics {
+    ($($field:ident: $ty:ty = $init:expr, $name:literal, $help:literal;)*) => {
+        /// Every metric, cheap to clone (shared handles).
+        #[derive(Clone)]
+        pub struct Metrics {
+            registry: Arc<Mutex<Registry>>,
+            $(pub $field: $ty,)*
+        }
+
+        impl Metrics {
+            pub fn new() -> Self {
+                let mut registry = Registry::with_prefix("ovsmesh");
+                $(
+                    let $field: $ty = $init;
+                    registry.register($name, $help, $field.clone());
+                )*
+                Self {
+                    registry: Arc::new(Mutex::new(registry)),
+                    $($field,)*
+                }
+            }
+        }
+    };
+}
+
+metrics! {
+    reconciles: Family<ResultLabel, Counter> = Family::default(),
+        "reconciles", "Reconciles by result";
+    reconcile_seconds: Histogram = Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+        "reconcile_duration_seconds", "Reconcile duration";
+    reconcile_in_progress: Gauge = Gauge::default(),
+        "reconcile_in_progress", "1 while a reconcile runs";
+    drift_corrections: Family<KindLabel, Counter> = Family::default(),
+        "drift_corrections", "Objects put back after drifting, by kind";
+    stuck_changes: Gauge = Gauge::default(),
+        "stuck_changes", "Changes applied and undone again, over and over (the daemon backs off)";
+    replumbs: Counter = Counter::default(),
+        "container_replumbs", "Containers re-plumbed after a restart";
+    waiting: Gauge = Gauge::default(),
+        "containers_waiting", "Containers of this host not running";
+    unhealthy_tunnels: Gauge = Gauge::default(),
+        "tunnels_unhealthy", "Tunnel ports with an error or BFD down";
+    last_success: Gauge = Gauge::default(),
+        "last_success_timestamp_seconds", "Time of the last successful reconcile";
+    generation: Gauge = Gauge::default(),
+        "topology_generation", "Topologies loaded so far";
+    reload_errors: Counter = Counter::default(),
+        "reload_errors", "Topology reloads rejected as invalid";
 }
 
 impl Default for Metrics {
@@ -48,69 +85,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ovsmesh");
-        let metrics = Self {
-            registry: Arc::default(),
-            reconciles: Family::default(),
-            reconcile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
-            drift_corrections: Family::default(),
-            replumbs: Counter::default(),
-            waiting: Gauge::default(),
-            unhealthy_tunnels: Gauge::default(),
-            last_success: Gauge::default(),
-            generation: Gauge::default(),
-            reload_errors: Counter::default(),
-        };
-        registry.register(
-            "reconciles",
-            "Reconciles by result",
-            metrics.reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Reconcile duration",
-            metrics.reconcile_seconds.clone(),
-        );
-        registry.register(
-            "drift_corrections",
-            "Objects put back after drifting, by kind",
-            metrics.drift_corrections.clone(),
-        );
-        registry.register(
-            "container_replumbs",
-            "Containers re-plumbed after a restart",
-            metrics.replumbs.clone(),
-        );
-        registry.register(
-            "containers_waiting",
-            "Containers of this host not running",
-            metrics.waiting.clone(),
-        );
-        registry.register(
-            "tunnels_unhealthy",
-            "Tunnel ports with an error or BFD down",
-            metrics.unhealthy_tunnels.clone(),
-        );
-        registry.register(
-            "last_success_timestamp_seconds",
-            "Time of the last successful reconcile",
-            metrics.last_success.clone(),
-        );
-        registry.register(
-            "topology_generation",
-            "Topologies loaded so far",
-            metrics.generation.clone(),
-        );
-        registry.register(
-            "reload_errors",
-            "Topology reloads rejected as invalid",
-            metrics.reload_errors.clone(),
-        );
-        *metrics.registry.lock().expect("registry") = registry;
-        metrics
-    }
-
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
         let mut text = String::new();

@@ -4,14 +4,24 @@
 //! and a periodic resync run the same observe → plan → apply path as
 //! `ovsmesh apply` — a restarted container is not a special code path, it is
 //! just a host that differs from its topology. Triggers are debounced, one
-//! reconcile runs at a time under the mesh's OVSDB lock, failures back off
-//! exponentially with jitter. An edited topology that fails validation is
-//! logged with its located errors and counted; the last good one stays in
-//! force. SIGTERM/SIGINT finish the current step and exit 0 without touching
-//! the network; SIGHUP reloads the topology.
+//! reconcile runs at a time under the mesh's OVSDB lock. Failures back off
+//! exponentially with jitter; so do changes that keep coming back (`stuck`),
+//! which are counted and shown by `status`. A container event, a reconnected
+//! server or an edited topology cuts a backoff short; drift notifications do
+//! not (a tool fighting the daemon causes them too). An edited topology that
+//! fails validation is logged with its located errors and counted; the last
+//! good one stays in force. SIGTERM/SIGINT exit 0 within two seconds without
+//! touching the network, abandoning a step that does not finish (the next
+//! start observes the host afresh); SIGHUP reloads the topology.
 
+pub mod backoff;
+pub mod containers;
 pub mod metrics;
+pub mod owned;
+pub mod reconcile;
+pub mod stuck;
 pub mod triggers;
+mod wake;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -19,18 +29,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::engine::{self, HostTarget, Outcome};
-use crate::marks::Role;
-use crate::ovs::{self, Session};
+use crate::engine::{self, Outcome};
 use crate::ovsdb::ConnectOptions;
-use crate::plan::{Kind, Op};
-use crate::runtime::Runtimes;
+use crate::runtime::{DockerSocket, Runtimes};
+use crate::state::HostState;
 use crate::topology::{self, LoadError, Runtime, Topology};
-use metrics::{KindLabel, Metrics, ResultLabel};
-use triggers::Trigger;
+use backoff::Backoff;
+use containers::Watchers;
+use metrics::{Metrics, ResultLabel};
+use owned::Interest;
+use reconcile::{Connection, ReconcileError};
+use triggers::{Trigger, WatchError};
+use wake::{Received, Schedule, Signals};
 
 /// How the daemon was started.
 #[derive(Debug, Clone)]
@@ -75,8 +87,11 @@ fn load(config: &DaemonConfig) -> Result<Topology, LoadError> {
     })
 }
 
-const DEBOUNCE: Duration = Duration::from_millis(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A look after the daemon's own changes, once their echoes have arrived.
+const VERIFY_AFTER: Duration = Duration::from_millis(150);
+/// How long a step may go on after SIGTERM before it is abandoned.
+const STOP_GRACE: Duration = Duration::from_millis(1200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -84,39 +99,43 @@ pub enum DaemonError {
     Topology(#[from] LoadError),
     #[error("host {0:?} is not in the topology")]
     UnknownHost(String),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Watch(#[from] WatchError),
 }
 
-fn io(what: &str) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
-    move |source| DaemonError::Io {
-        what: what.to_string(),
-        source,
-    }
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
-/// Exponential backoff with jitter.
-struct Backoff {
-    failures: u32,
+fn remote(config: &DaemonConfig, topology: &Topology) -> String {
+    engine::ovsdb_remote_from_env(config.ovsdb.as_deref(), topology, &config.host)
 }
 
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        self.failures += 1;
-        let base = Duration::from_millis(200) * 2u32.saturating_pow(self.failures.min(10));
-        let capped = base.min(MAX_BACKOFF);
-        // Jitter: 50–100 % of the delay, from the clock's low bits.
-        let noise = Instant::now().elapsed().subsec_nanos() ^ std::process::id();
-        let factor = 0.5 + f64::from(noise % 1000) / 2000.0;
-        capped.mul_f64(factor)
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
-    }
+/// What the daemon keeps between reconciles.
+struct Daemon {
+    config: DaemonConfig,
+    topology: Topology,
+    want: Option<HostState>,
+    generation: i64,
+    metrics: Metrics,
+    runtimes: Runtimes,
+    connection: Option<Connection>,
+    /// The Open_vSwitch row of the last server reached (names the stuck record).
+    root: Option<String>,
+    reasons: BTreeSet<&'static str>,
+    reload: bool,
+    waiting_retries: u32,
+    schedule: Schedule,
+    next_resync: Instant,
+    failures: Backoff,
+    stuck_backoff: Backoff,
+    tracker: stuck::Tracker,
+    interest: watch::Sender<Interest>,
+    watchers: Watchers,
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -127,7 +146,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-    let mut topology = load(&config)?;
+    // Before the first observe: Docker events from here on are replayed to us.
+    let started = unix_now();
+    let topology = load(&config)?;
     if !topology.hosts.contains_key(&config.host) {
         return Err(DaemonError::UnknownHost(config.host.clone()));
     }
@@ -142,250 +163,349 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         });
     }
     let remote = remote(&config, &topology);
+    containers::raise_open_files_limit();
+    let runtimes = Runtimes::new(config.docker.as_deref());
     let (tx, mut rx) = mpsc::unbounded_channel();
+    // Filled in by `loaded` below, before any watcher task first runs.
+    let (interest, interested) = watch::channel(Interest::default());
     triggers::watch_ovsdb(remote.clone(), tx.clone());
-    triggers::watch_netlink(tx.clone()).map_err(io("netlink notifications"))?;
-    triggers::watch_netns(tx.clone()).map_err(io("watch /run/netns"))?;
-    triggers::watch_topology(&config.topology, tx.clone())
-        .map_err(io("watch the topology file"))?;
+    owned::watch_netlink(interested.clone(), tx.clone())?;
+    triggers::watch_netns(interested.clone(), tx.clone())?;
+    triggers::watch_topology(&config.topology, tx.clone())?;
     if topology
         .containers
         .values()
         .any(|c| matches!(c.runtime, Runtime::Docker(_)))
     {
-        triggers::watch_docker(config.docker.clone(), tx.clone());
+        let socket = DockerSocket::resolve(config.docker.as_deref());
+        triggers::watch_docker(socket, started, interested, tx.clone());
     }
-    let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM"))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT"))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(io("SIGHUP"))?;
-
-    let runtimes = Runtimes::new(config.docker.as_deref());
-    let mut session: Option<Session> = None;
-    let mut backoff = Backoff { failures: 0 };
-    let mut reasons: BTreeSet<&'static str> = BTreeSet::from(["startup"]);
-    let mut due: Option<Instant> = Some(Instant::now());
-    let mut next_resync = Instant::now() + config.resync;
-    let mut reload = false;
-    let mut waiting_retries = 0u32;
-    let mut generation = 1i64;
+    let watchers = Watchers::new(tx);
+    let mut signals = Signals::new()?;
     tracing::info!(host = %config.host, topology = %config.topology.display(), %remote, "daemon started");
 
+    let mut daemon = Daemon {
+        next_resync: Instant::now() + config.resync,
+        config,
+        topology,
+        want: None,
+        generation: 1,
+        metrics,
+        runtimes,
+        connection: None,
+        root: None,
+        reasons: BTreeSet::from(["startup"]),
+        reload: false,
+        waiting_retries: 0,
+        schedule: Schedule::default(),
+        failures: Backoff::new(MAX_BACKOFF),
+        stuck_backoff: Backoff::new(MAX_BACKOFF),
+        tracker: stuck::Tracker::default(),
+        interest,
+        watchers,
+    };
+    daemon.loaded();
+    daemon.schedule.at(Duration::ZERO);
+
+    let mut prune = tokio::time::interval(containers::PRUNE_EVERY);
     loop {
-        let wake = due.map_or(next_resync, |d| d.min(next_resync));
+        let resync = daemon.next_resync;
+        let wake = daemon.schedule.due.map_or(resync, |d| d.min(resync));
         tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: exiting, network left as it is"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: exiting, network left as it is"); break; }
-            _ = sighup.recv() => {
-                reload = true;
-                reasons.insert("SIGHUP");
-                due.get_or_insert(Instant::now() + DEBOUNCE);
-            }
-            Some(trigger) = rx.recv() => {
-                note(trigger, &mut reasons, &mut reload, &mut waiting_retries);
-                due.get_or_insert(Instant::now() + DEBOUNCE);
+            received = signals.recv() => match received {
+                Received::Stop(name) => {
+                    daemon.stop(name).await;
+                    break;
+                }
+                Received::Reload => daemon.wake_for_reload(),
+            },
+            Some(trigger) = rx.recv() => daemon.wake_for(trigger),
+            _ = prune.tick() => {
+                if daemon.watchers.prune() {
+                    daemon.wake_for(Trigger::ContainerNetns);
+                }
             }
             _ = tokio::time::sleep_until(wake.into()) => {
-                let now = Instant::now();
-                if now >= next_resync {
-                    reasons.insert("periodic resync");
-                    next_resync = now + config.resync;
-                }
-                if reload {
-                    reload = false;
-                    match load(&config) {
-                        Ok(fresh) if fresh.hosts.contains_key(&config.host) => {
-                            generation += 1;
-                            metrics.generation.set(generation);
-                            tracing::info!(generation, "topology reloaded");
-                            topology = fresh;
-                        }
-                        Ok(_) => {
-                            metrics.reload_errors.inc();
-                            tracing::error!(host = %config.host, "edited topology no longer has this host; keeping the last good one");
-                        }
-                        Err(error) => {
-                            metrics.reload_errors.inc();
-                            tracing::error!(%error, "edited topology is invalid; keeping the last good one");
-                        }
-                    }
-                }
-                let why: Vec<&str> = reasons.iter().copied().collect();
-                reasons.clear();
-                let started = Instant::now();
-                let result = reconcile(&config, &topology, &runtimes, &mut session, &metrics, &why).await;
-                metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
-                // A reconcile of many containers allocates a lot briefly; give it back while idle.
-                // SAFETY: malloc_trim only releases free heap memory.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-                due = None;
-                match result {
-                    Ok(outcome) => {
-                        backoff.reset();
-                        metrics.reconciles.get_or_create(&ResultLabel { result: "ok".into() }).inc();
-                        metrics.last_success.set(unix_now());
-                        metrics.waiting.set(outcome.plan.waiting.len() as i64);
-                        let changed = !outcome.plan.is_empty();
-                        // Our own writes echo back as OVSDB and netlink notifications:
-                        // drop those that arrived meanwhile, and verify once instead.
-                        if changed {
-                            while let Ok(trigger) = rx.try_recv() {
-                                if !trigger.may_be_own_write() {
-                                    note(trigger, &mut reasons, &mut reload, &mut waiting_retries);
-                                }
-                            }
-                            reasons.insert("verify after own changes");
-                            due = Some(Instant::now() + Duration::from_millis(150));
-                        }
-                        // A new namespace file appears before its bind mount: retry a few times.
-                        if !outcome.plan.waiting.is_empty() && waiting_retries < 20 && due.is_none() {
-                            waiting_retries += 1;
-                            reasons.insert("waiting containers");
-                            due = Some(Instant::now() + Duration::from_millis(100 * u64::from(waiting_retries.min(10))));
-                        }
-                    }
-                    Err(error) => {
-                        metrics.reconciles.get_or_create(&ResultLabel { result: "error".into() }).inc();
-                        let delay = backoff.next();
-                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
-                        session = None;
-                        reasons.insert("retry after failure");
-                        due = Some(Instant::now() + delay);
-                    }
+                if let Some(name) = daemon.step(&mut rx, &mut signals).await {
+                    daemon.stop(name).await;
+                    break;
                 }
             }
         }
-    }
-    if let Some(mut session) = session {
-        session.unlock().await;
     }
     Ok(())
 }
 
-/// Record what a trigger asks for: a reload, fresh retries for waiting containers.
-fn note(
-    trigger: Trigger,
-    reasons: &mut BTreeSet<&'static str>,
-    reload: &mut bool,
-    waiting_retries: &mut u32,
-) {
-    if trigger == Trigger::Topology {
-        *reload = true;
-    }
-    if matches!(trigger, Trigger::Netns | Trigger::Docker) {
-        *waiting_retries = 0;
-    }
-    reasons.insert(trigger.as_str());
-}
-
-fn remote(config: &DaemonConfig, topology: &Topology) -> String {
-    engine::ovsdb_remote_from_env(config.ovsdb.as_deref(), topology, &config.host)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// One reconcile: observe → plan → apply, logging every change with its reason.
-async fn reconcile(
-    config: &DaemonConfig,
-    topology: &Topology,
-    runtimes: &Runtimes,
-    session: &mut Option<Session>,
-    metrics: &Metrics,
-    why: &[&str],
-) -> Result<Outcome, String> {
-    if session.is_none() {
-        let remote = remote(config, topology);
-        *session = Some(
-            Session::open_with(&remote, &topology.mesh.name, config.connect_options())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    let session = session.as_mut().expect("session just opened");
-    let target = HostTarget {
-        topology,
-        host: &config.host,
-        runtimes,
-        wait: Some(config.wait),
-    };
-    let outcome = engine::apply_host(session, &target)
-        .await
-        .map_err(|e| e.to_string())?;
-    for change in &outcome.plan.changes {
-        tracing::info!(
-            op = ?change.op,
-            kind = change.kind.as_str(),
-            id = %change.id,
-            reason = %change.reason,
-            trigger = %why.join(", "),
-            "changed"
-        );
-        let drift = !why.contains(&"startup")
-            && !why.contains(&"topology file change")
-            && !why.contains(&"SIGHUP");
-        if drift {
-            metrics
-                .drift_corrections
-                .get_or_create(&KindLabel {
-                    kind: change.kind.as_str().to_string(),
-                })
-                .inc();
+impl Daemon {
+    /// Record what a trigger asks for: a reload, fresh retries for waiting containers.
+    fn note(&mut self, trigger: Trigger) {
+        if trigger == Trigger::Topology {
+            self.reload = true;
         }
-        if change.kind == Kind::Port && change.op == Op::Replace && change.id.starts_with("access/")
-        {
-            metrics.replumbs.inc();
+        if matches!(
+            trigger,
+            Trigger::Netns | Trigger::Docker | Trigger::ContainerNetns
+        ) {
+            self.waiting_retries = 0;
+        }
+        self.reasons.insert(trigger.as_str());
+    }
+
+    fn wake_for(&mut self, trigger: Trigger) {
+        self.note(trigger);
+        if trigger.pre_empts_backoff() {
+            self.schedule.pre_empt();
+        } else {
+            self.schedule.soon();
         }
     }
-    for container in &outcome.plan.waiting {
-        tracing::info!(container = %container, "waiting: container not running");
+
+    fn wake_for_reload(&mut self) {
+        self.reload = true;
+        self.reasons.insert("SIGHUP");
+        self.schedule.pre_empt();
     }
-    if !outcome.plan.is_empty() || why.contains(&"periodic resync") {
-        let unhealthy = tunnel_health(session, topology, &config.host).await;
-        metrics.unhealthy_tunnels.set(unhealthy as i64);
+
+    /// A topology is in force: tell the watchers what is ours now.
+    fn loaded(&mut self) {
+        match crate::desired::desired(&self.topology, &self.config.host) {
+            Ok(want) => {
+                let interest = Interest::new(&self.topology, &self.config.host, &want);
+                self.interest.send_if_modified(|old| {
+                    let changed = *old != interest;
+                    *old = interest;
+                    changed
+                });
+                self.want = Some(want);
+            }
+            Err(error) => tracing::warn!(%error, "no desired state for this host"),
+        }
+        if self.tracker.clear() {
+            self.publish_stuck();
+        }
     }
-    if outcome.failed() {
-        let failures: Vec<String> = outcome
-            .ovs
-            .failures
-            .iter()
-            .map(|f| format!("{}: {}", f.id, f.error))
-            .chain(
-                outcome
-                    .netlink
-                    .failures
+
+    /// Reload the topology file; keep the last good topology when it is invalid.
+    fn reload_topology(&mut self) {
+        self.reload = false;
+        match load(&self.config) {
+            Ok(fresh) if fresh.hosts.contains_key(&self.config.host) => {
+                self.generation += 1;
+                self.metrics.generation.set(self.generation);
+                tracing::info!(generation = self.generation, "topology reloaded");
+                self.topology = fresh;
+                self.loaded();
+            }
+            Ok(_) => {
+                self.metrics.reload_errors.inc();
+                tracing::error!(host = %self.config.host, "edited topology no longer has this host; keeping the last good one");
+            }
+            Err(error) => {
+                self.metrics.reload_errors.inc();
+                tracing::error!(%error, "edited topology is invalid; keeping the last good one");
+            }
+        }
+    }
+
+    /// One reconcile; `Some(signal)` when a stop signal came during it.
+    async fn step(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Trigger>,
+        signals: &mut Signals,
+    ) -> Option<&'static str> {
+        let now = Instant::now();
+        if now >= self.next_resync {
+            self.reasons.insert("periodic resync");
+            self.next_resync = now + self.config.resync;
+        }
+        if self.reload {
+            self.reload_topology();
+        }
+        // A container that died is let go before anything else looks at its veth.
+        if self.watchers.prune() {
+            self.note(Trigger::ContainerNetns);
+        }
+        let why: Vec<&str> = self.reasons.iter().copied().collect();
+        self.reasons.clear();
+        tracing::debug!(trigger = %why.join(", "), "reconcile");
+        self.schedule = Schedule::default();
+        let started = Instant::now();
+        let record = self.record();
+        self.metrics.reconcile_in_progress.set(1);
+        let result = {
+            let run = reconcile::reconcile(
+                &self.config,
+                &self.topology,
+                &self.runtimes,
+                &mut self.connection,
+                &self.metrics,
+                &why,
+            );
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    result = &mut run => break result,
+                    received = signals.recv() => match received {
+                        Received::Reload => {
+                            self.reload = true;
+                            self.reasons.insert("SIGHUP");
+                        }
+                        Received::Stop(name) => {
+                            wake::exit_by_deadline(record);
+                            // Let the step finish if it can; never wait on a hung server.
+                            if tokio::time::timeout(STOP_GRACE, &mut run).await.is_err() {
+                                tracing::warn!("a reconcile step did not finish; abandoned");
+                            }
+                            self.metrics.reconcile_in_progress.set(0);
+                            return Some(name);
+                        }
+                    },
+                }
+            }
+        };
+        self.metrics.reconcile_in_progress.set(0);
+        self.metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(connection) = &self.connection {
+            self.root = Some(connection.root.clone());
+        }
+        // A reconcile of many containers allocates a lot briefly; give it back while idle.
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        match result {
+            Ok(outcome) => self.succeeded(&outcome, rx),
+            Err(error) => self.failed(error),
+        }
+        None
+    }
+
+    fn succeeded(&mut self, outcome: &Outcome, rx: &mut mpsc::UnboundedReceiver<Trigger>) {
+        self.failures.reset();
+        let metrics = &self.metrics;
+        metrics
+            .reconciles
+            .get_or_create(&ResultLabel {
+                result: "ok".into(),
+            })
+            .inc();
+        metrics.last_success.set(unix_now());
+        metrics.waiting.set(outcome.plan.waiting.len() as i64);
+        self.follow_containers(outcome);
+        if self.tracker.applied(&outcome.plan.changes) {
+            self.publish_stuck();
+        }
+        let stuck = self.tracker.stuck();
+        if outcome.plan.is_empty() {
+            self.stuck_backoff.reset();
+        } else {
+            // Our own writes echo back as OVSDB and netlink notifications: drop
+            // those that arrived meanwhile, and verify once instead.
+            let mut pre_empt = false;
+            while let Ok(trigger) = rx.try_recv() {
+                if !trigger.may_be_own_write() {
+                    self.note(trigger);
+                    pre_empt |= trigger.pre_empts_backoff();
+                }
+            }
+            if stuck.is_empty() {
+                self.stuck_backoff.reset();
+                self.reasons.insert("verify after own changes");
+                self.schedule.at(VERIFY_AFTER);
+            } else {
+                let delay = self.stuck_backoff.delay();
+                let ids: Vec<String> = stuck
                     .iter()
-                    .map(|f| format!("{}: {}", f.id, f.error)),
-            )
-            .collect();
-        return Err(format!("partly applied; failed: {}", failures.join("; ")));
+                    .map(|c| format!("{} {}", c.kind, c.id))
+                    .collect();
+                tracing::warn!(stuck = %ids.join(", "), retry_in_ms = delay.as_millis() as u64,
+                    "changes keep coming back after being applied; backing off");
+                self.reasons.insert("retry stuck changes");
+                self.schedule.at(delay);
+            }
+            if pre_empt {
+                self.schedule.pre_empt();
+            }
+        }
+        if self.schedule.due.is_none() {
+            self.retry_waiting(outcome);
+        }
     }
-    Ok(outcome)
-}
 
-/// Tunnel ports with an interface error or BFD down.
-async fn tunnel_health(session: &Session, topology: &Topology, host: &str) -> usize {
-    let bridges = engine::managed_bridges(topology);
-    let Ok(observed) = ovs::observe(&session.client, host, &topology.mesh.name, &bridges).await
-    else {
-        return 0;
-    };
-    observed
-        .state
-        .ports
-        .iter()
-        .filter(|(_, p)| p.role == Role::Tunnel)
-        .filter(|(key, _)| {
-            observed
-                .rows
-                .status
-                .get(*key)
-                .is_some_and(|s| s.unhealthy())
-        })
-        .count()
+    /// Watch inside the containers this outcome left plumbed.
+    fn follow_containers(&mut self, outcome: &Outcome) {
+        if let Some(want) = &self.want {
+            let plumbed = containers::plumbed(want, &outcome.plan.waiting);
+            self.watchers.follow(&plumbed, &self.runtimes);
+        }
+    }
+
+    /// A new namespace file appears before its bind mount, a container is being
+    /// started: retry a few times, sooner than anything already due.
+    fn retry_waiting(&mut self, outcome: &Outcome) {
+        if outcome.plan.waiting.is_empty() || self.waiting_retries >= 20 {
+            return;
+        }
+        self.waiting_retries += 1;
+        self.reasons.insert("waiting containers");
+        let delay = Duration::from_millis(100 * u64::from(self.waiting_retries.min(10)));
+        let retry = Instant::now() + delay;
+        if self.schedule.due.is_none_or(|due| retry < due) {
+            self.schedule.at(delay);
+        }
+    }
+
+    fn failed(&mut self, error: ReconcileError) {
+        self.metrics
+            .reconciles
+            .get_or_create(&ResultLabel {
+                result: "error".into(),
+            })
+            .inc();
+        let delay = self.failures.delay();
+        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+        self.reasons.insert("retry after failure");
+        self.schedule.at(delay);
+        match error {
+            // Objects failed on a healthy server: the session stays, and what was
+            // applied (containers plumbed, some waiting) counts.
+            ReconcileError::Partial { outcome, .. } => {
+                self.follow_containers(&outcome);
+                self.retry_waiting(&outcome);
+            }
+            _ => self.connection = None,
+        }
+    }
+
+    /// Tell `status` (and the gauge) what is stuck.
+    fn publish_stuck(&self) {
+        let stuck = self.tracker.stuck();
+        self.metrics.stuck_changes.set(stuck.len() as i64);
+        if let Some(root) = &self.root {
+            let mesh = &self.topology.mesh.name;
+            if let Err(error) = stuck::write(root, mesh, &self.config.host, stuck) {
+                tracing::warn!(%error, "could not write the stuck-change record for status");
+            }
+        }
+    }
+
+    /// This daemon's stuck-change record, once a server was reached.
+    fn record(&self) -> Option<PathBuf> {
+        let root = self.root.as_deref()?;
+        stuck::record_path(root, &self.topology.mesh.name, &self.config.host)
+    }
+
+    /// Leave: the network as it is, nothing stuck on record, the process gone
+    /// within [`STOP_DEADLINE`] of the signal whatever still runs.
+    async fn stop(&mut self, signal: &'static str) {
+        tracing::info!("{signal}: exiting, network left as it is");
+        wake::exit_by_deadline(self.record());
+        self.tracker.clear();
+        self.publish_stuck();
+        if let Some(mut connection) = self.connection.take() {
+            let _ = tokio::time::timeout(STOP_GRACE / 4, connection.session.unlock()).await;
+        }
+    }
 }

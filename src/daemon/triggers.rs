@@ -4,13 +4,21 @@
 //! - OVSDB: `monitor_cond` on exactly the tables and columns ovsmesh manages
 //!   (`ovs::columns`) — not the status columns vswitchd rewrites every few seconds.
 //!   Reconnects when ovsdb-server restarts.
-//! - rtnetlink: link, IPv4 address and IPv4 route notifications.
+//! - rtnetlink: link, IPv4 address and IPv4 route notifications about the
+//!   mesh's own objects (see `owned`).
 //! - Named namespaces: inotify on /run/netns (a new file appears before its bind
 //!   mount, so the daemon retries while containers are waiting).
 //! - The topology file: inotify on its directory (writes and rename-over, as
 //!   editors and `git checkout` do); SIGHUP is handled by the main loop.
-//! - Docker: container start, restart, die and destroy events; after dockerd
-//!   restarts, reconnects with `since=` and asks for a full resync.
+//! - Docker: container start, restart, die and destroy events, subscribed with
+//!   `since=` the daemon's start, so a restart between the first observe and the
+//!   subscription is not lost; after dockerd restarts, reconnects with `since=`
+//!   the last event and asks for a full resync.
+//! - Inside plumbed containers: see `containers`.
+//!
+//! Container events, reconnections, topology edits and SIGHUP cut a backoff
+//! short ([`Trigger::pre_empts_backoff`]); OVSDB and netlink changes, which the
+//! daemon's own writes and a tool fighting it also cause, do not.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,10 +26,27 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{mpsc::UnboundedSender, watch};
 
+use super::owned::Interest;
+use super::unix_now;
 use crate::ovs::columns::monitor_requests;
 use crate::ovsdb::{self, ConnectOptions, Notification};
+use crate::runtime::DockerSocket;
+
+/// A watcher that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("netlink notifications: {0}")]
+    Netlink(#[source] std::io::Error),
+    #[error("watch {}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+}
 
 /// Why the daemon woke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,6 +58,10 @@ pub enum Trigger {
     Topology,
     Docker,
     DockerReconnected,
+    /// A plumbed container's namespace was replaced or is gone.
+    ContainerNetns,
+    /// Something changed on an interface inside a plumbed container.
+    ContainerDrift,
 }
 
 impl Trigger {
@@ -45,12 +74,23 @@ impl Trigger {
             Trigger::Topology => "topology file change",
             Trigger::Docker => "docker event",
             Trigger::DockerReconnected => "docker reconnected",
+            Trigger::ContainerNetns => "container namespace change",
+            Trigger::ContainerDrift => "change inside a container",
         }
     }
 
     /// Triggers the daemon's own writes also cause.
     pub fn may_be_own_write(self) -> bool {
-        matches!(self, Trigger::Ovsdb | Trigger::Netlink)
+        matches!(
+            self,
+            Trigger::Ovsdb | Trigger::Netlink | Trigger::ContainerDrift
+        )
+    }
+
+    /// Events that cut a backoff short: something new happened (a container
+    /// started, a server came back, the topology changed), not merely drift.
+    pub fn pre_empts_backoff(self) -> bool {
+        !self.may_be_own_write()
     }
 }
 
@@ -91,52 +131,37 @@ pub fn watch_ovsdb(remote: String, tx: UnboundedSender<Trigger>) {
     });
 }
 
-/// Watch rtnetlink notifications in the daemon's namespace.
-pub fn watch_netlink(tx: UnboundedSender<Trigger>) -> std::io::Result<()> {
-    use rtnetlink::MulticastGroup;
-    let (connection, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
-        MulticastGroup::Link,
-        MulticastGroup::Ipv4Ifaddr,
-        MulticastGroup::Ipv4Route,
-    ])?;
-    tokio::spawn(connection);
-    tokio::spawn(async move {
-        while messages.next().await.is_some() {
-            if tx.send(Trigger::Netlink).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Watch a directory for entries appearing, disappearing or being renamed over.
+/// Watch a directory for entries appearing, disappearing or being renamed over,
+/// of the names `wanted` accepts.
 fn watch_dir(
     dir: &Path,
-    only: Option<String>,
+    wanted: impl Fn(&str) -> bool + Send + 'static,
     trigger: Trigger,
     tx: UnboundedSender<Trigger>,
-) -> std::io::Result<()> {
+) -> Result<(), WatchError> {
     use inotify::{Inotify, WatchMask};
-    std::fs::create_dir_all(dir)?;
-    let inotify = Inotify::init()?;
-    inotify.watches().add(
-        dir,
-        WatchMask::CREATE
-            | WatchMask::DELETE
-            | WatchMask::MOVED_TO
-            | WatchMask::CLOSE_WRITE
-            | WatchMask::ATTRIB,
-    )?;
-    let mut events = inotify.into_event_stream([0u8; 4096])?;
+    let failed = |source| WatchError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    let inotify = Inotify::init().map_err(failed)?;
+    inotify
+        .watches()
+        .add(
+            dir,
+            WatchMask::CREATE
+                | WatchMask::DELETE
+                | WatchMask::MOVED_TO
+                | WatchMask::CLOSE_WRITE
+                | WatchMask::ATTRIB,
+        )
+        .map_err(failed)?;
+    let mut events = inotify.into_event_stream([0u8; 4096]).map_err(failed)?;
     tokio::spawn(async move {
         while let Some(Ok(event)) = events.next().await {
             let name = event.name.map(|n| n.to_string_lossy().to_string());
-            if only
-                .as_ref()
-                .is_none_or(|wanted| name.as_ref() == Some(wanted))
-                && tx.send(trigger).is_err()
-            {
+            if name.as_deref().is_some_and(&wanted) && tx.send(trigger).is_err() {
                 return;
             }
         }
@@ -144,44 +169,50 @@ fn watch_dir(
     Ok(())
 }
 
-/// Named network namespaces come and go in /run/netns.
-pub fn watch_netns(tx: UnboundedSender<Trigger>) -> std::io::Result<()> {
-    watch_dir(Path::new("/run/netns"), None, Trigger::Netns, tx)
+/// Named network namespaces of this host's containers come and go in /run/netns.
+pub fn watch_netns(
+    interest: watch::Receiver<Interest>,
+    tx: UnboundedSender<Trigger>,
+) -> Result<(), WatchError> {
+    let ours = move |name: &str| interest.borrow().netns(name);
+    watch_dir(Path::new("/run/netns"), ours, Trigger::Netns, tx)
 }
 
 /// The topology file: its directory, so rename-over is seen too.
-pub fn watch_topology(path: &Path, tx: UnboundedSender<Trigger>) -> std::io::Result<()> {
-    let absolute: PathBuf = std::path::absolute(path)?;
+pub fn watch_topology(path: &Path, tx: UnboundedSender<Trigger>) -> Result<(), WatchError> {
+    let absolute: PathBuf = std::path::absolute(path).map_err(|source| WatchError::Dir {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let dir = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let name = absolute
+    let file = absolute
         .file_name()
-        .map(|n| n.to_string_lossy().to_string());
-    watch_dir(&dir, name, Trigger::Topology, tx)
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    watch_dir(&dir, move |name| name == file, Trigger::Topology, tx)
 }
 
-/// Docker container events; reconnects with `since=` after dockerd restarts.
-pub fn watch_docker(socket: Option<String>, tx: UnboundedSender<Trigger>) {
+/// Docker container events since `since` (unix seconds: the daemon's start);
+/// reconnects with `since=` the last event after dockerd restarts.
+pub fn watch_docker(
+    socket: DockerSocket,
+    since: i64,
+    interest: watch::Receiver<Interest>,
+    tx: UnboundedSender<Trigger>,
+) {
     tokio::spawn(async move {
-        let socket = socket
-            .or_else(|| std::env::var("DOCKER_HOST").ok())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
-        let path = socket
-            .strip_prefix("unix://")
-            .unwrap_or(&socket)
-            .to_string();
-        let mut since: Option<i64> = None;
+        let mut since = Some(since);
         let mut delay = Duration::from_millis(200);
         let mut connected_before = false;
         loop {
-            let docker =
-                bollard::Docker::connect_with_unix(&path, 120, bollard::API_DEFAULT_VERSION).ok();
+            let docker = socket.client(120).ok();
             let reachable = match &docker {
                 Some(docker) => docker.ping().await.is_ok(),
                 None => false,
             };
             if let (Some(docker), true) = (docker, reachable) {
                 if connected_before {
-                    tracing::info!(%socket, "reconnected to dockerd");
+                    tracing::info!(socket = %socket.uri, "reconnected to dockerd");
                     let _ = tx.send(Trigger::DockerReconnected);
                 }
                 connected_before = true;
@@ -204,8 +235,15 @@ pub fn watch_docker(socket: Option<String>, tx: UnboundedSender<Trigger>) {
                 delay = Duration::from_millis(200);
                 while let Some(event) = stream.next().await {
                     let Ok(event) = event else { break };
+                    let name = event
+                        .actor
+                        .as_ref()
+                        .and_then(|a| a.attributes.as_ref())
+                        .and_then(|a| a.get("name"));
+                    tracing::debug!(container = ?name, action = ?event.action, time = ?event.time, "docker event");
                     since = event.time.or(since);
-                    if tx.send(Trigger::Docker).is_err() {
+                    let ours = name.is_some_and(|n| interest.borrow().docker(n));
+                    if ours && tx.send(Trigger::Docker).is_err() {
                         return;
                     }
                 }
@@ -215,11 +253,4 @@ pub fn watch_docker(socket: Option<String>, tx: UnboundedSender<Trigger>) {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
     });
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

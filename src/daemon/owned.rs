@@ -1,0 +1,272 @@
+//! Which notifications concern ovsmesh's own objects.
+//!
+//! A host running containers sees a steady stream of link, address and route
+//! notifications, namespaces and container events that have nothing to do with
+//! the mesh (Docker's veths, a VPN's routes, other containers). The daemon
+//! wakes only for what the ownership marks (`marks`) and the topology make ours:
+//! - links: a veth host end carrying this mesh's alias, or a device the host's
+//!   desired state names (bridges and their internal ports, the underlay and
+//!   uplink NICs, devices whose forwarding ovsmesh sets);
+//! - addresses: on such a device, or an address the topology puts somewhere;
+//! - routes: with ovsmesh's route protocol, or to a destination the topology
+//!   routes (a foreign route taking over one of ours is drift too);
+//! - named namespaces and Docker containers of this host's containers.
+
+use std::collections::BTreeSet;
+use std::ffi::CStr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::StreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use tokio::sync::{mpsc::UnboundedSender, watch};
+
+use super::triggers::{Trigger, WatchError};
+use crate::marks;
+use crate::state::HostState;
+use crate::topology::{Runtime, Topology};
+
+/// What of the host's netlink state is the mesh's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interest {
+    mesh: String,
+    devices: BTreeSet<String>,
+    addresses: BTreeSet<Ipv4Addr>,
+    routes: BTreeSet<Ipv4Net>,
+    netns: BTreeSet<String>,
+    docker: BTreeSet<String>,
+}
+
+impl Interest {
+    /// From the topology and the host's desired state.
+    pub fn new(topology: &Topology, host: &str, want: &HostState) -> Self {
+        let mut devices: BTreeSet<String> = want.bridges.keys().cloned().collect();
+        devices.extend(
+            want.ports
+                .values()
+                .filter(|p| p.role != marks::Role::Access && p.role != marks::Role::Tunnel)
+                .map(|p| p.name.clone()),
+        );
+        devices.extend(want.addresses.values().map(|a| a.dev.clone()));
+        devices.extend(want.forwarding.keys().cloned());
+        if let Some(host) = topology.hosts.get(host) {
+            devices.extend(host.underlay_nic.iter().cloned());
+            devices.extend(host.uplink_nic.iter().cloned());
+        }
+        let (mut netns, mut docker) = (BTreeSet::new(), BTreeSet::new());
+        for iface in want.containers.values() {
+            match &iface.runtime {
+                Runtime::Netns(name) => netns.insert(name.clone()),
+                Runtime::Docker(name) => docker.insert(name.clone()),
+            };
+        }
+        Self {
+            mesh: topology.mesh.name.clone(),
+            devices,
+            addresses: want.addresses.values().map(|a| a.address.addr()).collect(),
+            routes: want.routes.values().map(|r| r.to).collect(),
+            netns,
+            docker,
+        }
+    }
+
+    /// Whether a file in /run/netns is the namespace of one of this host's containers.
+    pub fn netns(&self, name: &str) -> bool {
+        self.netns.contains(name)
+    }
+
+    /// Whether a Docker container is one of this host's.
+    pub fn docker(&self, name: &str) -> bool {
+        self.docker.contains(name.trim_start_matches('/'))
+    }
+
+    /// Whether a notification is about one of ours.
+    pub fn concerns(&self, message: &RouteNetlinkMessage) -> bool {
+        match message {
+            RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link) => {
+                self.link(link)
+            }
+            RouteNetlinkMessage::NewAddress(address) | RouteNetlinkMessage::DelAddress(address) => {
+                self.address(address)
+            }
+            RouteNetlinkMessage::NewRoute(route) | RouteNetlinkMessage::DelRoute(route) => {
+                self.route(route)
+            }
+            _ => false,
+        }
+    }
+
+    fn link(&self, link: &LinkMessage) -> bool {
+        link.attributes.iter().any(|a| match a {
+            LinkAttribute::IfName(name) => self.devices.contains(name),
+            LinkAttribute::IfAlias(alias) => marks::Policy::new(&self.mesh)
+                .veth_identity(Some(alias))
+                .is_some(),
+            _ => false,
+        })
+    }
+
+    fn address(&self, address: &AddressMessage) -> bool {
+        let ours = address.attributes.iter().any(|a| match a {
+            AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
+                self.addresses.contains(ip)
+            }
+            _ => false,
+        });
+        ours || interface_name(address.header.index).is_some_and(|n| self.devices.contains(&n))
+    }
+
+    fn route(&self, route: &RouteMessage) -> bool {
+        let metric = route
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Priority(metric) => Some(*metric),
+                _ => None,
+            })
+            .unwrap_or(0);
+        if marks::Policy::new(&self.mesh).owns_route(u8::from(route.header.protocol), metric) {
+            return true;
+        }
+        let to = route
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            })
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        Ipv4Net::new(to, route.header.destination_prefix_length)
+            .is_ok_and(|to| self.routes.contains(&to))
+    }
+}
+
+/// The name of an interface of this namespace.
+fn interface_name(index: u32) -> Option<String> {
+    let mut buffer = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer has IF_NAMESIZE bytes, as if_indextoname requires.
+    let found = unsafe { libc::if_indextoname(index, buffer.as_mut_ptr()) };
+    if found.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { CStr::from_ptr(buffer.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// Watch rtnetlink notifications in the daemon's namespace; only those about the
+/// mesh's objects (as `interest` says at the time) wake the daemon.
+pub fn watch_netlink(
+    interest: watch::Receiver<Interest>,
+    tx: UnboundedSender<Trigger>,
+) -> Result<(), WatchError> {
+    use rtnetlink::MulticastGroup;
+    let (connection, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
+        MulticastGroup::Link,
+        MulticastGroup::Ipv4Ifaddr,
+        MulticastGroup::Ipv4Route,
+    ])
+    .map_err(WatchError::Netlink)?;
+    tokio::spawn(connection);
+    tokio::spawn(async move {
+        while let Some((message, _)) = messages.next().await {
+            let NetlinkPayload::InnerMessage(message) = message.payload else {
+                continue;
+            };
+            if interest.borrow().concerns(&message) && tx.send(Trigger::Netlink).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_route::route::RouteProtocol;
+
+    fn interest() -> Interest {
+        Interest {
+            mesh: "lab".into(),
+            devices: ["obr0", "br-phy", "gblue-23198a"].map(String::from).into(),
+            addresses: ["192.168.0.254".parse().unwrap()].into(),
+            routes: ["172.17.2.0/24".parse().unwrap()].into(),
+            netns: ["p-blue1".to_string()].into(),
+            docker: ["p-test1".to_string()].into(),
+        }
+    }
+
+    #[test]
+    fn only_this_hosts_namespaces_and_containers_count() {
+        let interest = interest();
+        assert!(interest.netns("p-blue1"));
+        assert!(!interest.netns("cni-1234"));
+        assert!(interest.docker("p-test1") && interest.docker("/p-test1"));
+        assert!(!interest.docker("redis"));
+    }
+
+    fn link(name: &str, alias: Option<&str>) -> RouteNetlinkMessage {
+        let mut message = LinkMessage::default();
+        message.attributes.push(LinkAttribute::IfName(name.into()));
+        if let Some(alias) = alias {
+            message
+                .attributes
+                .push(LinkAttribute::IfAlias(alias.into()));
+        }
+        RouteNetlinkMessage::NewLink(message)
+    }
+
+    fn route(to: &str, protocol: u8, metric: u32) -> RouteNetlinkMessage {
+        let to: Ipv4Net = to.parse().unwrap();
+        let mut message = RouteMessage::default();
+        message.header.destination_prefix_length = to.prefix_len();
+        message.header.protocol = RouteProtocol::from(protocol);
+        message
+            .attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(to.addr())));
+        message.attributes.push(RouteAttribute::Priority(metric));
+        RouteNetlinkMessage::DelRoute(message)
+    }
+
+    #[test]
+    fn foreign_links_and_routes_do_not_concern_the_mesh() {
+        let interest = interest();
+        assert!(!interest.concerns(&link("veth1234", None)));
+        assert!(!interest.concerns(&link("vx", Some("ovsmesh:other/c/eth1"))));
+        assert!(!interest.concerns(&link("vx", Some("ovsmesh:labx/c/eth1"))));
+        assert!(!interest.concerns(&route("10.9.0.0/16", 4, 0)));
+        assert!(!interest.concerns(&route("10.9.0.0/16", 3, 0)));
+        // Protocol 79 with another mesh's metric (or another tool's) is not ours.
+        let other = marks::Policy::new("other").route_metric();
+        assert!(!interest.concerns(&route("10.9.0.0/16", marks::ROUTE_PROTOCOL, other)));
+        assert!(!interest.concerns(&route("10.9.0.0/16", marks::ROUTE_PROTOCOL, 0)));
+    }
+
+    #[test]
+    fn owned_links_routes_and_routes_to_our_destinations_do() {
+        let interest = interest();
+        assert!(interest.concerns(&link("obr0", None)));
+        assert!(interest.concerns(&link("vpod1-190ace0", Some("ovsmesh:lab/pod1/eth1"))));
+        let ours = marks::Policy::new("lab").route_metric();
+        assert!(interest.concerns(&route("10.9.0.0/16", marks::ROUTE_PROTOCOL, ours)));
+        assert!(interest.concerns(&route("172.17.2.0/24", 4, 0)));
+    }
+
+    #[test]
+    fn addresses_count_by_value_or_by_device() {
+        let interest = interest();
+        let mut message = AddressMessage::default();
+        message.header.index = u32::MAX;
+        message
+            .attributes
+            .push(AddressAttribute::Local("192.168.0.254".parse().unwrap()));
+        assert!(interest.concerns(&RouteNetlinkMessage::NewAddress(message.clone())));
+        message.attributes = vec![AddressAttribute::Local("10.1.1.1".parse().unwrap())];
+        assert!(!interest.concerns(&RouteNetlinkMessage::NewAddress(message)));
+    }
+}
