@@ -2,8 +2,10 @@
 //!
 //! A pure function of (topology, host): bridges, tunnels to peers that share a
 //! VLAN or the tunnelled routed network, uplink and access ports, gateway ports
-//! and addresses, routes, forwarding and container interfaces. No I/O, so it is
-//! tested without root and the same answer comes out on every run.
+//! and addresses (internal ports with the MTU of their path), routes,
+//! forwarding and the routing bridge's other IPv4 settings, and container
+//! interfaces. No I/O, so it is tested without root and the same answer comes
+//! out on every run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +14,7 @@ use thiserror::Error;
 use crate::marks::{self, Role};
 use crate::state::{
     AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, HostState, Port, PortId,
+    Sysctl,
 };
 use crate::topology::names::{self, BridgeRole};
 use crate::topology::{Datapath, Host, Network, RoutedMode, Topology, VlanGateway, VlanTransport};
@@ -74,12 +77,15 @@ impl Builder<'_> {
         ids
     }
 
-    fn bridge(&mut self, name: &str) {
+    /// A bridge; `mtu_request` for its own internal interface when the host
+    /// uses that interface (an address on it).
+    fn bridge(&mut self, name: &str, mtu_request: Option<u32>) {
         self.state.bridges.insert(
             name.to_string(),
             Bridge {
                 datapath_type: self.host.datapath.as_str().to_string(),
                 owned: true,
+                mtu_request,
             },
         );
     }
@@ -106,7 +112,7 @@ impl Builder<'_> {
             return;
         };
         let bridge = self.topology.mesh.underlay_bridge.clone();
-        self.bridge(&bridge);
+        self.bridge(&bridge, Some(self.host.underlay_mtu));
         let external_ids = self.marks(Role::Underlay, &[]);
         self.port(
             PortId::Underlay {
@@ -122,6 +128,7 @@ impl Builder<'_> {
                 trunks: Vec::new(),
                 protected: false,
                 bfd: BTreeMap::new(),
+                mtu_request: None,
                 external_ids,
             },
         );
@@ -130,7 +137,7 @@ impl Builder<'_> {
 
     fn tunnel(&mut self, role: BridgeRole, bridge: &str, key: u32, peer: &Host, trunks: Vec<u16>) {
         let mesh = &self.topology.mesh;
-        let options = BTreeMap::from([
+        let mut options = BTreeMap::from([
             (
                 "remote_ip".to_string(),
                 peer.underlay_address.addr().to_string(),
@@ -141,6 +148,9 @@ impl Builder<'_> {
             ),
             ("key".to_string(), key.to_string()),
         ]);
+        if let Some(port) = mesh.dst_port {
+            options.insert("dst_port".to_string(), port.to_string());
+        }
         let bfd = if mesh.bfd {
             BTreeMap::from([("enable".to_string(), "true".to_string())])
         } else {
@@ -162,6 +172,7 @@ impl Builder<'_> {
                 trunks,
                 protected: true,
                 bfd,
+                mtu_request: None,
                 external_ids,
             },
         );
@@ -187,7 +198,7 @@ impl Builder<'_> {
             return;
         };
         let bridge = mesh.vlan_bridge.clone();
-        self.bridge(&bridge);
+        self.bridge(&bridge, None);
         match mesh.vlan_transport {
             VlanTransport::Tunnel => {
                 for (peer, theirs) in &vlans_by_host {
@@ -225,6 +236,7 @@ impl Builder<'_> {
                             trunks: mine.iter().copied().collect(),
                             protected: false,
                             bfd: BTreeMap::new(),
+                            mtu_request: None,
                             external_ids,
                         },
                     );
@@ -259,6 +271,9 @@ impl Builder<'_> {
                     trunks: Vec::new(),
                     protected: false,
                     bfd: BTreeMap::new(),
+                    mtu_request: participation
+                        .get(vlan.name.as_str())
+                        .map(|hosts| crate::topology::vlan_budget(topology, hosts)),
                     external_ids,
                 },
             );
@@ -281,7 +296,10 @@ impl Builder<'_> {
             return;
         };
         let bridge = mesh.overlay_bridge.clone();
-        self.bridge(&bridge);
+        self.bridge(
+            &bridge,
+            Some(crate::topology::routed_budget(topology, routed)),
+        );
         let gateway = routed.gateways[&self.host.name];
         let address =
             ipnet::Ipv4Net::new(gateway, subnet.prefix_len()).expect("prefix from a subnet");
@@ -289,6 +307,7 @@ impl Builder<'_> {
         self.state.forwarding.insert(bridge.clone(), true);
         match routed.mode {
             RoutedMode::Tunnel => {
+                self.no_redirects(&bridge);
                 for peer in routed.subnets.keys() {
                     if *peer != self.host.name {
                         let peer = &topology.hosts[peer];
@@ -311,6 +330,21 @@ impl Builder<'_> {
                 };
                 self.state.forwarding.insert(underlay_dev, true);
             }
+        }
+    }
+
+    /// In tunnel mode the overlay bridge routes peers' subnets back out of
+    /// itself (a hairpin), so the kernel would send ICMP redirects to the
+    /// containers. It sends them when `all` *or* the device says so, so both
+    /// are turned off; other devices keep their own setting.
+    fn no_redirects(&mut self, bridge: &str) {
+        for dev in ["all", bridge] {
+            let setting = Sysctl {
+                dev: dev.to_string(),
+                key: "send_redirects".to_string(),
+                value: 0,
+            };
+            self.state.sysctls.insert(setting.name(), setting);
         }
     }
 
@@ -397,6 +431,7 @@ impl Builder<'_> {
                         trunks: Vec::new(),
                         protected: false,
                         bfd: BTreeMap::new(),
+                        mtu_request: None,
                         external_ids,
                     },
                 );

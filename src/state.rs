@@ -35,6 +35,10 @@ pub struct HostState {
     /// Device (or `all`) → IPv4 forwarding enabled.
     #[serde(default)]
     pub forwarding: BTreeMap<String, bool>,
+    /// `net.ipv4.conf.DEV.KEY` → the other per-interface IPv4 settings the routed
+    /// path needs (see [`Sysctl`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, Sysctl>,
     /// `CONTAINER/IFNAME` → the container's interface.
     #[serde(default)]
     pub containers: BTreeMap<String, ContainerInterface>,
@@ -52,6 +56,9 @@ pub struct Bridge {
     /// A bridge without it is adopted and never deleted.
     #[serde(default)]
     pub owned: bool,
+    /// `Interface.mtu_request` of the bridge's own internal interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu_request: Option<u32>,
 }
 
 /// Identity of an owned port.
@@ -100,6 +107,9 @@ pub struct Port {
     pub protected: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub bfd: BTreeMap<String, String>,
+    /// `Interface.mtu_request`: the MTU of an internal port (its device's MTU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu_request: Option<u32>,
     /// Ownership marks (see `marks`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: BTreeMap<String, String>,
@@ -141,6 +151,25 @@ pub struct HostRoute {
     pub dev: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub onlink: bool,
+}
+
+/// One `net.ipv4.conf.DEV.KEY` setting, written through /proc/sys. The value
+/// it replaces is remembered the first time and put back by `down`, like
+/// forwarding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sysctl {
+    /// A device, or `all`.
+    pub dev: String,
+    /// The setting under `net.ipv4.conf.DEV`, e.g. `send_redirects`.
+    pub key: String,
+    pub value: u32,
+}
+
+impl Sysctl {
+    pub fn name(&self) -> String {
+        format!("net.ipv4.conf.{}.{}", self.dev, self.key)
+    }
 }
 
 /// A container's interface: the inner end of a veth whose host end is an access port.

@@ -46,7 +46,7 @@ pub struct HostContext<'a> {
 pub const CONTAINER_KINDS: &[Kind] = &[Kind::ContainerInterface];
 /// Host addresses, routes and forwarding: after the OVS transaction on the way
 /// up (internal ports must exist), before it on the way down.
-pub const HOST_KINDS: &[Kind] = &[Kind::Address, Kind::Route, Kind::Forwarding];
+pub const HOST_KINDS: &[Kind] = &[Kind::Address, Kind::Route, Kind::Forwarding, Kind::Sysctl];
 /// Everything of netlink, for `down`: veths first, then the underlay address
 /// back to the NIC, all before the OVS rows (and the underlay bridge) go.
 pub const ALL_KINDS: &[Kind] = &[
@@ -54,6 +54,7 @@ pub const ALL_KINDS: &[Kind] = &[
     Kind::Address,
     Kind::Route,
     Kind::Forwarding,
+    Kind::Sysctl,
 ];
 
 /// Apply the changes of the given kinds, in the order given.
@@ -79,6 +80,7 @@ pub async fn apply(
                 Kind::Address => address(netlink, context, change, &plan.target, observed).await,
                 Kind::Route => route(netlink, change, &plan.target, observed).await,
                 Kind::Forwarding => forwarding(context, change, &plan.target),
+                Kind::Sysctl => setting(context, change, &plan.target),
                 Kind::Bridge | Kind::Port => continue,
             };
             match result {
@@ -396,7 +398,23 @@ fn forwarding(
         .map_err(io(format!("forwarding on {}", change.id)))
 }
 
-/// `down`: forwarding back to what it was before ovsmesh enabled it.
+/// A `net.ipv4.conf.DEV.KEY` setting, remembering the value it replaces. A
+/// setting no longer wanted is left as it is until `down` puts back the
+/// remembered value.
+fn setting(
+    context: &HostContext<'_>,
+    change: &Change,
+    target: &HostState,
+) -> Result<(), NetlinkError> {
+    let Some(want) = target.sysctls.get(&change.id) else {
+        return Ok(());
+    };
+    sysctl::set_remembering(context.mesh, &want.dev, &want.key, want.value)
+        .map_err(io(change.id.clone()))
+}
+
+/// `down`: forwarding and the other IPv4 settings back to what they were
+/// before ovsmesh changed them.
 pub fn restore_forwarding(mesh: &str) -> Result<Vec<String>, NetlinkError> {
-    sysctl::restore_all(mesh).map_err(io("restore forwarding".to_string()))
+    sysctl::restore_every_key(mesh).map_err(io("restore IPv4 settings".to_string()))
 }

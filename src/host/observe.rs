@@ -1,7 +1,8 @@
 //! Read the netlink side of a host into the shared state type.
 //!
 //! Host side: addresses on ovsmesh's devices, routes carrying ovsmesh's route
-//! protocol, forwarding on the devices the topology routes through, and every
+//! protocol, forwarding and the other IPv4 settings on the devices the topology
+//! routes through, and every
 //! veth host end carrying this mesh's alias (so a container removed from the
 //! topology is still found and cleaned up). Container side: each container's
 //! runtime is asked for its namespace; a container that is not running is
@@ -122,6 +123,15 @@ pub async fn observe(
     for dev in desired.forwarding.keys() {
         if let Some(on) = sysctl::forwarding(dev) {
             state.forwarding.insert(dev.clone(), on);
+        }
+    }
+    for (name, want) in &desired.sysctls {
+        if let Some(value) = sysctl::read(&want.dev, &want.key) {
+            let seen = crate::state::Sysctl {
+                value,
+                ..want.clone()
+            };
+            state.sysctls.insert(name.clone(), seen);
         }
     }
 

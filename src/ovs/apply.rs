@@ -42,11 +42,20 @@ fn port_columns(port: &Port) -> Value {
     })
 }
 
+/// An optional integer column: the value, or the empty set.
+fn optional_integer(value: Option<u32>) -> Value {
+    match value {
+        Some(value) => json!(value),
+        None => Datum::set(vec![]).to_json(),
+    }
+}
+
 fn interface_columns(port: &Port) -> Value {
     json!({
         "type": port.iface_type,
         "options": Datum::map(&port.options).to_json(),
         "bfd": Datum::map(&port.bfd).to_json(),
+        "mtu_request": optional_integer(port.mtu_request),
     })
 }
 
@@ -92,7 +101,11 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                 ops.push(wait_absent("Bridge", &change.id));
                 ops.push(insert(
                     "Interface",
-                    json!({"name": change.id, "type": "internal"}),
+                    json!({
+                        "name": change.id,
+                        "type": "internal",
+                        "mtu_request": optional_integer(bridge.mtu_request),
+                    }),
                     &local_iface,
                 ));
                 ops.push(insert(
@@ -112,6 +125,15 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                         "Bridge",
                         &row.uuid,
                         json!({"datapath_type": bridge.datapath_type}),
+                    ));
+                }
+                // The bridge's own interface: vswitchd rewrites its status columns
+                // all the time, so no version guard; setting one column is idempotent.
+                if let Some(local) = rows.local_interfaces.get(&change.id) {
+                    ops.push(update(
+                        "Interface",
+                        local,
+                        json!({"mtu_request": optional_integer(bridge.mtu_request)}),
                     ));
                 }
             }

@@ -54,6 +54,8 @@ pub struct Rows {
     pub ports: BTreeMap<String, (RowRef, RowRef, String)>,
     /// Port key → interface status.
     pub status: BTreeMap<String, InterfaceStatus>,
+    /// Bridge name → uuid of the bridge's own internal interface (for its `mtu_request`).
+    pub local_interfaces: BTreeMap<String, String>,
 }
 
 /// The OVS half of a host's observed state.
@@ -169,6 +171,7 @@ pub async fn observe(
                         "bfd_status",
                         "error",
                         "ofport",
+                        "mtu_request",
                     ],
                 ),
             ],
@@ -227,6 +230,7 @@ pub fn interpret(
         let owned = ids.get(marks::MESH).is_some_and(|m| m == mesh);
         let managed = owned || managed_bridges.contains(&name.as_str());
         let mut foreign = Vec::new();
+        let mut local_mtu_request = None;
         for port_uuid in bridge.uuids("ports") {
             let Some(port) = ports_by_uuid.get(&port_uuid) else {
                 continue;
@@ -235,6 +239,18 @@ pub fn interpret(
             if port_ids.get(marks::MESH).map(String::as_str) != Some(mesh) {
                 if port.string("name") != name {
                     foreign.push(port.string("name"));
+                } else if let Some(local) = port
+                    .uuids("interfaces")
+                    .iter()
+                    .filter_map(|u| ifaces_by_uuid.get(u))
+                    .find(|i| i.string("name") == name)
+                {
+                    local_mtu_request = mtu_request(local);
+                    if managed {
+                        out.rows
+                            .local_interfaces
+                            .insert(name.clone(), local.uuid("_uuid"));
+                    }
                 }
                 continue;
             }
@@ -273,6 +289,7 @@ pub fn interpret(
                         .and_then(|d| d.atoms().first().cloned())
                         == Some(Atom::Boolean(true)),
                     bfd: iface.map("bfd"),
+                    mtu_request: mtu_request(iface),
                     external_ids: port_ids.clone(),
                 },
             );
@@ -301,6 +318,7 @@ pub fn interpret(
                 Bridge {
                     datapath_type: bridge.string("datapath_type"),
                     owned,
+                    mtu_request: local_mtu_request,
                 },
             );
             out.rows.bridges.insert(name.clone(), bridge.row_ref());
@@ -314,6 +332,14 @@ pub fn interpret(
         }
     }
     out
+}
+
+/// `Interface.mtu_request` (an optional integer).
+fn mtu_request(iface: &Row<'_>) -> Option<u32> {
+    iface
+        .integers("mtu_request")
+        .first()
+        .and_then(|m| u32::try_from(*m).ok())
 }
 
 /// The identity a port's marks spell out.

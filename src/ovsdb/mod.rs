@@ -81,6 +81,7 @@ pub const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
             "external_ids",
             "error",
             "ofport",
+            "mtu_request",
         ],
     ),
 ];

@@ -39,6 +39,7 @@ pub enum Kind {
     Address,
     Route,
     Forwarding,
+    Sysctl,
     ContainerInterface,
 }
 
@@ -50,6 +51,7 @@ impl Kind {
             Kind::Address => "address",
             Kind::Route => "route",
             Kind::Forwarding => "forwarding",
+            Kind::Sysctl => "sysctl",
             Kind::ContainerInterface => "container-interface",
         }
     }
@@ -146,6 +148,13 @@ pub fn plan(mesh: &str, desired: &HostState, observed: &HostState) -> Plan {
     diff(
         &target.forwarding,
         &observed.forwarding,
+        &mut changes,
+        |_, _| true,
+        &BTreeMap::new(),
+    );
+    diff(
+        &target.sysctls,
+        &observed.sysctls,
         &mut changes,
         |_, _| true,
         &BTreeMap::new(),

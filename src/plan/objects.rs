@@ -5,7 +5,7 @@
 //! in-place update, and why the topology wants it.
 
 use crate::marks::Role;
-use crate::state::{AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, Port};
+use crate::state::{AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, Port, Sysctl};
 
 use super::Kind;
 
@@ -28,10 +28,14 @@ fn field(name: &str, value: impl ToString) -> (String, String) {
 
 impl Object for Bridge {
     const KIND: Kind = Kind::Bridge;
-    const COMPARED: &'static [&'static str] = &["datapath_type"];
+    const COMPARED: &'static [&'static str] = &["datapath_type", "mtu_request"];
 
     fn fields(&self) -> Vec<(String, String)> {
-        vec![field("datapath_type", &self.datapath_type)]
+        let mut fields = vec![field("datapath_type", &self.datapath_type)];
+        if let Some(mtu) = self.mtu_request {
+            fields.push(field("mtu_request", mtu));
+        }
+        fields
     }
 
     fn purpose(&self) -> String {
@@ -70,6 +74,9 @@ impl Object for Port {
         }
         for (key, value) in &self.bfd {
             fields.push(field(&format!("bfd:{key}"), value));
+        }
+        if let Some(mtu) = self.mtu_request {
+            fields.push(field("mtu_request", mtu));
         }
         fields
     }
@@ -148,6 +155,26 @@ impl Object for bool {
 
     fn purpose(&self) -> String {
         "the host routes container traffic through this interface".into()
+    }
+}
+
+impl Object for Sysctl {
+    const KIND: Kind = Kind::Sysctl;
+
+    fn fields(&self) -> Vec<(String, String)> {
+        vec![field("value", self.value)]
+    }
+
+    fn purpose(&self) -> String {
+        match (self.key.as_str(), self.dev.as_str()) {
+            ("send_redirects", "all") => {
+                "the kernel redirects when `all` or the device says so: off for all, other devices keep their own setting".into()
+            }
+            ("send_redirects", _) => {
+                "the routing bridge hairpins peers' traffic: no ICMP redirects to the containers".into()
+            }
+            _ => "the routed overlay needs it".into(),
+        }
     }
 }
 

@@ -139,6 +139,7 @@ fn adopted_bridge_is_never_deleted_but_owned_one_is() {
         crate::state::Bridge {
             datapath_type: "system".into(),
             owned: false,
+            mtu_request: None,
         },
     );
     seen.bridges.insert(
@@ -146,6 +147,7 @@ fn adopted_bridge_is_never_deleted_but_owned_one_is() {
         crate::state::Bridge {
             datapath_type: "system".into(),
             owned: true,
+            mtu_request: None,
         },
     );
     let plan = plan("t", &want, &seen);
