@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::desired::desired;
 use crate::host::apply::{ALL_KINDS, CONTAINER_KINDS, HOST_KINDS};
+use crate::host::facts::HostFacts;
 use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
 use crate::marks::Role;
 use crate::netlink::{Netlink, NetlinkError};
@@ -46,6 +47,8 @@ pub enum EngineError {
     Observe(#[from] host::ObserveError),
     #[error("the host kept changing under ovsmesh: gave up after {ATTEMPTS} attempts ({0})")]
     Conflict(String),
+    #[error(transparent)]
+    Refused(#[from] host::warnings::UplinkRefused),
 }
 
 /// The OVSDB remote for a host: `--ovsdb` > `$OVSMESH_OVSDB` > topology > default.
@@ -80,11 +83,13 @@ pub struct HostTarget<'a> {
     pub wait: Option<Duration>,
 }
 
-/// A host as observed: both halves, plus what apply needs of each.
+/// A host as observed: both halves, plus what apply needs of each, and the
+/// host's own facts the topology only assumes.
 pub struct Observed {
     pub state: HostState,
     pub ovs: OvsObserved,
     pub netlink: NetlinkRows,
+    pub facts: HostFacts,
 }
 
 async fn observe(
@@ -121,12 +126,15 @@ async fn observe(
     state.addresses = links.addresses;
     state.routes = links.routes;
     state.forwarding = links.forwarding;
+    state.sysctls = links.sysctls;
     state.containers = links.containers;
     state.waiting = links.waiting;
+    let facts = host::facts::read(netlink, topology, target.host).await?;
     Ok(Observed {
         state,
         ovs,
         netlink: rows,
+        facts,
     })
 }
 
@@ -166,6 +174,8 @@ pub struct Outcome {
     pub plan: Plan,
     pub ovs: OvsReport,
     pub netlink: NetlinkReport,
+    /// What the host's own settings do to the mesh (`host::warnings`).
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -247,12 +257,22 @@ async fn converge_locked(
     for attempt in 1..=ATTEMPTS {
         let observed = observe(session, &netlink, target, want).await?;
         let plan = plan(mesh, want, &observed.state);
+        let warnings = match direction {
+            Direction::Up => host::warnings::warnings(target.topology, want, &observed.facts),
+            Direction::Down => Vec::new(),
+        };
         if plan.is_empty() {
             return Ok(Outcome {
                 plan,
                 ovs: OvsReport::default(),
                 netlink: NetlinkReport::default(),
+                warnings,
             });
+        }
+        if direction == Direction::Up {
+            if let Some(refused) = host::warnings::refuse_uplink(&plan, &observed.facts) {
+                return Err(refused.into());
+            }
         }
         let (before, after): (&[Kind], &[Kind]) = match direction {
             Direction::Up => (CONTAINER_KINDS, HOST_KINDS),
@@ -284,6 +304,7 @@ async fn converge_locked(
                     plan,
                     ovs: report,
                     netlink: links,
+                    warnings,
                 });
             }
             Err(ApplyError::Conflict(reason)) => {
