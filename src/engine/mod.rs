@@ -123,6 +123,7 @@ async fn observe(
     let (links, rows) = host::observe(netlink, &mesh.name, want, &devices, target.runtimes).await?;
     let mut ovs = ovs;
     let mut state = std::mem::take(&mut ovs.state);
+    ovs::observe::forget_unmanaged_mtu_requests(&mut state, want);
     state.addresses = links.addresses;
     state.routes = links.routes;
     state.forwarding = links.forwarding;

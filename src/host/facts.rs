@@ -59,9 +59,18 @@ pub async fn read(
     let Some(this) = topology.hosts.get(host) else {
         return Ok(HostFacts::default());
     };
+    // Each dump only when needed: the daemon observes on every trigger.
     let links = netlink.links().await?;
-    let addresses = netlink.addresses().await?;
-    let routes = netlink.routes().await?;
+    let addresses = if this.underlay_nic.is_none() || this.uplink_nic.is_some() {
+        netlink.addresses().await?
+    } else {
+        Vec::new()
+    };
+    let routes = if this.uplink_nic.is_some() {
+        netlink.routes().await?
+    } else {
+        Vec::new()
+    };
     let by_name = |name: &str| links.iter().find(|l| l.name == name);
     let device = |link: &Link| Device {
         name: link.name.clone(),

@@ -51,12 +51,16 @@ fn optional_integer(value: Option<u32>) -> Value {
 }
 
 fn interface_columns(port: &Port) -> Value {
-    json!({
+    let mut columns = json!({
         "type": port.iface_type,
         "options": Datum::map(&port.options).to_json(),
         "bfd": Datum::map(&port.bfd).to_json(),
-        "mtu_request": optional_integer(port.mtu_request),
-    })
+    });
+    // Only where ovsmesh manages it (see `observe::forget_unmanaged_mtu_requests`).
+    if let Some(mtu) = port.mtu_request {
+        columns["mtu_request"] = json!(mtu);
+    }
+    columns
 }
 
 fn merge(mut a: Value, b: Value) -> Value {
@@ -129,12 +133,10 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                 }
                 // The bridge's own interface: vswitchd rewrites its status columns
                 // all the time, so no version guard; setting one column is idempotent.
-                if let Some(local) = rows.local_interfaces.get(&change.id) {
-                    ops.push(update(
-                        "Interface",
-                        local,
-                        json!({"mtu_request": optional_integer(bridge.mtu_request)}),
-                    ));
+                if let (Some(local), Some(mtu)) =
+                    (rows.local_interfaces.get(&change.id), bridge.mtu_request)
+                {
+                    ops.push(update("Interface", local, json!({"mtu_request": mtu})));
                 }
             }
             Op::Delete => {}

@@ -334,6 +334,28 @@ pub fn interpret(
     out
 }
 
+/// `mtu_request` is ovsmesh's only where the desired state sets one (the
+/// internal interfaces it puts addresses on). Elsewhere — `ovs0`'s own
+/// interface, a NIC (uplink, underlay), a tunnel — whatever its owner set is
+/// left alone: observed as unset, so the plan never changes it.
+pub fn forget_unmanaged_mtu_requests(observed: &mut HostState, desired: &HostState) {
+    for (name, bridge) in &mut observed.bridges {
+        if desired
+            .bridges
+            .get(name)
+            .and_then(|b| b.mtu_request)
+            .is_none()
+        {
+            bridge.mtu_request = None;
+        }
+    }
+    for (key, port) in &mut observed.ports {
+        if desired.ports.get(key).and_then(|p| p.mtu_request).is_none() {
+            port.mtu_request = None;
+        }
+    }
+}
+
 /// `Interface.mtu_request` (an optional integer).
 fn mtu_request(iface: &Row<'_>) -> Option<u32> {
     iface
