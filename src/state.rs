@@ -36,6 +36,10 @@ pub struct HostState {
     /// Device (or `all`) → IPv4 forwarding enabled.
     #[serde(default)]
     pub forwarding: BTreeMap<String, bool>,
+    /// `net.ipv4.conf.DEV.KEY` → the other per-interface IPv4 settings the routed
+    /// path needs (see [`Sysctl`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, Sysctl>,
     /// `CONTAINER/IFNAME` → the container's interface.
     #[serde(default)]
     pub containers: BTreeMap<String, ContainerInterface>,
@@ -90,6 +94,9 @@ pub struct Bridge {
     /// port aside). A bridge that holds them outlives this mesh.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_ports: Vec<String>,
+    /// `Interface.mtu_request` of the bridge's own internal interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu_request: Option<u32>,
 }
 
 /// An OVS port with its single interface.
@@ -115,6 +122,9 @@ pub struct Port {
     pub protected: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub bfd: BTreeMap<String, String>,
+    /// `Interface.mtu_request`: the MTU of an internal port (its device's MTU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu_request: Option<u32>,
     /// Ownership marks (see `marks`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: BTreeMap<String, String>,
@@ -156,6 +166,31 @@ pub struct HostRoute {
     pub dev: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub onlink: bool,
+}
+
+/// One `net.ipv4.conf.DEV.KEY` setting, written through /proc/sys. The value
+/// it replaces is remembered the first time and put back by `down`, like
+/// forwarding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sysctl {
+    /// A device, or `all`.
+    pub dev: String,
+    /// The setting under `net.ipv4.conf.DEV`, e.g. `send_redirects`.
+    pub key: String,
+    pub value: u32,
+    /// This mesh remembers the value the setting had before (its claim on it,
+    /// see `marks`): observed, and always in the target. A setting another mesh
+    /// already made as this one needs it is claimed all the same, so the
+    /// other mesh's `down` leaves it in place.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claimed: bool,
+}
+
+impl Sysctl {
+    pub fn name(&self) -> String {
+        format!("net.ipv4.conf.{}.{}", self.dev, self.key)
+    }
 }
 
 /// A container's interface: the inner end of a veth whose host end is an access port.
@@ -208,6 +243,7 @@ pub enum Kind {
     Address,
     Route,
     Forwarding,
+    Sysctl,
     ContainerInterface,
 }
 
@@ -219,6 +255,7 @@ impl Kind {
             Kind::Address => "address",
             Kind::Route => "route",
             Kind::Forwarding => "forwarding",
+            Kind::Sysctl => "sysctl",
             Kind::ContainerInterface => "container-interface",
         }
     }
@@ -232,6 +269,7 @@ pub enum Item {
     Address(HostAddress),
     Route(HostRoute),
     Forwarding(bool),
+    Sysctl(Sysctl),
     ContainerInterface(ContainerInterface),
 }
 
@@ -263,6 +301,12 @@ impl Item {
     pub fn forwarding(&self) -> Option<bool> {
         match self {
             Item::Forwarding(on) => Some(*on),
+            _ => None,
+        }
+    }
+    pub fn sysctl(&self) -> Option<&Sysctl> {
+        match self {
+            Item::Sysctl(s) => Some(s),
             _ => None,
         }
     }

@@ -100,3 +100,43 @@ fn down_keeps_the_underlay_bridge_another_mesh_uses_and_hands_it_over() {
     assert_eq!(host.mark("Bridge", "br-phy", &claim), "");
     host.assert_converged(&a, "down of b");
 }
+
+#[test]
+fn a_setting_both_meshes_need_stays_until_the_last_mesh_goes_down() {
+    let host = host();
+    let redirects = || {
+        host.netns
+            .exec("cat", &["/proc/sys/net/ipv4/conf/all/send_redirects"])
+            .trim()
+            .to_string()
+    };
+    host.netns.exec(
+        "sh",
+        &["-c", "echo 1 > /proc/sys/net/ipv4/conf/all/send_redirects"],
+    );
+    let (a, b) = (Mesh::new(&host, 1), Mesh::new(&host, 2));
+    host.apply(&a);
+    assert_eq!(redirects(), "0");
+    // b finds it as it needs it, set by a: it claims it all the same.
+    let outcome = host.apply(&b);
+    assert!(
+        outcome
+            .plan
+            .changes
+            .iter()
+            .any(|c| c.id == "net.ipv4.conf.all.send_redirects" && c.reason.contains("claimed")),
+        "{:?}",
+        outcome.plan.changes
+    );
+    host.assert_converged(&b, "apply of b");
+
+    host.down(&a);
+    assert_eq!(redirects(), "0", "b still needs it");
+    host.assert_converged(&b, "down of a");
+    host.down(&b);
+    assert_eq!(
+        redirects(),
+        "1",
+        "the last mesh out puts the host's value back"
+    );
+}

@@ -2,8 +2,10 @@
 //!
 //! A pure function of (topology, host): bridges, tunnels to peers that share a
 //! VLAN or the tunnelled routed network, uplink and access ports, gateway ports
-//! and addresses, routes, forwarding and container interfaces. No I/O, so it is
-//! tested without root and the same answer comes out on every run.
+//! and addresses (internal ports with the MTU of their path), routes,
+//! forwarding and the routing bridge's other IPv4 settings, and container
+//! interfaces. No I/O, so it is tested without root and the same answer comes
+//! out on every run.
 //!
 //! [`settle`] then fits the desired state to what a host has (the names and
 //! incarnations of access ports, containers that are waiting), so the plan is a
@@ -16,6 +18,7 @@ use thiserror::Error;
 use crate::marks::{self, Policy, Role};
 use crate::state::{
     AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, HostState, Port, PortId,
+    Sysctl,
 };
 use crate::topology::names::{self, BridgeRole};
 use crate::topology::{Datapath, Host, Network, RoutedMode, Topology, VlanGateway, VlanTransport};
@@ -75,12 +78,15 @@ impl Builder<'_> {
         Policy::new(self.mesh_name()).port_marks(role, identity)
     }
 
-    fn bridge(&mut self, name: &str) {
+    /// A bridge; `mtu_request` for its own internal interface when the host
+    /// uses that interface (an address on it).
+    fn bridge(&mut self, name: &str, mtu_request: Option<u32>) {
         self.state.bridges.insert(
             name.to_string(),
             Bridge {
                 datapath_type: self.host.datapath.as_str().to_string(),
                 owned: true,
+                mtu_request,
                 ..Bridge::default()
             },
         );
@@ -108,7 +114,7 @@ impl Builder<'_> {
             return;
         };
         let bridge = self.topology.mesh.underlay_bridge.clone();
-        self.bridge(&bridge);
+        self.bridge(&bridge, Some(self.host.underlay_mtu));
         let external_ids = self.marks(Role::Underlay, &[]);
         self.port(
             PortId::Underlay {
@@ -124,6 +130,7 @@ impl Builder<'_> {
                 trunks: Vec::new(),
                 protected: false,
                 bfd: BTreeMap::new(),
+                mtu_request: None,
                 external_ids,
             },
         );
@@ -132,7 +139,7 @@ impl Builder<'_> {
 
     fn tunnel(&mut self, role: BridgeRole, bridge: &str, key: u32, peer: &Host, trunks: Vec<u16>) {
         let mesh = &self.topology.mesh;
-        let options = BTreeMap::from([
+        let mut options = BTreeMap::from([
             (
                 "remote_ip".to_string(),
                 peer.underlay_address.addr().to_string(),
@@ -143,6 +150,9 @@ impl Builder<'_> {
             ),
             ("key".to_string(), key.to_string()),
         ]);
+        if let Some(port) = mesh.dst_port {
+            options.insert("dst_port".to_string(), port.to_string());
+        }
         let bfd = if mesh.bfd {
             BTreeMap::from([("enable".to_string(), "true".to_string())])
         } else {
@@ -164,6 +174,7 @@ impl Builder<'_> {
                 trunks,
                 protected: true,
                 bfd,
+                mtu_request: None,
                 external_ids,
             },
         );
@@ -189,7 +200,7 @@ impl Builder<'_> {
             return;
         };
         let bridge = mesh.vlan_bridge.clone();
-        self.bridge(&bridge);
+        self.bridge(&bridge, None);
         match mesh.vlan_transport {
             VlanTransport::Tunnel => {
                 for (peer, theirs) in &vlans_by_host {
@@ -227,6 +238,7 @@ impl Builder<'_> {
                             trunks: mine.iter().copied().collect(),
                             protected: false,
                             bfd: BTreeMap::new(),
+                            mtu_request: None,
                             external_ids,
                         },
                     );
@@ -261,6 +273,9 @@ impl Builder<'_> {
                     trunks: Vec::new(),
                     protected: false,
                     bfd: BTreeMap::new(),
+                    mtu_request: participation
+                        .get(vlan.name.as_str())
+                        .map(|hosts| crate::topology::vlan_budget(topology, hosts)),
                     external_ids,
                 },
             );
@@ -283,7 +298,10 @@ impl Builder<'_> {
             return;
         };
         let bridge = mesh.overlay_bridge.clone();
-        self.bridge(&bridge);
+        self.bridge(
+            &bridge,
+            Some(crate::topology::routed_budget(topology, routed)),
+        );
         let gateway = routed.gateways[&self.host.name];
         let address =
             ipnet::Ipv4Net::new(gateway, subnet.prefix_len()).expect("prefix from a subnet");
@@ -291,6 +309,7 @@ impl Builder<'_> {
         self.state.forwarding.insert(bridge.clone(), true);
         match routed.mode {
             RoutedMode::Tunnel => {
+                self.no_redirects(&bridge);
                 for peer in routed.subnets.keys() {
                     if *peer != self.host.name {
                         let peer = &topology.hosts[peer];
@@ -313,6 +332,22 @@ impl Builder<'_> {
                 };
                 self.state.forwarding.insert(underlay_dev, true);
             }
+        }
+    }
+
+    /// In tunnel mode the overlay bridge routes peers' subnets back out of
+    /// itself (a hairpin), so the kernel would send ICMP redirects to the
+    /// containers. It sends them when `all` *or* the device says so, so both
+    /// are turned off; other devices keep their own setting.
+    fn no_redirects(&mut self, bridge: &str) {
+        for dev in ["all", bridge] {
+            let setting = Sysctl {
+                dev: dev.to_string(),
+                key: "send_redirects".to_string(),
+                value: 0,
+                claimed: true,
+            };
+            self.state.sysctls.insert(setting.name(), setting);
         }
     }
 
@@ -399,6 +434,7 @@ impl Builder<'_> {
                         trunks: Vec::new(),
                         protected: false,
                         bfd: BTreeMap::new(),
+                        mtu_request: None,
                         external_ids,
                     },
                 );

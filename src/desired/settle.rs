@@ -17,7 +17,14 @@
 //!   handed over with its underlay port and address instead of being removed;
 //! - where something not ours holds the place an object needs (a port name, a
 //!   route's destination and metric, a container interface's name), the object
-//!   is a *conflict*: not made, and reported.
+//!   is a *conflict*: not made, and reported;
+//! - an `Interface.mtu_request` is this mesh's only where the desired state
+//!   sets one (the internal ports it puts addresses on); elsewhere (a NIC, a
+//!   tunnel, `ovs0`'s own interface) the owner's value is left alone, so it
+//!   is not diffed. An adopted bridge keeps its own, like its other settings;
+//! - an IPv4 setting that already has the value this mesh needs, but that this
+//!   mesh has not claimed (remembered), is claimed: `marks` restores a shared
+//!   setting only when the last mesh that claims it goes `down`.
 //!
 //! Pure: no I/O, unit-tested on plain states.
 
@@ -27,6 +34,7 @@ use crate::marks::{self, Policy, Role};
 use crate::state::{Conflict, HostState, Kept, Kind, Note, Settled};
 use crate::topology::names;
 
+const CLAIM: &str = "already as this mesh needs it (the host's or another mesh's doing): claimed, so that it is put back only when no mesh needs it any more";
 const REPLUMB: &str =
     "container interface is gone (container restarted?): re-plumb under a fresh host-side name";
 
@@ -39,6 +47,7 @@ pub fn settle(mesh: &str, desired: &HostState, observed: &HostState) -> Settled 
     let foreign_ports = std::mem::take(&mut seen.foreign_ports);
     let foreign_links = std::mem::take(&mut seen.foreign_links);
     let occupied = std::mem::take(&mut seen.occupied);
+    forget_unmanaged_mtu_requests(&mut seen, desired);
     let waiting: Vec<String> = seen.waiting.iter().cloned().collect();
     for container in &waiting {
         // Waiting containers: leave whatever exists, make nothing new.
@@ -104,9 +113,44 @@ pub fn settle(mesh: &str, desired: &HostState, observed: &HostState) -> Settled 
         });
     }
     settle_bridges(&policy, &mut target, &seen, &mut out);
+    for (id, want) in &target.sysctls {
+        if seen
+            .sysctls
+            .get(id)
+            .is_some_and(|have| have.value == want.value && !have.claimed)
+        {
+            out.notes.insert(
+                (Kind::Sysctl, id.clone()),
+                Note {
+                    reason: CLAIM.to_string(),
+                    replace: false,
+                },
+            );
+        }
+    }
     out.target = target;
     out.observed = seen;
     out
+}
+
+/// `mtu_request` where the desired state sets none is not this mesh's: observed
+/// as unset, so the plan never changes it.
+fn forget_unmanaged_mtu_requests(seen: &mut HostState, desired: &HostState) {
+    for (name, bridge) in &mut seen.bridges {
+        if desired
+            .bridges
+            .get(name)
+            .and_then(|b| b.mtu_request)
+            .is_none()
+        {
+            bridge.mtu_request = None;
+        }
+    }
+    for (key, port) in &mut seen.ports {
+        if desired.ports.get(key).and_then(|p| p.mtu_request).is_none() {
+            port.mtu_request = None;
+        }
+    }
 }
 
 /// Leave a container's interfaces (or one of them) as they are: out of both states.
@@ -189,6 +233,19 @@ fn settle_bridges(policy: &Policy, target: &mut HostState, seen: &HostState, out
                 reason: format!(
                     "adopted: its datapath_type {} stays as it is (the topology says {})",
                     have.datapath_type, want.datapath_type
+                ),
+                holders: Vec::new(),
+            });
+        }
+        if let Some(mtu) = want.mtu_request.filter(|m| have.mtu_request != Some(*m)) {
+            let theirs = have
+                .mtu_request
+                .map_or("unset".to_string(), |m| m.to_string());
+            out.kept.push(Kept {
+                kind: Kind::Bridge,
+                id: name.clone(),
+                reason: format!(
+                    "adopted: the mtu_request of its own interface ({theirs}) stays as it is (the topology's path needs {mtu})"
                 ),
                 holders: Vec::new(),
             });

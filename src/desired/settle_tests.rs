@@ -212,3 +212,55 @@ fn a_claim_is_released_and_an_adopted_underlay_keeps_its_address() {
     assert!(settled.target.addresses.is_empty());
     assert!(settled.target.bridges.is_empty());
 }
+
+#[test]
+fn mtu_requests_are_ours_only_where_desired_sets_one_and_adopted_bridges_keep_theirs() {
+    let want = desired_a();
+    assert_eq!(want.bridges["br-phy"].mtu_request, Some(1500));
+    assert!(want.bridges["obr0"].mtu_request.is_some());
+    assert_eq!(want.bridges["ovs0"].mtu_request, None);
+    let mut seen = want.clone();
+    // Values ovsmesh does not set (ovs0's own interface, a tunnel) are the owner's.
+    seen.bridges.get_mut("ovs0").unwrap().mtu_request = Some(1400);
+    seen.ports.get_mut("tunnel/ovs0/b").unwrap().mtu_request = Some(9000);
+    let settled = settle("t", &want, &seen);
+    assert_eq!(settled.observed.bridges["ovs0"].mtu_request, None);
+    assert_eq!(settled.observed.ports["tunnel/ovs0/b"].mtu_request, None);
+    assert!(crate::plan::plan(&settled).changes.is_empty());
+
+    // An adopted routing bridge keeps its own MTU, and the plan says so.
+    let mut seen = want.clone();
+    let obr0 = seen.bridges.get_mut("obr0").unwrap();
+    obr0.owned = false;
+    obr0.mtu_request = None;
+    let settled = settle("t", &want, &seen);
+    assert_eq!(settled.target.bridges["obr0"].mtu_request, None);
+    assert!(
+        settled.kept.iter().any(|k| k.id == "obr0"
+            && k.reason
+                .contains("mtu_request of its own interface (unset)")),
+        "{:?}",
+        settled.kept
+    );
+    assert!(crate::plan::plan(&settled).changes.is_empty());
+}
+
+#[test]
+fn a_setting_already_as_needed_but_not_claimed_is_claimed_with_a_reason() {
+    let want = desired_a();
+    let id = "net.ipv4.conf.all.send_redirects";
+    assert!(want.sysctls[id].claimed);
+    let mut seen = want.clone();
+    seen.sysctls.get_mut(id).unwrap().claimed = false;
+    let settled = settle("t", &want, &seen);
+    let plan = crate::plan::plan(&settled);
+    assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+    let change = &plan.changes[0];
+    assert_eq!((change.kind, change.id.as_str()), (Kind::Sysctl, id));
+    assert_eq!(change.changed[0].field, "claimed");
+    assert_eq!(change.reason, CLAIM);
+    // Claimed: nothing to do.
+    assert!(crate::plan::plan(&settle("t", &want, &want))
+        .changes
+        .is_empty());
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::desired::{desired, settle};
 use crate::host::apply::{ALL_KINDS, CONTAINER_KINDS, HOST_KINDS};
+use crate::host::facts::HostFacts;
 use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
 use crate::marks::{DeviceFacts, Policy, Role};
 use crate::netlink::{Netlink, NetlinkError};
@@ -46,6 +47,8 @@ pub enum EngineError {
     Observe(#[from] host::ObserveError),
     #[error("the host kept changing under ovsmesh: gave up after {ATTEMPTS} attempts ({0})")]
     Conflict(String),
+    #[error(transparent)]
+    Refused(#[from] host::warnings::UplinkRefused),
 }
 
 /// The OVSDB remote for a host: `--ovsdb` > `$OVSMESH_OVSDB` > topology > default.
@@ -80,11 +83,13 @@ pub struct HostTarget<'a> {
     pub wait: Option<Duration>,
 }
 
-/// A host as observed: both halves, plus what apply needs of each.
+/// A host as observed: both halves, plus what apply needs of each, and the
+/// host's own facts the topology only assumes.
 pub struct Observed {
     pub state: HostState,
     pub ovs: OvsObserved,
     pub netlink: NetlinkRows,
+    pub facts: HostFacts,
 }
 
 /// Observe the host for the containers and devices of `want`; `known` is the
@@ -139,14 +144,17 @@ async fn observe(
     state.addresses = links.addresses;
     state.routes = links.routes;
     state.forwarding = links.forwarding;
+    state.sysctls = links.sysctls;
     state.containers = links.containers;
     state.waiting = links.waiting;
     state.occupied = links.occupied;
     state.foreign_links = links.foreign_links;
+    let facts = host::facts::read(netlink, topology, target.host).await?;
     Ok(Observed {
         state,
         ovs,
         netlink: rows,
+        facts,
     })
 }
 
@@ -188,6 +196,8 @@ pub struct Outcome {
     pub plan: Plan,
     pub ovs: OvsReport,
     pub netlink: NetlinkReport,
+    /// What the host's own settings do to the mesh (`host::warnings`).
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -219,9 +229,12 @@ pub async fn down_host(
     };
     let known = desired(target.topology, target.host).unwrap_or_else(|_| nothing.clone());
     let mut outcome = converge(session, target, &nothing, &known, Direction::Down).await?;
-    // Forwarding back to what it was before ovsmesh enabled it.
+    // Forwarding and send_redirects back to what they were before ovsmesh
+    // changed them (unless another mesh still claims them, see `marks`).
     match host::apply::restore_forwarding(&target.topology.mesh.name) {
-        Ok(devices) if !devices.is_empty() => tracing::info!(?devices, "forwarding restored"),
+        Ok(settings) if !settings.is_empty() => {
+            tracing::info!(?settings, "IPv4 settings restored")
+        }
         Ok(_) => {}
         Err(error) => outcome.netlink.failures.push(host::Failure {
             kind: Kind::Forwarding,
@@ -274,12 +287,22 @@ async fn converge_locked(
     for attempt in 1..=ATTEMPTS {
         let observed = observe(session, &netlink, target, want, known).await?;
         let plan = plan(&settle(mesh, want, &observed.state));
+        let warnings = match direction {
+            Direction::Up => host::warnings::warnings(target.topology, want, &observed.facts),
+            Direction::Down => Vec::new(),
+        };
         if plan.changes.is_empty() {
             return Ok(Outcome {
                 ovs: OvsReport::nothing_applied(&plan),
                 plan,
                 netlink: NetlinkReport::default(),
+                warnings,
             });
+        }
+        if direction == Direction::Up {
+            if let Some(refused) = host::warnings::refuse_uplink(&plan, &observed.facts) {
+                return Err(refused.into());
+            }
         }
         let (before, after): (&[Kind], &[Kind]) = match direction {
             Direction::Up => (CONTAINER_KINDS, HOST_KINDS),
@@ -295,6 +318,7 @@ async fn converge_locked(
                     plan,
                     ovs: report,
                     netlink: links,
+                    warnings,
                 });
             }
             Err(ApplyError::Conflict(reason)) => {

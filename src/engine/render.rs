@@ -1,8 +1,9 @@
 //! What `apply` and `down` tell their user about an [`Outcome`].
 //!
 //! Text: what changed (the plan's lines, under "applied"/"removed"), bridges
-//! kept because they hold foreign ports, and failed ports; JSON: the same as
-//! one object. Rendering only; the CLI prints and picks the exit code.
+//! kept because they hold foreign ports, failed ports and warnings about the
+//! host's own settings (on stderr); JSON: the same as one object. Rendering
+//! only; the CLI prints and picks the exit code.
 
 use serde_json::json;
 
@@ -60,7 +61,8 @@ pub fn render_json(outcome: &Outcome) -> String {
     format!(
         "{}\n",
         json!({"host": outcome.plan.host, "changed": changed,
-               "waiting": outcome.plan.waiting, "kept_bridges": kept, "failures": failures})
+               "waiting": outcome.plan.waiting, "kept_bridges": kept, "failures": failures,
+               "warnings": outcome.warnings})
     )
 }
 
@@ -94,6 +96,9 @@ pub fn render_text(outcome: &Outcome, action: Action) -> Rendered {
             "failed: port {} ({}): {}\n",
             failure.id, failure.name, failure.error
         );
+    }
+    for warning in &outcome.warnings {
+        out.stderr += &format!("warning: {warning}\n");
     }
     out
 }
@@ -147,6 +152,7 @@ address = "192.168.0.1"
                 ..OvsReport::default()
             },
             netlink: NetlinkReport::default(),
+            warnings: Vec::new(),
         }
     }
 
@@ -166,6 +172,18 @@ address = "192.168.0.1"
             ["kept bridge br-x: it still holds ports ovsmesh does not own (eth9)"]
         );
         assert_eq!(text.stderr, "failed: port c1/eth0 (vp1): could not open\n");
+    }
+
+    #[test]
+    fn warnings_go_to_stderr_and_into_the_json() {
+        let mut outcome = outcome(false);
+        outcome.ovs.failures.clear();
+        outcome.warnings = vec!["underlay device eth0 has MTU 1450".into()];
+        let text = render_text(&outcome, Action::Apply);
+        assert_eq!(text.stderr, "warning: underlay device eth0 has MTU 1450\n");
+        assert!(!text.stdout.contains("MTU 1450"));
+        let value: serde_json::Value = serde_json::from_str(&render_json(&outcome)).unwrap();
+        assert_eq!(value["warnings"][0], "underlay device eth0 has MTU 1450");
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl<'a> HostContext<'a> {
 pub const CONTAINER_KINDS: &[Kind] = &[Kind::ContainerInterface];
 /// Host addresses, routes and forwarding: after the OVS transaction on the way
 /// up (internal ports must exist), before it on the way down.
-pub const HOST_KINDS: &[Kind] = &[Kind::Address, Kind::Route, Kind::Forwarding];
+pub const HOST_KINDS: &[Kind] = &[Kind::Address, Kind::Route, Kind::Forwarding, Kind::Sysctl];
 /// Everything of netlink, for `down`: veths first, then the underlay address
 /// back to the NIC, all before the OVS rows (and the underlay bridge) go.
 pub const ALL_KINDS: &[Kind] = &[
@@ -60,6 +60,7 @@ pub const ALL_KINDS: &[Kind] = &[
     Kind::Address,
     Kind::Route,
     Kind::Forwarding,
+    Kind::Sysctl,
 ];
 
 /// Apply the changes of the given kinds, in the order given.
@@ -83,6 +84,7 @@ pub async fn apply(
                 Kind::Address => address(netlink, context, change).await,
                 Kind::Route => route(netlink, context, change).await,
                 Kind::Forwarding => forwarding(context, change),
+                Kind::Sysctl => setting(context, change),
                 Kind::Bridge | Kind::Port => continue,
             };
             match result {
@@ -462,7 +464,19 @@ fn forwarding(context: &HostContext<'_>, change: &Change) -> Result<(), NetlinkE
         .map_err(io(format!("forwarding on {}", change.id)))
 }
 
-/// `down`: forwarding back to what it was before ovsmesh enabled it.
+/// A `net.ipv4.conf.DEV.KEY` setting, remembering the value it replaces. A
+/// setting no longer wanted is left as it is until `down` puts back the
+/// remembered value.
+fn setting(context: &HostContext<'_>, change: &Change) -> Result<(), NetlinkError> {
+    let Some(want) = change.after.as_ref().and_then(Item::sysctl) else {
+        return Ok(());
+    };
+    sysctl::set_remembering(context.mesh, &want.dev, &want.key, want.value)
+        .map_err(io(change.id.clone()))
+}
+
+/// `down`: forwarding and the other IPv4 settings back to what they were
+/// before ovsmesh changed them.
 pub fn restore_forwarding(mesh: &str) -> Result<Vec<String>, NetlinkError> {
-    sysctl::restore_all(mesh).map_err(io("restore forwarding".to_string()))
+    sysctl::restore_every_key(mesh).map_err(io("restore IPv4 settings".to_string()))
 }

@@ -1,8 +1,9 @@
 //! Read the netlink side of a host into the shared state type.
 //!
 //! Host side (what is ours is `marks`' answer): this mesh's addresses, routes
-//! carrying its marks, forwarding on the devices the topology routes through,
-//! and every veth host end carrying this mesh's alias (so a container removed from the
+//! carrying its marks, forwarding and the other IPv4 settings on the devices the
+//! topology routes through, and every veth host end carrying this mesh's alias
+//! (so a container removed from the
 //! topology is still found and cleaned up). Container side: each container's
 //! runtime is asked for its namespace; a container that is not running is
 //! *waiting*; a running one is read on a dedicated thread inside its namespace.
@@ -129,6 +130,16 @@ pub async fn observe(
     for dev in desired.forwarding.keys() {
         if let Some(on) = sysctl::forwarding(dev) {
             state.forwarding.insert(dev.clone(), on);
+        }
+    }
+    for (name, want) in &desired.sysctls {
+        if let Some(value) = sysctl::read(&want.dev, &want.key) {
+            let seen = crate::state::Sysctl {
+                value,
+                claimed: sysctl::remembers(mesh, &want.key, &want.dev),
+                ..want.clone()
+            };
+            state.sysctls.insert(name.clone(), seen);
         }
     }
 

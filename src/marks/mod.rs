@@ -16,6 +16,11 @@
 //!   ([`Policy::route_metric`]). The metric is part of the kernel's key of a
 //!   route, so a write of one mesh can never land on another's route; a foreign
 //!   route that holds our key is a conflict, never overwritten.
+//! - IPv4 settings (`net.ipv4.conf.DEV.KEY`: forwarding, `send_redirects`)
+//!   carry no mark, and meshes may share one (`all`). A mesh claims a setting
+//!   by remembering, per network namespace, the value it had before: the first
+//!   remembers the host's own value and the others copy it, and `down` puts it
+//!   back only when no other mesh still claims it (the last one out restores it).
 //!
 //! This module is a leaf: it knows marks and rules, and is handed plain facts
 //! (maps, names, numbers), so every rule is unit-tested without a host.
@@ -375,6 +380,43 @@ impl<'a> Policy<'a> {
     /// destination, same metric): writing ours would overwrite it.
     pub fn route_in_the_way(&self, protocol: u8, metric: u32) -> bool {
         metric == self.route_metric() && !self.owns_route(protocol, metric)
+    }
+
+    // --- IPv4 settings ----------------------------------------------------
+
+    /// The value this mesh remembers for a setting it is about to change, given
+    /// `now` (what the host has) and `remembered` (mesh → value every mesh
+    /// remembers for the same setting in the same namespace): the host's own
+    /// value, which a mesh that changed it earlier remembers; else `now`.
+    pub fn setting_original(
+        &self,
+        now: Option<u32>,
+        remembered: &BTreeMap<String, u32>,
+    ) -> Option<u32> {
+        remembered
+            .iter()
+            .find(|(mesh, _)| *mesh != self.mesh)
+            .map(|(_, value)| *value)
+            .or(now)
+    }
+
+    /// What `down` does with a setting this mesh changed: put the remembered
+    /// value back, unless another mesh still has the setting changed (it
+    /// remembers it too); then it stays as it is, for that mesh's sake.
+    pub fn setting_release(&self, remembered: &BTreeMap<String, u32>) -> Removal {
+        let holders: Vec<String> = remembered
+            .keys()
+            .filter(|mesh| *mesh != self.mesh)
+            .cloned()
+            .collect();
+        if holders.is_empty() {
+            Removal::Remove
+        } else {
+            Removal::Keep {
+                reason: "another mesh on this host still needs the setting",
+                holders,
+            }
+        }
     }
 }
 

@@ -165,3 +165,29 @@ fn routes_are_ours_by_protocol_and_our_metric() {
         }
     );
 }
+
+#[test]
+fn a_shared_setting_keeps_the_hosts_value_and_the_last_mesh_out_restores_it() {
+    let (m1, m2) = (Policy::new("m1"), Policy::new("m2"));
+    let nobody = BTreeMap::new();
+    // The first mesh to change it remembers what the host has.
+    assert_eq!(m1.setting_original(Some(1), &nobody), Some(1));
+    assert_eq!(m1.setting_original(None, &nobody), None);
+    // The second finds m1's setting (0) in place and copies m1's memory instead.
+    let m1_only = BTreeMap::from([("m1".to_string(), 1)]);
+    assert_eq!(m2.setting_original(Some(0), &m1_only), Some(1));
+    // Its own memory is no other mesh's.
+    assert_eq!(m1.setting_original(Some(0), &m1_only), Some(0));
+    let both = BTreeMap::from([("m1".to_string(), 1), ("m2".to_string(), 1)]);
+    // Whichever goes first leaves it to the other; the last one restores it.
+    assert_eq!(
+        m1.setting_release(&both),
+        Removal::Keep {
+            reason: "another mesh on this host still needs the setting",
+            holders: vec!["m2".to_string()],
+        }
+    );
+    let m2_only = BTreeMap::from([("m2".to_string(), 1)]);
+    assert_eq!(m2.setting_release(&m2_only), Removal::Remove);
+    assert_eq!(m2.setting_release(&nobody), Removal::Remove);
+}

@@ -1,68 +1,200 @@
-//! IPv4 forwarding per interface, through /proc/sys (no `sysctl` binary).
+//! Per-interface IPv4 settings (`net.ipv4.conf.DEV.KEY`), through /proc/sys
+//! (no `sysctl` binary), and the memory of what they were before ovsmesh.
 //!
 //! For IPv4 the kernel checks forwarding on the interface a packet arrives on,
 //! so ovsmesh enables it only where routed container traffic enters
-//! (`net.ipv4.conf.DEV.forwarding`); `all` is the global switch.
+//! (`net.ipv4.conf.DEV.forwarding`); `all` is the global switch. Other settings
+//! (`send_redirects`) are set the same way. Every value ovsmesh replaces is
+//! remembered the first time, under `/run/ovsmesh/KEY/MESH/NETNS/DEV` (volatile like
+//! the setting itself, and per network namespace), so `down` puts it back;
+//! meshes that share a setting share its memory (`marks` says how).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::marks::{Policy, Removal};
 use crate::topology::ident::under;
 
-fn path(dev: &str) -> io::Result<PathBuf> {
-    Ok(under(Path::new("/proc/sys/net/ipv4/conf"), dev)?.join("forwarding"))
+/// The settings ovsmesh may change, each remembered in a directory of its own.
+pub const KEYS: &[&str] = &["forwarding", "send_redirects"];
+
+fn path(dev: &str, key: &str) -> io::Result<PathBuf> {
+    Ok(under(Path::new("/proc/sys/net/ipv4/conf"), dev)?.join(key))
+}
+
+/// `net.ipv4.conf.DEV.KEY`, or `None` if the device (or setting) does not exist.
+pub fn read(dev: &str, key: &str) -> Option<u32> {
+    std::fs::read_to_string(path(dev, key).ok()?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn write(dev: &str, key: &str, value: u32) -> io::Result<()> {
+    std::fs::write(path(dev, key)?, format!("{value}\n"))
 }
 
 /// Forwarding on `dev`, or `None` if the device does not exist.
 pub fn forwarding(dev: &str) -> Option<bool> {
-    std::fs::read_to_string(path(dev).ok()?)
-        .ok()
-        .map(|v| v.trim() == "1")
+    read(dev, "forwarding").map(|v| v == 1)
 }
 
 pub fn set_forwarding(dev: &str, on: bool) -> io::Result<()> {
-    std::fs::write(path(dev)?, if on { "1\n" } else { "0\n" })
+    write(dev, "forwarding", u32::from(on))
 }
 
-/// Where ovsmesh remembers a device's forwarding setting from before it
-/// enabled it, so `down` can put it back. Under /run: forwarding settings do
-/// not survive a reboot either.
-fn memory(mesh: &str, dev: &str) -> io::Result<PathBuf> {
-    Ok(under(&memory_dir(mesh)?, dev)?)
+/// Where every mesh's memories of `key` are: `/run/ovsmesh/KEY`.
+fn key_dir(key: &str) -> io::Result<PathBuf> {
+    if !KEYS.contains(&key) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("net.ipv4.conf setting {key:?} is not one ovsmesh manages"),
+        ));
+    }
+    Ok(Path::new("/run/ovsmesh").join(key))
 }
 
-fn memory_dir(mesh: &str) -> io::Result<PathBuf> {
-    Ok(under(Path::new("/run/ovsmesh/forwarding"), mesh)?)
+/// A mesh's memories of `key` in this network namespace:
+/// `/run/ovsmesh/KEY/MESH/NETNS`.
+fn memory_dir(key: &str, mesh: &str) -> io::Result<PathBuf> {
+    Ok(under(&under(&key_dir(key)?, mesh)?, &namespace()?)?)
+}
+
+/// Where ovsmesh remembers a device's setting from before it changed it.
+fn memory(key: &str, mesh: &str, dev: &str) -> io::Result<PathBuf> {
+    Ok(under(&memory_dir(key, mesh)?, dev)?)
+}
+
+/// The network namespace this thread is in, as a directory name: its cookie
+/// (never reused while the host runs; Linux 5.14 and later), else the inode of
+/// its nsfs file. Settings are per namespace, and so are their memories: the
+/// hosts of a lab, and meshes in other namespaces, never see each other's.
+fn namespace() -> io::Result<String> {
+    /// `SO_NETNS_COOKIE` (asm-generic; every architecture ovsmesh builds for).
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    // SAFETY: a plain socket whose descriptor is owned (closed on drop) at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd >= 0 {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: `fd` is a new descriptor nobody else owns.
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut cookie: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: `cookie` and `len` are valid for the kernel to write.
+        let got = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        if got == 0 && len as usize == std::mem::size_of::<u64>() {
+            return Ok(format!("netns-{cookie}"));
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+    Ok(format!("netns-inode-{inode}"))
+}
+
+/// Whether `mesh` remembers the value `net.ipv4.conf.DEV.KEY` had before it
+/// (in this namespace).
+pub fn remembers(mesh: &str, key: &str, dev: &str) -> bool {
+    memory(key, mesh, dev).is_ok_and(|path| path.exists())
+}
+
+/// Mesh → the value it remembers for `net.ipv4.conf.DEV.KEY` in this namespace.
+pub fn remembered(key: &str, dev: &str) -> io::Result<BTreeMap<String, u32>> {
+    let namespace = namespace()?;
+    let mut out = BTreeMap::new();
+    let Ok(meshes) = std::fs::read_dir(key_dir(key)?) else {
+        return Ok(out);
+    };
+    for mesh in meshes.flatten() {
+        let path = under(&mesh.path().join(&namespace), dev)?;
+        if let Some(value) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+        {
+            out.insert(mesh.file_name().to_string_lossy().into_owned(), value);
+        }
+    }
+    Ok(out)
+}
+
+/// Set `net.ipv4.conf.DEV.KEY`, remembering the value it replaces the first
+/// time (the host's own value: another mesh that changed it first knows it,
+/// see [`Policy::setting_original`]).
+pub fn set_remembering(mesh: &str, dev: &str, key: &str, value: u32) -> io::Result<()> {
+    let memory = memory(key, mesh, dev)?;
+    if !memory.exists() {
+        let original = Policy::new(mesh).setting_original(read(dev, key), &remembered(key, dev)?);
+        if let Some(before) = original {
+            std::fs::create_dir_all(memory.parent().expect("a parent"))?;
+            std::fs::write(&memory, format!("{before}\n"))?;
+        }
+    }
+    write(dev, key, value)
 }
 
 /// Enable forwarding on `dev`, remembering the previous setting the first time.
 pub fn enable_remembering(mesh: &str, dev: &str) -> io::Result<()> {
-    let memory = memory(mesh, dev)?;
-    if !memory.exists() {
-        if let Some(before) = forwarding(dev) {
-            std::fs::create_dir_all(memory.parent().expect("a parent"))?;
-            std::fs::write(&memory, if before { "1\n" } else { "0\n" })?;
-        }
-    }
-    set_forwarding(dev, true)
+    set_remembering(mesh, dev, "forwarding", 1)
 }
 
-/// Put back every forwarding setting this mesh changed; returns the devices restored.
-pub fn restore_all(mesh: &str) -> io::Result<Vec<String>> {
-    let dir = memory_dir(mesh)?;
+/// Put back every value of `key` this mesh changed in this namespace, unless
+/// another mesh still has it changed ([`Policy::setting_release`]); returns the
+/// devices restored. The memories go either way.
+pub fn restore(mesh: &str, key: &str) -> io::Result<Vec<String>> {
+    let dir = memory_dir(key, mesh)?;
+    let policy = Policy::new(mesh);
     let mut restored = Vec::new();
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(restored);
     };
     for entry in entries.flatten() {
         let dev = entry.file_name().to_string_lossy().to_string();
-        let before = std::fs::read_to_string(entry.path())?.trim() == "1";
+        let before = std::fs::read_to_string(entry.path())?.trim().parse::<u32>();
+        let release = policy.setting_release(&remembered(key, &dev)?);
         // A device that is gone (ovsmesh deleted it) has nothing to restore.
-        if forwarding(&dev).is_some() {
-            set_forwarding(&dev, before)?;
-            restored.push(dev);
+        match (before, read(&dev, key), release) {
+            (Ok(before), Some(_), Removal::Remove) => {
+                write(&dev, key, before)?;
+                restored.push(dev);
+            }
+            (_, _, Removal::Keep { holders, .. }) => {
+                tracing::info!(setting = %format!("net.ipv4.conf.{dev}.{key}"), ?holders,
+                    "left as it is: other meshes on this host still need it");
+            }
+            _ => {}
         }
         std::fs::remove_file(entry.path())?;
+    }
+    // Empty now: the namespace's directory, then the mesh's if nothing else is in it.
+    let _ = std::fs::remove_dir(&dir);
+    if let Some(mesh_dir) = dir.parent() {
+        let _ = std::fs::remove_dir(mesh_dir);
+    }
+    Ok(restored)
+}
+
+/// Put back every forwarding setting this mesh changed; returns the devices restored.
+pub fn restore_all(mesh: &str) -> io::Result<Vec<String>> {
+    restore(mesh, "forwarding")
+}
+
+/// Put back every setting of [`KEYS`] this mesh changed; returns
+/// `net.ipv4.conf.DEV.KEY` of each.
+pub fn restore_every_key(mesh: &str) -> io::Result<Vec<String>> {
+    let mut restored = Vec::new();
+    for key in KEYS {
+        for dev in restore(mesh, key)? {
+            restored.push(format!("net.ipv4.conf.{dev}.{key}"));
+        }
     }
     Ok(restored)
 }

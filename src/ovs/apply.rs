@@ -40,12 +40,25 @@ fn port_columns(port: &Port) -> Value {
     })
 }
 
+/// An optional integer column: the value, or the empty set.
+fn optional_integer(value: Option<u32>) -> Value {
+    match value {
+        Some(value) => json!(value),
+        None => Datum::set(vec![]).to_json(),
+    }
+}
+
 fn interface_columns(port: &Port) -> Value {
-    json!({
+    let mut columns = json!({
         "type": port.iface_type,
         "options": Datum::map(&port.options).to_json(),
         "bfd": Datum::map(&port.bfd).to_json(),
-    })
+    });
+    // Only where ovsmesh manages it (see `desired::settle`: elsewhere the owner's value stays).
+    if let Some(mtu) = port.mtu_request {
+        columns["mtu_request"] = json!(mtu);
+    }
+    columns
 }
 
 fn merge(mut a: Value, b: Value) -> Value {
@@ -144,7 +157,11 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                 ops.push(wait_absent("Bridge", &change.id));
                 ops.push(insert(
                     "Interface",
-                    json!({"name": change.id, "type": "internal"}),
+                    json!({
+                        "name": change.id,
+                        "type": "internal",
+                        "mtu_request": optional_integer(bridge.mtu_request),
+                    }),
                     &local_iface,
                 ));
                 ops.push(insert(
@@ -175,6 +192,16 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
                             json!([["_uuid", "==", uuid_json(&row.uuid)]]),
                             mutations,
                         ));
+                    }
+                    // The bridge's own interface: vswitchd rewrites its status
+                    // columns all the time, so no version guard; setting one
+                    // column is idempotent.
+                    if let (Some(local), Some(mtu)) =
+                        (rows.local_interfaces.get(&change.id), bridge.mtu_request)
+                    {
+                        if before.is_none_or(|b| b.mtu_request != Some(mtu)) {
+                            ops.push(update("Interface", local, json!({"mtu_request": mtu})));
+                        }
                     }
                 }
             }

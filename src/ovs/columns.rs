@@ -50,7 +50,14 @@ pub const PORT: Table = Table {
 
 pub const INTERFACE: Table = Table {
     name: "Interface",
-    config: &["name", "type", "options", "bfd", "external_ids"],
+    config: &[
+        "name",
+        "type",
+        "options",
+        "bfd",
+        "external_ids",
+        "mtu_request",
+    ],
     status: &["bfd_status", "error", "ofport"],
 };
 

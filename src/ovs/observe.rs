@@ -52,6 +52,8 @@ pub struct Rows {
     pub ports: BTreeMap<String, (RowRef, RowRef, String)>,
     /// Port key → interface status.
     pub status: BTreeMap<String, InterfaceStatus>,
+    /// Bridge name → uuid of the bridge's own internal interface (for its `mtu_request`).
+    pub local_interfaces: BTreeMap<String, String>,
 }
 
 /// The OVS half of a host's observed state.
@@ -173,6 +175,7 @@ pub fn interpret(
         let bridge_ids = bridge.map("external_ids");
         let hold = policy.bridge_hold(&name, &bridge_ids, managed_bridges);
         let mut foreign = Vec::new();
+        let mut local_mtu_request = None;
         for port_uuid in bridge.uuids("ports") {
             let Some(port) = ports_by_uuid.get(&port_uuid) else {
                 continue;
@@ -183,6 +186,19 @@ pub fn interpret(
                 if port_name != name {
                     foreign.push(port_name.clone());
                     out.state.foreign_ports.insert(port_name, name.clone());
+                } else if let Some(local) = port
+                    .uuids("interfaces")
+                    .iter()
+                    .filter_map(|u| ifaces_by_uuid.get(u))
+                    .find(|i| i.string("name") == name)
+                {
+                    // The bridge's own port: its interface's `mtu_request`.
+                    local_mtu_request = mtu_request(local);
+                    if hold.is_some() {
+                        out.rows
+                            .local_interfaces
+                            .insert(name.clone(), local.uuid("_uuid"));
+                    }
                 }
                 continue;
             }
@@ -217,6 +233,7 @@ pub fn interpret(
                         .and_then(|d| d.atoms().first().cloned())
                         == Some(Atom::Boolean(true)),
                     bfd: iface.map("bfd"),
+                    mtu_request: mtu_request(iface),
                     external_ids: port_ids.clone(),
                 },
             );
@@ -252,6 +269,7 @@ pub fn interpret(
                     users: marks::users(&bridge_ids),
                     hand_to: None,
                     foreign_ports: foreign,
+                    mtu_request: local_mtu_request,
                 },
             );
             out.rows.bridges.insert(name, bridge.row_ref());
@@ -264,4 +282,12 @@ pub fn interpret(
         }
     }
     out
+}
+
+/// `Interface.mtu_request` (an optional integer).
+fn mtu_request(iface: &Row<'_>) -> Option<u32> {
+    iface
+        .integers("mtu_request")
+        .first()
+        .and_then(|m| u32::try_from(*m).ok())
 }

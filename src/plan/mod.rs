@@ -113,6 +113,7 @@ pub fn plan(settled: &Settled) -> Plan {
         ours,
         notes,
     );
+    diff(&target.sysctls, &observed.sysctls, &mut out, ours, notes);
     diff(
         &target.containers,
         &observed.containers,

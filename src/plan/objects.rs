@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::marks::Role;
-use crate::state::{AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, Item, Port};
+use crate::state::{
+    AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, Item, Port, Sysctl,
+};
 
 use super::{FieldChange, Kind};
 
@@ -107,6 +109,9 @@ impl Object for Bridge {
 
     fn fields(&self) -> Vec<(String, String)> {
         let mut fields = vec![field("datapath_type", &self.datapath_type)];
+        if let Some(mtu) = self.mtu_request {
+            fields.push(field("mtu_request", mtu));
+        }
         if !self.users.is_empty() {
             fields.push(field("users", users(&self.users)));
         }
@@ -123,6 +128,12 @@ impl Object for Bridge {
                 &self.datapath_type,
                 &want.datapath_type,
                 text,
+            )
+            .field(
+                "mtu_request",
+                &self.mtu_request,
+                &want.mtu_request,
+                optional,
             )
             .field("users", &self.users, &want.users, users)
             .field("hand_to", &self.hand_to, &want.hand_to, optional)
@@ -170,6 +181,9 @@ impl Object for Port {
         for (key, value) in &self.bfd {
             fields.push(field(&format!("bfd:{key}"), value));
         }
+        if let Some(mtu) = self.mtu_request {
+            fields.push(field("mtu_request", mtu));
+        }
         fields
     }
 
@@ -183,6 +197,12 @@ impl Object for Port {
             .field("trunks", &self.trunks, &want.trunks, |t| join(t))
             .field("protected", &self.protected, &want.protected, flag("true"))
             .map("bfd", &self.bfd, &want.bfd)
+            .field(
+                "mtu_request",
+                &self.mtu_request,
+                &want.mtu_request,
+                optional,
+            )
             .field(
                 "owner",
                 &self.external_ids.get(crate::marks::MESH),
@@ -302,6 +322,37 @@ impl Object for bool {
 
     fn purpose(&self) -> String {
         "the host routes container traffic through this interface".into()
+    }
+}
+
+impl Object for Sysctl {
+    const KIND: Kind = Kind::Sysctl;
+
+    fn fields(&self) -> Vec<(String, String)> {
+        vec![field("value", self.value)]
+    }
+
+    fn changes_to(&self, want: &Self) -> Vec<FieldChange> {
+        Diff::default()
+            .field("value", &self.value, &want.value, text)
+            .field("claimed", &self.claimed, &want.claimed, flag("yes"))
+            .done()
+    }
+
+    fn item(&self) -> Item {
+        Item::Sysctl(self.clone())
+    }
+
+    fn purpose(&self) -> String {
+        match (self.key.as_str(), self.dev.as_str()) {
+            ("send_redirects", "all") => {
+                "the kernel redirects when `all` or the device says so: off for all, other devices keep their own setting".into()
+            }
+            ("send_redirects", _) => {
+                "the routing bridge hairpins peers' traffic: no ICMP redirects to the containers".into()
+            }
+            _ => "the routed overlay needs it".into(),
+        }
     }
 }
 

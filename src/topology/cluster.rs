@@ -214,26 +214,37 @@ fn uplink_nics_present(topology: &Topology, problems: &mut Vec<Diagnostic>) {
 
 /// The MTU budget of each network's path across its hosts.
 pub fn network_budgets(topology: &Topology) -> BTreeMap<String, u32> {
-    let mesh = &topology.mesh;
-    let min_mtu = |hosts: &mut dyn Iterator<Item = &str>| {
-        hosts
-            .filter_map(|h| topology.hosts.get(h))
-            .map(|h| h.underlay_mtu)
-            .min()
-            .unwrap_or(mesh.underlay_mtu)
-    };
     let mut budgets = BTreeMap::new();
     for (name, hosts) in vlan_hosts(topology) {
-        let underlay = min_mtu(&mut hosts.iter().copied());
-        let tunnel = (mesh.vlan_transport == VlanTransport::Tunnel).then_some((mesh.encap, true));
-        budgets.insert(name.to_string(), mtu::budget(underlay, tunnel));
+        budgets.insert(name.to_string(), vlan_budget(topology, &hosts));
     }
     if let Some(routed) = topology.routed() {
-        let underlay = min_mtu(&mut routed.subnets.keys().map(String::as_str));
-        let tunnel = (routed.mode == RoutedMode::Tunnel).then_some((mesh.encap, false));
-        budgets.insert(routed.name.clone(), mtu::budget(underlay, tunnel));
+        budgets.insert(routed.name.clone(), routed_budget(topology, routed));
     }
     budgets
+}
+
+/// The smallest underlay MTU of `hosts` (the mesh's when there are none).
+fn path_underlay_mtu<'a>(topology: &Topology, hosts: impl Iterator<Item = &'a str>) -> u32 {
+    hosts
+        .filter_map(|h| topology.hosts.get(h))
+        .map(|h| h.underlay_mtu)
+        .min()
+        .unwrap_or(topology.mesh.underlay_mtu)
+}
+
+/// The budget of a VLAN network whose members live on `hosts` ([`vlan_hosts`]).
+pub fn vlan_budget(topology: &Topology, hosts: &BTreeSet<&str>) -> u32 {
+    let mesh = &topology.mesh;
+    let tunnel = (mesh.vlan_transport == VlanTransport::Tunnel).then_some((mesh.encap, true));
+    mtu::budget(path_underlay_mtu(topology, hosts.iter().copied()), tunnel)
+}
+
+/// The budget of the routed network, across every host with a subnet.
+pub fn routed_budget(topology: &Topology, routed: &RoutedNetwork) -> u32 {
+    let underlay = path_underlay_mtu(topology, routed.subnets.keys().map(String::as_str));
+    let tunnel = (routed.mode == RoutedMode::Tunnel).then_some((topology.mesh.encap, false));
+    mtu::budget(underlay, tunnel)
 }
 
 fn apply_mtu_budgets(topology: &mut Topology, problems: &mut Vec<Diagnostic>) {

@@ -18,7 +18,7 @@ pub mod source;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use cluster::{network_budgets, vlan_hosts};
+pub use cluster::{network_budgets, routed_budget, vlan_budget, vlan_hosts};
 pub use model::*;
 pub use resolve::ovsdb_remote_problem;
 use source::{Diagnostic, KeyPath, Source};

@@ -36,6 +36,19 @@ pub struct Mesh {
     pub overlay_bridge: String,
     pub underlay_bridge: String,
     pub bfd: bool,
+    /// UDP destination port of VXLAN/Geneve tunnels; `None`: the protocol's default.
+    pub dst_port: Option<u16>,
+}
+
+impl Mesh {
+    /// The UDP port tunnels listen on, or `None` for GRE (IP protocol 47).
+    pub fn udp_port(&self) -> Option<u16> {
+        match self.encap {
+            Encap::Gre => None,
+            Encap::Vxlan => Some(self.dst_port.unwrap_or(4789)),
+            Encap::Geneve => Some(self.dst_port.unwrap_or(6081)),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -136,6 +136,11 @@ pub struct RawMesh {
     /// BFD on tunnel interfaces.
     #[serde(default)]
     pub bfd: bool,
+    /// UDP destination port of VXLAN or Geneve tunnels (default: the protocol's own,
+    /// 4789 or 6081); a port of its own keeps ovsmesh off the kernel tunnel device
+    /// Docker Swarm or flannel use. Not for GRE.
+    #[schemars(range(min = 1, max = 65535))]
+    pub dst_port: Option<i64>,
 }
 
 /// A static route: `{ to = "CIDR", via = "ADDRESS" }`.

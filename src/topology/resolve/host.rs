@@ -42,6 +42,7 @@ impl Resolver<'_> {
             );
         }
         self.check_mtu(&at.key("underlay_mtu"), raw.underlay_mtu);
+        let dst_port = self.dst_port(&at.key("dst_port"), raw);
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
         for (key, bridge) in [
             ("vlan_bridge", &raw.vlan_bridge),
@@ -67,6 +68,26 @@ impl Resolver<'_> {
             overlay_bridge: raw.overlay_bridge.clone(),
             underlay_bridge: raw.underlay_bridge.clone(),
             bfd: raw.bfd,
+            dst_port,
+        }
+    }
+
+    /// `dst_port`: a UDP port, only for the UDP encapsulations.
+    fn dst_port(&mut self, path: &KeyPath, raw: &RawMesh) -> Option<u16> {
+        let port = raw.dst_port?;
+        if raw.encap == Encap::Gre {
+            self.error(
+                path,
+                "GRE has no UDP port (it is IP protocol 47): dst_port is only for vxlan and geneve",
+            );
+            return None;
+        }
+        match u16::try_from(port) {
+            Ok(port) if port > 0 => Some(port),
+            _ => {
+                self.error(path, format!("UDP port {port} is outside 1..65535"));
+                None
+            }
         }
     }
 

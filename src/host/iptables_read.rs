@@ -1,0 +1,354 @@
+//! A read-only view of the host's iptables `filter` table, and what it does to
+//! one kind of packet.
+//!
+//! ovsmesh never changes the firewall here; it reads it to explain why tunnels
+//! or routed traffic are silently dropped. The table comes from `iptables-save
+//! -t filter`: running that binary is the one sanctioned exception to "no
+//! shelling out", because the alternative is speaking nf_tables or the legacy
+//! xtables socket protocol, and `iptables-save` reads whichever of the two the
+//! host uses. A host without iptables has no rules to read (`Ok(None)`).
+//!
+//! [`verdict`] walks a built-in chain the way the kernel does for one packet,
+//! but only as far as it can be sure: a rule whose matches it understands
+//! (protocol, addresses, input interface, UDP destination ports, comments)
+//! either certainly matches or certainly does not; a rule with anything else
+//! (conntrack state, marks, sets, limits …) is skipped as "not obviously
+//! matching". Jumps into user chains are followed. Self-contained so other
+//! modules (the firewall rules of the forwarding path) can share it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use ipnet::Ipv4Net;
+
+/// The rules and policies of the filter table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub chains: BTreeMap<String, Chain>,
+}
+
+/// One chain: its policy (built-in chains only) and its rules in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chain {
+    pub policy: Option<String>,
+    pub rules: Vec<Rule>,
+}
+
+/// One rule: its arguments after `-A CHAIN`, and the line as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub args: Vec<String>,
+    pub line: String,
+}
+
+/// What a packet is, as far as the rules ovsmesh understands can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// IP protocol 47.
+    Gre,
+    /// UDP to this destination port.
+    Udp(u16),
+}
+
+/// The packet whose fate is asked.
+#[derive(Debug, Clone)]
+pub struct Packet<'a> {
+    pub protocol: Protocol,
+    pub source: Option<Ipv4Addr>,
+    pub destination: Option<Ipv4Addr>,
+    pub in_interface: Option<&'a str>,
+}
+
+/// The chain's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted, by this rule or policy.
+    Accepted(String),
+    /// Dropped or rejected, by this rule or policy.
+    Dropped(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("running iptables-save: {0}")]
+    Run(std::io::Error),
+    #[error("iptables-save failed: {0}")]
+    Failed(String),
+}
+
+/// The filter table of the current network namespace; `None` without iptables.
+pub fn read() -> Result<Option<Ruleset>, ReadError> {
+    let out = match Command::new("iptables-save")
+        .args(["-t", "filter"])
+        .output()
+    {
+        Ok(out) => out,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(ReadError::Run(error)),
+    };
+    if !out.status.success() {
+        return Err(ReadError::Failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(Some(parse(&String::from_utf8_lossy(&out.stdout))))
+}
+
+/// Parse `iptables-save` output; only the `filter` table is kept.
+pub fn parse(text: &str) -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    let mut in_filter = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(table) = line.strip_prefix('*') {
+            in_filter = table == "filter";
+        } else if !in_filter || line.starts_with('#') {
+            continue;
+        } else if let Some(declaration) = line.strip_prefix(':') {
+            let mut parts = declaration.split_whitespace();
+            if let Some(name) = parts.next() {
+                let policy = parts.next().filter(|p| *p != "-").map(str::to_string);
+                ruleset.chains.entry(name.to_string()).or_default().policy = policy;
+            }
+        } else if line.starts_with("-A ") {
+            let words = split_words(line);
+            if let [_, chain, args @ ..] = words.as_slice() {
+                ruleset
+                    .chains
+                    .entry(chain.clone())
+                    .or_default()
+                    .rules
+                    .push(Rule {
+                        args: args.to_vec(),
+                        line: line.to_string(),
+                    });
+            }
+        }
+    }
+    ruleset
+}
+
+/// Words of a rule line; double-quoted words (comments) keep their spaces.
+fn split_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => word.extend(chars.next()),
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+impl Ruleset {
+    /// A chain's policy, e.g. `DROP` for `INPUT`.
+    pub fn policy(&self, chain: &str) -> Option<&str> {
+        self.chains.get(chain)?.policy.as_deref()
+    }
+}
+
+/// What the built-in `chain` does to `packet`. Without the chain (no filter
+/// table), everything is accepted.
+pub fn verdict(ruleset: &Ruleset, chain: &str, packet: &Packet<'_>) -> Verdict {
+    if let Some(verdict) = walk(ruleset, chain, packet, 0) {
+        return verdict;
+    }
+    match ruleset.policy(chain) {
+        Some(policy @ ("DROP" | "REJECT")) => Verdict::Dropped(format!("{chain} policy {policy}")),
+        Some(policy) => Verdict::Accepted(format!("{chain} policy {policy}")),
+        None => Verdict::Accepted(format!("no {chain} chain")),
+    }
+}
+
+/// Nesting bound for jumps into user chains (loops are the kernel's to reject).
+const MAX_DEPTH: usize = 16;
+
+fn walk(ruleset: &Ruleset, chain: &str, packet: &Packet<'_>, depth: usize) -> Option<Verdict> {
+    let rules = &ruleset.chains.get(chain)?.rules;
+    for rule in rules {
+        let Some(parsed) = ParsedRule::of(&rule.args) else {
+            continue;
+        };
+        if parsed.matches(packet) != Some(true) {
+            continue;
+        }
+        match parsed.target.as_deref() {
+            Some("ACCEPT") => return Some(Verdict::Accepted(rule.line.clone())),
+            Some("DROP" | "REJECT") => return Some(Verdict::Dropped(rule.line.clone())),
+            Some("RETURN") => return None,
+            Some(user) if ruleset.chains.contains_key(user) && depth < MAX_DEPTH => {
+                if let Some(verdict) = walk(ruleset, user, packet, depth + 1) {
+                    return Some(verdict);
+                }
+                if parsed.goto {
+                    return None;
+                }
+            }
+            // LOG, MARK and other non-terminating targets, or no target.
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A rule's matches, as far as they are understood.
+#[derive(Debug, Default)]
+struct ParsedRule {
+    /// Each understood match, and whether it is negated (`! -s …`).
+    conditions: Vec<(Condition, bool)>,
+    target: Option<String>,
+    goto: bool,
+    /// Something not understood: the rule never obviously matches.
+    unknown: bool,
+}
+
+#[derive(Debug)]
+enum Condition {
+    Protocol(String),
+    Source(String),
+    Destination(String),
+    InInterface(String),
+    DestinationPorts(String),
+}
+
+impl ParsedRule {
+    fn of(args: &[String]) -> Option<Self> {
+        let mut rule = ParsedRule::default();
+        let mut negated = false;
+        let mut words = args.iter();
+        while let Some(word) = words.next() {
+            let mut value = || words.next().cloned();
+            let condition = match word.as_str() {
+                "!" => {
+                    negated = true;
+                    continue;
+                }
+                "-p" | "--protocol" => Condition::Protocol(value()?),
+                "-s" | "--source" => Condition::Source(value()?),
+                "-d" | "--destination" => Condition::Destination(value()?),
+                "-i" | "--in-interface" => Condition::InInterface(value()?),
+                "--dport" | "--destination-port" | "--dports" | "--destination-ports" => {
+                    Condition::DestinationPorts(value()?)
+                }
+                "-m" | "--match" => {
+                    let module = value()?;
+                    if !["udp", "multiport", "comment"].contains(&module.as_str()) {
+                        rule.unknown = true;
+                    }
+                    continue;
+                }
+                "--comment" => {
+                    value()?;
+                    continue;
+                }
+                "-j" | "--jump" | "-g" | "--goto" => {
+                    rule.goto = word == "-g" || word == "--goto";
+                    rule.target = value();
+                    // Target options (e.g. --reject-with) follow; they match nothing.
+                    break;
+                }
+                _ => {
+                    rule.unknown = true;
+                    continue;
+                }
+            };
+            rule.conditions.push((condition, negated));
+            negated = false;
+        }
+        Some(rule)
+    }
+
+    /// `Some(true)` certainly matches, `Some(false)` certainly not, `None` unsure.
+    fn matches(&self, packet: &Packet<'_>) -> Option<bool> {
+        let mut sure = !self.unknown;
+        for (condition, negated) in &self.conditions {
+            match condition.holds(packet) {
+                Some(holds) if holds == *negated => return Some(false),
+                Some(_) => {}
+                None => sure = false,
+            }
+        }
+        sure.then_some(true)
+    }
+}
+
+impl Condition {
+    fn holds(&self, packet: &Packet<'_>) -> Option<bool> {
+        match self {
+            Condition::Protocol(value) => protocol_matches(value, packet.protocol),
+            Condition::Source(value) => {
+                let net = parse_net(value)?;
+                packet.source.map(|s| net.contains(&s))
+            }
+            Condition::Destination(value) => {
+                let net = parse_net(value)?;
+                packet.destination.map(|d| net.contains(&d))
+            }
+            Condition::InInterface(value) => {
+                let dev = packet.in_interface?;
+                Some(match value.strip_suffix('+') {
+                    Some(prefix) => dev.starts_with(prefix),
+                    None => dev == value,
+                })
+            }
+            Condition::DestinationPorts(value) => match packet.protocol {
+                Protocol::Udp(port) => ports_contain(value, port),
+                Protocol::Gre => Some(false),
+            },
+        }
+    }
+}
+
+fn protocol_matches(value: &str, protocol: Protocol) -> Option<bool> {
+    let value = value.to_ascii_lowercase();
+    Some(match value.as_str() {
+        "all" | "0" => true,
+        "gre" | "47" => protocol == Protocol::Gre,
+        "udp" | "17" => matches!(protocol, Protocol::Udp(_)),
+        _ => false,
+    })
+}
+
+fn parse_net(text: &str) -> Option<Ipv4Net> {
+    text.parse::<Ipv4Net>()
+        .ok()
+        .or_else(|| text.parse::<Ipv4Addr>().ok().map(Ipv4Net::from))
+}
+
+/// `4789`, `4000:5000` or `53,4789,6000:6100` contain `port`?
+fn ports_contain(list: &str, port: u16) -> Option<bool> {
+    let mut found = false;
+    for item in list.split(',') {
+        let (low, high) = match item.split_once(':') {
+            Some((low, high)) => (
+                if low.is_empty() { 0 } else { low.parse().ok()? },
+                if high.is_empty() {
+                    u16::MAX
+                } else {
+                    high.parse().ok()?
+                },
+            ),
+            None => {
+                let one: u16 = item.parse().ok()?;
+                (one, one)
+            }
+        };
+        found |= (low..=high).contains(&port);
+    }
+    Some(found)
+}
+
+#[cfg(test)]
+mod tests;
