@@ -268,6 +268,24 @@ check "pod1 -> pod2 ping" ping_from node1 pod1 203.0.113.170
 check "pod1 -> pod3 ping" ping_from node1 pod1 203.0.113.200
 check "pod2 -> pod3 ping" ping_from node2 pod2 203.0.113.200
 check "TCP 1 MiB pod3 (node3) -> pod1 (node1)" tcp node3 pod3 node1 pod1 203.0.113.140
+check "ovsmesh's accept rules in DOCKER-USER, status explains them" on_all \
+    "iptables -S DOCKER-USER | grep -q -- '-i obr0 -o obr0 .*ovsmesh:vagrant' && ovsmesh status --host HOST /etc/ovsmesh/topology.toml | grep 'firewall  FORWARD policy DROP; .* in DOCKER-USER'"
+check "manage_firewall = false copied in, every VM converged" push_topology "$(variant 's/^vlan_transport = "tunnel"$/&\nmanage_firewall = false/' nofirewall)"
+check "opted out: every VM converged, rules gone" converged_all 60
+dropped() { vm node1 "iptables -L FORWARD -v -n -x | awk 'NR == 1 { print \$5 }'"; }
+without_rules() {
+    local before after
+    before=$(dropped)
+    ping_from node1 pod1 203.0.113.170 && { echo "pod2 reachable without the rules?"; return 1; }
+    after=$(dropped)
+    echo "FORWARD policy DROP counted $before -> $after packets"
+    [ "$after" -gt "$before" ]
+}
+check "opted out: routed overlay passes nothing, dropped by Docker's FORWARD policy" without_rules
+check "opted out: no ovsmesh rules left, status warns about the DROP policy" on_all \
+    "! iptables -S | grep ovsmesh: && ovsmesh status --host HOST /etc/ovsmesh/topology.toml | grep 'warning: .*DROP and manage_firewall = false'"
+back_to_default() { push_topology "$topology" && converged_all 60 && ping_from node1 pod1 203.0.113.170; }
+check "default topology back: rules back, pod1 -> pod2 again" back_to_default
 
 for encap in vxlan geneve; do
     step "$encap (both bridges)"

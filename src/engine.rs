@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::desired::desired;
 use crate::host::apply::{ALL_KINDS, CONTAINER_KINDS, HOST_KINDS};
-use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
+use crate::host::{self, firewall, Devices, HostContext, NetlinkReport, NetlinkRows};
 use crate::marks::Role;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::ovs::{self, ApplyError, OvsObserved, OvsReport, Session};
@@ -83,6 +83,8 @@ pub struct Observed {
     pub state: HostState,
     pub ovs: OvsObserved,
     pub netlink: NetlinkRows,
+    /// The host firewall against the mesh's accept rules (read for `status` only).
+    pub firewall: Option<firewall::Check>,
 }
 
 async fn observe(
@@ -125,6 +127,7 @@ async fn observe(
         state,
         ovs,
         netlink: rows,
+        firewall: None,
     })
 }
 
@@ -155,7 +158,9 @@ pub async fn plan_remote(
         wait: None,
     };
     let session = Session::open(remote, &topology.mesh.name).await?;
-    plan_host(&session, &target, want).await
+    let (plan, mut observed) = plan_host(&session, &target, want).await?;
+    observed.firewall = Some(firewall::check(topology, want));
+    Ok((plan, observed))
 }
 
 /// Outcome of an apply or down.
@@ -164,6 +169,8 @@ pub struct Outcome {
     pub plan: Plan,
     pub ovs: OvsReport,
     pub netlink: NetlinkReport,
+    /// Firewall changes made (`host::firewall`), one line each.
+    pub firewall: Vec<String>,
 }
 
 impl Outcome {
@@ -179,7 +186,22 @@ pub async fn apply_host(
     target: &HostTarget<'_>,
 ) -> Result<Outcome, EngineError> {
     let want = desired(target.topology, target.host)?;
-    converge(session, target, &want, Direction::Up).await
+    let mut outcome = converge(session, target, &want, Direction::Up).await?;
+    // The firewall is not part of the plan: checked on every apply (a reload of
+    // the firewall or Docker's start can change it without any OVS or netlink event).
+    match firewall::reconcile(target.topology, &want) {
+        Ok(changes) => outcome.firewall = changes,
+        Err(error) => outcome.netlink.failures.push(firewall_failure(error)),
+    }
+    Ok(outcome)
+}
+
+fn firewall_failure(error: firewall::FirewallError) -> host::Failure {
+    host::Failure {
+        kind: Kind::Forwarding,
+        id: "firewall".into(),
+        error: error.to_string(),
+    }
 }
 
 /// Remove this mesh's objects from the host (adopted bridges and foreign objects stay).
@@ -201,6 +223,10 @@ pub async fn down_host(
             id: "restore".into(),
             error: error.to_string(),
         }),
+    }
+    match firewall::remove(&target.topology.mesh.name) {
+        Ok(changes) => outcome.firewall = changes,
+        Err(error) => outcome.netlink.failures.push(firewall_failure(error)),
     }
     Ok(outcome)
 }
@@ -250,6 +276,7 @@ async fn converge_locked(
                 plan,
                 ovs: OvsReport::default(),
                 netlink: NetlinkReport::default(),
+                firewall: Vec::new(),
             });
         }
         let (before, after): (&[Kind], &[Kind]) = match direction {
@@ -282,6 +309,7 @@ async fn converge_locked(
                     plan,
                     ovs: report,
                     netlink: links,
+                    firewall: Vec::new(),
                 });
             }
             Err(ApplyError::Conflict(reason)) => {

@@ -5,7 +5,9 @@
 //! plan would change it). Per tunnel: up, or OVS's error, and the BFD state.
 //! The number of pending changes, and warnings: forwarding disabled where the
 //! topology routes, a firewall FORWARD policy that drops, a tunnel whose BFD
-//! is down (the tunnel protocol is likely blocked between the hosts).
+//! is down (the tunnel protocol is likely blocked between the hosts). The
+//! firewall line says what `host::firewall` found: the FORWARD policy and the
+//! mesh's accept rules; a missing or stale rule counts as not converged.
 //! The command exits 0 when converged, 2 when not.
 
 use std::fmt::Write as _;
@@ -13,6 +15,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::engine::Observed;
+use crate::host::firewall;
 use crate::marks::Role;
 use crate::netlink::sysctl;
 use crate::plan::{Kind, Plan};
@@ -44,6 +47,8 @@ pub struct Status {
     pub pending_changes: usize,
     interfaces: Vec<InterfaceStatus>,
     tunnels: Vec<TunnelStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firewall: Option<firewall::Check>,
     pub warnings: Vec<String>,
 }
 
@@ -112,19 +117,25 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Enca
             ));
         }
     }
-    if !desired.forwarding.is_empty() {
+    let routes = !desired.forwarding.is_empty();
+    if let Some(check) = &observed.firewall {
+        warnings.extend(check.warnings(routes));
+    } else if routes {
         if let Some(policy) = forward_policy() {
             if policy == "DROP" {
                 warnings.push("the firewall's FORWARD policy is DROP: routed container traffic is dropped unless a rule accepts it".into());
             }
         }
     }
+    let firewall = observed.firewall.clone();
+    let firewall_converged = firewall.as_ref().is_none_or(firewall::Check::converged);
     Status {
         host: desired.host.clone(),
-        converged: plan.is_empty(),
+        converged: plan.is_empty() && firewall_converged,
         pending_changes: plan.changes.len(),
         interfaces,
         tunnels,
+        firewall,
         warnings,
     }
 }
@@ -134,6 +145,8 @@ pub fn render_text(status: &Status) -> String {
     let mut out = String::new();
     let summary = if status.converged {
         "converged".to_string()
+    } else if status.pending_changes == 0 {
+        "firewall changes pending".to_string()
     } else {
         format!("{} change(s) pending", status.pending_changes)
     };
@@ -155,6 +168,9 @@ pub fn render_text(status: &Status) -> String {
             "  tunnel    {:<24} {} ({}){bfd}",
             tunnel.tunnel, tunnel.state, tunnel.port
         );
+    }
+    if let Some(check) = &status.firewall {
+        let _ = writeln!(out, "  firewall  {}", check.summary());
     }
     for warning in &status.warnings {
         let _ = writeln!(out, "  warning: {warning}");

@@ -36,6 +36,8 @@ pub struct Mesh {
     pub overlay_bridge: String,
     pub underlay_bridge: String,
     pub bfd: bool,
+    /// Accept rules for the mesh's routing interfaces in the host firewall (`host::firewall`).
+    pub manage_firewall: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -108,6 +108,7 @@ impl<'a> Resolver<'a> {
             overlay_bridge: raw.overlay_bridge.clone(),
             underlay_bridge: raw.underlay_bridge.clone(),
             bfd: raw.bfd,
+            manage_firewall: raw.manage_firewall,
         }
     }
 
