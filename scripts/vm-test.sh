@@ -286,6 +286,15 @@ check "opted out: no ovsmesh rules left, status warns about the DROP policy" on_
     "! iptables -S | grep ovsmesh: && ovsmesh status --host HOST /etc/ovsmesh/topology.toml | grep 'warning: .*DROP and manage_firewall = false'"
 back_to_default() { push_topology "$topology" && converged_all 60 && ping_from node1 pod1 203.0.113.170; }
 check "default topology back: rules back, pod1 -> pod2 again" back_to_default
+# A smaller underlay MTU on node2 for a moment: the kernel's GRE answers pod2's don't-fragment
+# ping with "fragmentation needed", and pod2 keeps a PMTU exception (route cache) for pod1.
+pmtu_exception() {
+    vm node2 "pid=\$(docker inspect -f '{{.State.Pid}}' pod2); ip link set eth1 mtu 1400
+        nsenter -t \$pid -n ping -c 2 -W 2 -M do -s 1430 203.0.113.140; ip link set eth1 mtu 1500
+        nsenter -t \$pid -n ip route show cache table all | grep 'mtu 13'"
+}
+check "PMTU exception left in pod2 by the kernel tunnel's ICMP" pmtu_exception
+check "node2 converged with it (a route-cache exception is not drift)" converged_all 20
 
 for encap in vxlan geneve; do
     step "$encap (both bridges)"
