@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a Debian machine (as root) and run every check CI runs: format, lints, tests, benchmarks.
+# Set up a Debian machine (as root) and run every check CI runs: format, lints, tests, benchmarks,
+# then the VM suite (scripts/vm-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,5 +14,12 @@ for bench in validate_plan ovsdb_apply daemon; do
     cargo bench --locked --bench "$bench" > "target/bench-$bench.txt" 2>&1 || echo "benchmark $bench did not finish (see target/bench-$bench.txt)"
     grep -E "^$bench:" "target/bench-$bench.txt" || true
 done
-# The last line CI reads: totals of every test binary.
-awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' target/test-output.txt
+echo "--- VM suite (scripts/vm-test.sh: three VMs through Vagrant + libvirt, kernel datapath, Docker)"
+vm_status=0
+./scripts/vm-test.sh 2>&1 | tee target/vm-test-output.txt || vm_status=$?
+# The last line CI reads: totals of every test binary and of the VM suite's checks.
+awk '/^test result:/ { p += $4; f += $6; s += $8 }
+     /^vm: [0-9]+ passed, [0-9]+ failed$/ { vm = 1; p += $2; f += $4 }
+     END { if (!vm) f += 1; printf "%d passed, %d failed, %d skipped\n", p, f, s }' \
+    target/test-output.txt target/vm-test-output.txt
+exit "$vm_status"

@@ -7,7 +7,9 @@
 //! pending changes, the changes a running daemon reports stuck (applied, and
 //! undone again each time), and warnings: conflicts, forwarding disabled where
 //! the topology routes, a firewall FORWARD policy that drops, a tunnel whose
-//! BFD is down (the tunnel protocol is likely blocked between the hosts).
+//! BFD is down (the tunnel protocol is likely blocked between the hosts). The
+//! firewall line says what `host::firewall` found: the FORWARD policy and the
+//! mesh's accept rules; a missing or stale rule counts as not converged.
 //! The command exits 0 when converged, 2 when not.
 
 use std::fmt::Write as _;
@@ -16,6 +18,7 @@ use serde::Serialize;
 
 use crate::daemon::stuck::{self, StuckChange};
 use crate::engine::Observed;
+use crate::host::firewall;
 use crate::marks::{self, Role};
 use crate::netlink::sysctl;
 use crate::plan::{Kind, Plan};
@@ -50,6 +53,8 @@ pub struct Status {
     /// Changes the daemon of this host keeps re-applying (see `daemon::stuck`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stuck: Vec<StuckChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firewall: Option<firewall::Check>,
     pub warnings: Vec<String>,
 }
 
@@ -126,7 +131,10 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Enca
             ));
         }
     }
-    if !desired.forwarding.is_empty() {
+    let routes = !desired.forwarding.is_empty();
+    if let Some(check) = &observed.firewall {
+        warnings.extend(check.warnings(routes));
+    } else if routes {
         if let Some(policy) = forward_policy() {
             if policy == "DROP" {
                 warnings.push("the firewall's FORWARD policy is DROP: routed container traffic is dropped unless a rule accepts it".into());
@@ -141,13 +149,16 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Enca
     let stuck = mesh.map_or_else(Vec::new, |mesh| {
         stuck::read(&observed.ovs.rows.root, mesh, &desired.host)
     });
+    let firewall = observed.firewall.clone();
+    let firewall_converged = firewall.as_ref().is_none_or(firewall::Check::converged);
     Status {
         host: desired.host.clone(),
-        converged: plan.is_empty(),
+        converged: plan.is_empty() && firewall_converged,
         pending_changes: plan.changes.len(),
         interfaces,
         tunnels,
         stuck,
+        firewall,
         warnings,
     }
 }
@@ -157,6 +168,8 @@ pub fn render_text(status: &Status) -> String {
     let mut out = String::new();
     let summary = if status.converged {
         "converged".to_string()
+    } else if status.pending_changes == 0 {
+        "firewall changes pending".to_string()
     } else {
         format!("{} change(s) pending", status.pending_changes)
     };
@@ -185,6 +198,9 @@ pub fn render_text(status: &Status) -> String {
             "  stuck     {} {} ({}): applied {} times in a row, undone each time; the daemon backs off",
             change.kind, change.id, change.op, change.applied
         );
+    }
+    if let Some(check) = &status.firewall {
+        let _ = writeln!(out, "  firewall  {}", check.summary());
     }
     for warning in &status.warnings {
         let _ = writeln!(out, "  warning: {warning}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::desired::{desired, settle};
 use crate::host::apply::{ALL_KINDS, CONTAINER_KINDS, HOST_KINDS};
 use crate::host::facts::HostFacts;
-use crate::host::{self, Devices, HostContext, NetlinkReport, NetlinkRows};
+use crate::host::{self, firewall, Devices, HostContext, NetlinkReport, NetlinkRows};
 use crate::marks::{DeviceFacts, Policy, Role};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::ovs::{self, ApplyError, OvsObserved, OvsReport, Session};
@@ -90,6 +90,8 @@ pub struct Observed {
     pub ovs: OvsObserved,
     pub netlink: NetlinkRows,
     pub facts: HostFacts,
+    /// The host firewall against the mesh's accept rules (read for `status` only).
+    pub firewall: Option<firewall::Check>,
 }
 
 /// Observe the host for the containers and devices of `want`; `known` is the
@@ -155,6 +157,7 @@ async fn observe(
         ovs,
         netlink: rows,
         facts,
+        firewall: None,
     })
 }
 
@@ -187,7 +190,9 @@ pub async fn plan_remote(
     };
     let options = ConnectOptions::with_timeout(timeout);
     let session = Session::open_with(remote, &topology.mesh.name, options).await?;
-    plan_host(&session, &target, want).await
+    let (plan, mut observed) = plan_host(&session, &target, want).await?;
+    observed.firewall = Some(firewall::check(topology, want));
+    Ok((plan, observed))
 }
 
 /// Outcome of an apply or down.
@@ -198,6 +203,8 @@ pub struct Outcome {
     pub netlink: NetlinkReport,
     /// What the host's own settings do to the mesh (`host::warnings`).
     pub warnings: Vec<String>,
+    /// Firewall changes made (`host::firewall`), one line each.
+    pub firewall: Vec<String>,
 }
 
 impl Outcome {
@@ -215,7 +222,22 @@ pub async fn apply_host(
     target: &HostTarget<'_>,
 ) -> Result<Outcome, EngineError> {
     let want = desired(target.topology, target.host)?;
-    converge(session, target, &want, &want, Direction::Up).await
+    let mut outcome = converge(session, target, &want, &want, Direction::Up).await?;
+    // The firewall is not part of the plan: checked on every apply (a reload of
+    // the firewall or Docker's start can change it without any OVS or netlink event).
+    match firewall::reconcile(target.topology, &want) {
+        Ok(changes) => outcome.firewall = changes,
+        Err(error) => outcome.netlink.failures.push(firewall_failure(error)),
+    }
+    Ok(outcome)
+}
+
+fn firewall_failure(error: firewall::FirewallError) -> host::Failure {
+    host::Failure {
+        kind: Kind::Forwarding,
+        id: "firewall".into(),
+        error: error.to_string(),
+    }
 }
 
 /// Remove this mesh's objects from the host (adopted bridges and foreign objects stay).
@@ -241,6 +263,10 @@ pub async fn down_host(
             id: "restore".into(),
             error: error.to_string(),
         }),
+    }
+    match firewall::remove(&target.topology.mesh.name) {
+        Ok(changes) => outcome.firewall = changes,
+        Err(error) => outcome.netlink.failures.push(firewall_failure(error)),
     }
     Ok(outcome)
 }
@@ -297,6 +323,7 @@ async fn converge_locked(
                 plan,
                 netlink: NetlinkReport::default(),
                 warnings,
+                firewall: Vec::new(),
             });
         }
         if direction == Direction::Up {
@@ -319,6 +346,7 @@ async fn converge_locked(
                     ovs: report,
                     netlink: links,
                     warnings,
+                    firewall: Vec::new(),
                 });
             }
             Err(ApplyError::Conflict(reason)) => {

@@ -62,7 +62,7 @@ pub fn render_json(outcome: &Outcome) -> String {
         "{}\n",
         json!({"host": outcome.plan.host, "changed": changed,
                "waiting": outcome.plan.waiting, "kept_bridges": kept, "failures": failures,
-               "warnings": outcome.warnings})
+               "warnings": outcome.warnings, "firewall": outcome.firewall})
     )
 }
 
@@ -90,6 +90,9 @@ pub fn render_text(outcome: &Outcome, action: Action) -> Rendered {
             "kept bridge {bridge}: it still holds ports ovsmesh does not own ({})\n",
             ports.join(", ")
         );
+    }
+    for change in &outcome.firewall {
+        out.stdout += &format!("firewall: {change}\n");
     }
     for failure in &outcome.ovs.failures {
         out.stderr += &format!(
@@ -153,6 +156,7 @@ address = "192.168.0.1"
             },
             netlink: NetlinkReport::default(),
             warnings: Vec::new(),
+            firewall: Vec::new(),
         }
     }
 

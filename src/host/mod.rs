@@ -1,10 +1,12 @@
 //! The netlink half of observe → plan → apply: host addresses, routes,
 //! forwarding and container interfaces (veth pairs into container namespaces);
 //! and what the host itself has that the topology only assumes (`facts`,
-//! `warnings`, read-only `iptables_read` and `networkd`).
+//! `warnings`, read-only `iptables_read` and `networkd`); and the host firewall's
+//! accept rules for the mesh's routing interfaces (`firewall`).
 
 pub mod apply;
 pub mod facts;
+pub mod firewall;
 pub mod iptables_read;
 pub mod networkd;
 pub mod observe;

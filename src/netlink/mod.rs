@@ -301,7 +301,9 @@ impl Netlink {
         Ok(())
     }
 
-    /// IPv4 routes of the main table.
+    /// IPv4 routes of the main table. Route-cache exceptions (PMTU, redirects:
+    /// `RTM_F_CLONED`) are not routes: a kernel answering a legacy dump lists them
+    /// too (Debian 12's 6.1 does), and a PMTU exception inside a container is not drift.
     pub async fn routes(&self) -> Result<Vec<Route>, NetlinkError> {
         let request = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let messages: Vec<RouteMessage> = self
@@ -315,6 +317,7 @@ impl Netlink {
         Ok(messages
             .iter()
             .filter(|m| m.header.table == 254 && m.header.address_family == AddressFamily::Inet)
+            .filter(|m| !m.header.flags.contains(RouteFlags::Cloned))
             .filter_map(route_of)
             .collect())
     }

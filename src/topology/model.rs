@@ -38,6 +38,8 @@ pub struct Mesh {
     pub bfd: bool,
     /// UDP destination port of VXLAN/Geneve tunnels; `None`: the protocol's default.
     pub dst_port: Option<u16>,
+    /// Accept rules for the mesh's routing interfaces in the host firewall (`host::firewall`).
+    pub manage_firewall: bool,
 }
 
 impl Mesh {

@@ -106,6 +106,9 @@ fn default_overlay_bridge() -> String {
 fn default_underlay_bridge() -> String {
     "br-phy".into()
 }
+fn default_true() -> bool {
+    true
+}
 
 /// `[mesh]`: settings shared by every host.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -141,6 +144,10 @@ pub struct RawMesh {
     /// Docker Swarm or flannel use. Not for GRE.
     #[schemars(range(min = 1, max = 65535))]
     pub dst_port: Option<i64>,
+    /// Accept rules in the host firewall for forwarding between the mesh's own routing
+    /// interfaces (Docker's FORWARD policy is DROP); `false` leaves the firewall to you.
+    #[serde(default = "default_true")]
+    pub manage_firewall: bool,
 }
 
 /// A static route: `{ to = "CIDR", via = "ADDRESS" }`.

@@ -69,6 +69,7 @@ impl Resolver<'_> {
             underlay_bridge: raw.underlay_bridge.clone(),
             bfd: raw.bfd,
             dst_port,
+            manage_firewall: raw.manage_firewall,
         }
     }
 

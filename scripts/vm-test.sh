@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# The VM suite: ovsmesh on real (virtual) hosts — the kernel datapath, Docker with its default
+# firewall, systemd — proven with packets, through `vagrant up` of vagrant/Vagrantfile with the
+# libvirt provider. Run as root on a Debian 12 machine; it installs what it needs.
+#
+# Every VM network lives inside a network namespace this script creates (no NAT, no route out,
+# documentation address ranges only); a private libvirtd runs in it with its own mount namespace,
+# state under /var/lib/ovsmesh-vm/RUN. QEMU runs in software emulation (TCG): KVM is not needed.
+# The box is built by vagrant/box/build.sh and cached in /var/cache/ovsmesh-vm.
+# Everything is torn down at the end, also on failure or Ctrl-C.
+#
+# Environment: OVSMESH_BIN (binary for the guests; default: `cargo build --release`),
+#              OVSMESH_VM_KEEP=1 (debugging: keep the VMs and print how to reach them).
+# Prints one line per check with its time, per-step timings, and `N passed, N failed` last.
+# Checks are functions run through `check NAME FUNCTION ...`, which shellcheck cannot follow.
+# shellcheck disable=SC2317
+set -uo pipefail
+{ # The whole script is parsed before it runs: editing it during a run cannot derail the run.
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo" || exit 1
+run_id="ovmvm$$"
+ns="$run_id"
+state="/var/lib/ovsmesh-vm/$run_id"
+log="$state/log"
+hosts=(node1 node2 node3)
+topology="$repo/topology/vagrant.toml"
+mkdir -p "$state"
+: > "$log"
+exec 3>&1 4>&2 # the terminal, for what a trap prints while a check's output goes to the log
+bin_given=${OVSMESH_BIN:-}
+bin=$(realpath -m "${OVSMESH_BIN:-$repo/target/release/ovsmesh}")
+
+passed=0
+failed=0
+suite_start=$SECONDS
+step_name=""
+step_start=$SECONDS
+timings=()
+
+say() { printf 'vm-test: %s\n' "$*"; }
+step() {
+    end_step
+    step_name=$1
+    step_start=$SECONDS
+    printf '\n== %s (at %d s)\n' "$step_name" "$((SECONDS - suite_start))"
+}
+end_step() {
+    if [ -n "$step_name" ]; then
+        timings+=("$(printf '%-44s %5d s' "$step_name" "$((SECONDS - step_start))")")
+    fi
+    step_name=""
+}
+# check DESCRIPTION COMMAND...: one pass/fail line with the check's own time.
+check() {
+    local description=$1 started=$SECONDS
+    shift
+    echo "--- $description" >> "$log"
+    # In the background, so that a signal's trap runs at once (bash defers it past a foreground job).
+    "$@" >> "$log" 2>&1 &
+    if wait $!; then
+        passed=$((passed + 1))
+        printf '  PASS %-64s %4d s\n' "$description" "$((SECONDS - started))"
+    else
+        failed=$((failed + 1))
+        printf '  FAIL %-64s %4d s\n' "$description" "$((SECONDS - started))"
+        tail -15 "$log" | sed 's/^/       | /'
+        return 1
+    fi
+}
+# A step the rest depends on: on failure, stop here (teardown still runs).
+must() { check "$@" || finish; }
+
+finish() {
+    {
+        end_step
+        printf '\n== timings\n'
+        printf '  %s\n' "${timings[@]}"
+        printf '  %-44s %5d s\n' "total" "$((SECONDS - suite_start))"
+        teardown
+        echo "vm: $passed passed, $failed failed"
+    } >&3 2>&4
+    [ "$failed" -eq 0 ]
+    exit
+}
+
+# --- host packages -----------------------------------------------------------------------------------
+install_packages() {
+    local need=() pkg version
+    for pkg in qemu-system-x86 qemu-utils debootstrap extlinux syslinux-common fdisk vagrant \
+        vagrant-libvirt libvirt-daemon-system libvirt-clients dnsmasq-base shellcheck openssh-client \
+        iproute2 iptables; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+    done
+    # qemu-utils from backports conflicts with bookworm's qemu-system-common: take bookworm's.
+    if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q bpo; then need+=(qemu-utils); fi
+    [ "${#need[@]}" -eq 0 ] && return 0
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || return 1
+    version=$(apt-cache madison qemu-utils | awk -F'|' '$3 ~ / bookworm\/main / { gsub(/ /, "", $2); print $2; exit }')
+    for i in "${!need[@]}"; do
+        if [ "${need[$i]}" = qemu-utils ] && [ -n "$version" ]; then need[i]="qemu-utils=$version"; fi
+    done
+    echo "installing ${need[*]}"
+    # No service may start from these packages (a system libvirtd would bring up its NAT network
+    # in the root namespace): the lab starts its own libvirtd. policy-rc.d is the Debian way.
+    local guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+        guard=/usr/sbin/policy-rc.d
+    fi
+    local rc=0
+    apt-get install -y -qq --no-install-recommends --allow-downgrades "${need[@]}" || rc=$?
+    [ -n "$guard" ] && rm -f "$guard"
+    return "$rc"
+}
+
+build_binary() { # $bin: OVSMESH_BIN as given, or built here
+    if [ -z "$bin_given" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+        nice cargo build --release --locked --bin ovsmesh || return 1
+    fi
+    [ -x "$bin" ] || { echo "$bin is not executable"; return 1; }
+}
+
+# --- the private libvirtd, in the lab's network namespace -------------------------------------------
+lv="$state/libvirt"
+socket="$lv/run/libvirt-sock"
+virsh_() { virsh -q -c "qemu:///system?socket=$socket" "$@"; }
+
+start_libvirtd() {
+    ip netns add "$ns" || return 1
+    ip -n "$ns" link set lo up
+    mkdir -p "$lv"/{etc,lib,log,cache,run}
+    cp -a /etc/libvirt/. "$lv/etc/"
+    cp -a /var/lib/libvirt/. "$lv/lib/"
+    mkdir -p "$lv/lib/images" "$lv/log/qemu" "$lv/cache/qemu"
+    rm -f "$lv/etc/qemu/networks/default.xml" "$lv/etc/qemu/networks/autostart/default.xml"
+    # root: no re-probe of QEMU on every call (/dev/kvm is 0600); console to files, not virtlogd.
+    cat >> "$lv/etc/qemu.conf" <<'EOF'
+stdio_handler = "file"
+security_driver = "none"
+user = "root"
+group = "root"
+EOF
+    mkdir -p /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /run/libvirt # mount points
+    ip netns exec "$ns" unshare -m --propagation private sh -c "
+        mount --bind '$lv/etc' /etc/libvirt && mount --bind '$lv/lib' /var/lib/libvirt &&
+        mount --bind '$lv/log' /var/log/libvirt && mount --bind '$lv/cache' /var/cache/libvirt &&
+        mount --bind '$lv/run' /run/libvirt && exec libvirtd -d -p '$state/libvirtd.pid'" || return 1
+    for _ in $(seq 50); do
+        [ -S "$socket" ] && virsh_ version >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    virsh_ pool-define-as default dir --target /var/lib/libvirt/images >/dev/null &&
+        virsh_ pool-start default >/dev/null
+}
+
+# --- Vagrant ------------------------------------------------------------------------------------------
+export VAGRANT_HOME="$state/vagrant.d" VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DEFAULT_PROVIDER=libvirt
+export VAGRANT_CWD="$repo/vagrant" VAGRANT_DOTFILE_PATH="$state/dot"
+export OVSMESH_BOX=ovsmesh/debian12 OVSMESH_LIBVIRT_SOCKET="$socket" OVSMESH_LIBVIRT_QEMU_TCG=1
+export OVSMESH_NET_PREFIX="$run_id" OVSMESH_TOPOLOGY="$topology" OVSMESH_BIN="$bin"
+vagrant_() { ip netns exec "$ns" vagrant "$@"; }
+ssh_config="$state/ssh_config"
+
+# vm HOST SCRIPT: run SCRIPT as root on HOST (bash), output to stdout. In SCRIPT,
+# `inside CONTAINER COMMAND...` runs the VM's COMMAND in a container's network namespace (quicker
+# than `docker exec` under emulation).
+# shellcheck disable=SC2016 # expanded in the VM
+guest_functions='inside() { local pid; pid=$(docker inspect -f "{{.State.Pid}}" "$1") || return 1; shift; nsenter -t "$pid" -n "$@"; }'
+vm() {
+    local host=$1
+    shift
+    ip netns exec "$ns" ssh -F "$ssh_config" -o ControlMaster=auto -o ControlPath="$state/ssh-%h" \
+        -o ControlPersist=900 -o ConnectTimeout=10 -o ServerAliveInterval=5 "$host" sudo bash -s \
+        <<<"$guest_functions
+$*"
+}
+
+teardown() {
+    [ -n "${torn_down:-}" ] && return
+    torn_down=1
+    if [ "${OVSMESH_VM_KEEP:-}" = 1 ]; then
+        say "kept: ip netns exec $ns ssh -F $ssh_config node1; state in $state"
+        return
+    fi
+    say "tearing down"
+    [ -d "$VAGRANT_DOTFILE_PATH" ] && timeout 180 ip netns exec "$ns" vagrant destroy -f >> "$log" 2>&1
+    # Every process left in the lab's namespace was started by this run: libvirtd, dnsmasq, QEMU, ssh.
+    local pids
+    pids=$(ip netns pids "$ns" 2>/dev/null)
+    if [ -n "$pids" ]; then
+        # shellcheck disable=SC2086
+        kill $pids 2>/dev/null
+        sleep 2
+        pids=$(ip netns pids "$ns" 2>/dev/null)
+        # shellcheck disable=SC2086
+        [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+    fi
+    ip netns del "$ns" 2>/dev/null
+    if [ "$failed" -gt 0 ]; then
+        cp "$log" "/var/lib/ovsmesh-vm/$run_id.log" 2>/dev/null && say "log kept in /var/lib/ovsmesh-vm/$run_id.log"
+    fi
+    rm -rf "$state"
+}
+trap 'say "interrupted"; failed=$((failed + 1)); finish' INT TERM
+trap 'teardown' EXIT
+
+# --- checks run in the VMs ----------------------------------------------------------------------------
+on_all() { # on_all SCRIPT (with HOST substituted): run on every VM at once, fail if any fails
+    local pids=() host rc=0
+    for host in "${hosts[@]}"; do
+        vm "$host" "${1//HOST/$host}" > "$state/out.$host" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || { rc=1; echo "[${hosts[$i]}] failed:"; }
+        sed "s/^/[${hosts[$i]}] /" "$state/out.${hosts[$i]}"
+    done
+    return "$rc"
+}
+converged_all() { # every host converged within $1 seconds
+    on_all "for i in \$(seq $1); do ovsmesh status --host HOST /etc/ovsmesh/topology.toml >/dev/null 2>&1 && exit 0; sleep 1; done; ovsmesh status --host HOST /etc/ovsmesh/topology.toml"
+}
+check_all() { on_all "ovsmesh check /etc/ovsmesh/topology.toml --host HOST"; }
+push_topology() { # push_topology FILE: the edited topology copied in; the daemon applies it
+    "$bin" validate "$1" || return 1
+    local host
+    for host in "${hosts[@]}"; do
+        vm "$host" "echo $(base64 -w0 "$1") | base64 -d > /etc/ovsmesh/topology.toml.new && mv /etc/ovsmesh/topology.toml.new /etc/ovsmesh/topology.toml" || return 1
+    done
+}
+# variant SED_SCRIPT NAME: a copy of the default topology changed by sed
+variant() {
+    sed "$1" "$topology" > "$state/$2.toml"
+    echo "$state/$2.toml"
+}
+# tcp SRC_HOST SRC_CONTAINER DST_HOST DST_CONTAINER DST_ADDRESS: 1 MiB across, every byte counted
+tcp() {
+    vm "$3" "rm -f /tmp/rx-$4; pid=\$(docker inspect -f '{{.State.Pid}}' $4)
+        nohup nsenter -t \$pid -n busybox nc -l -p 5001 -e sh -c 'wc -c > /tmp/rx-$4' < /dev/null > /dev/null 2>&1 &
+        for _ in \$(seq 40); do inside $4 ss -ltn | grep -q ':5001 ' && exit 0; sleep 0.5; done; exit 1" || return 1
+    vm "$1" "head -c 1048576 /dev/zero | inside $2 busybox nc $5 5001" || return 1
+    local got=""
+    for _ in $(seq 10); do
+        got=$(vm "$3" "cat /tmp/rx-$4 2>/dev/null")
+        [ "$got" = 1048576 ] && return 0
+        sleep 1
+    done
+    echo "received ${got:-nothing} of 1048576 bytes"
+    return 1
+}
+# ping_from HOST CONTAINER ADDRESS: one of three pings answered
+ping_from() { vm "$1" "inside $2 ping -c 3 -W 2 $3"; }
+kernel_datapath() { # the bridges' ports in the kernel's datapath, GRE as the kernel's flow-based gre_sys
+    on_all "test \"\$(ovs-vsctl get bridge ovs0 datapath_type)\" = system && ovs-dpctl show system@ovs-system | grep -q ': obr0 (internal)' && ovs-dpctl show | grep -q ': gre_sys (gre'"
+}
+
+# =====================================================================================================
+step "set-up: host packages"
+must "packages (qemu, libvirt, vagrant, debootstrap, shellcheck)" install_packages
+step "set-up: ovsmesh binary"
+must "binary for the guests" build_binary
+step "set-up: box (vagrant/box/build.sh, cached)"
+must "box built or taken from the cache" sh -c "vagrant/box/build.sh > $state/box.path"
+box=$(tail -1 "$state/box.path")
+check "shellcheck of the lab's scripts" shellcheck vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh
+step "set-up: private libvirtd in namespace $ns"
+must "libvirtd running, storage pool defined" start_libvirtd
+must "box added to Vagrant" vagrant_ box add --name "$OVSMESH_BOX" "$box"
+
+step "vagrant up (3 VMs, libvirt, provisioning)"
+must "vagrant up --provider=libvirt" vagrant_ up --provider=libvirt
+must "ssh configuration" sh -c "ip netns exec $ns vagrant ssh-config > $ssh_config"
+check "every VM converged after vagrant up" converged_all 60
+check "bridges on the kernel datapath (system@ovs-system, gre_sys)" kernel_datapath
+
+step "VLAN networks over GRE, overlapping subnets"
+check "check --host on every VM (reachability, isolation by MAC, DF ping)" check_all
+check "blue1 -> blue2 ping across GRE" ping_from node1 blue1 192.0.2.2
+check "red1 -> red2 ping across GRE (same addresses, other VLAN)" ping_from node1 red1 192.0.2.3
+check "TCP 1 MiB blue1 (node1) -> blue2 (node2)" tcp node1 blue1 node2 blue2 192.0.2.2
+
+step "routed overlay across three hosts (GRE)"
+check "pod1 -> pod2 ping" ping_from node1 pod1 203.0.113.170
+check "pod1 -> pod3 ping" ping_from node1 pod1 203.0.113.200
+check "pod2 -> pod3 ping" ping_from node2 pod2 203.0.113.200
+check "TCP 1 MiB pod3 (node3) -> pod1 (node1)" tcp node3 pod3 node1 pod1 203.0.113.140
+check "ovsmesh's accept rules in DOCKER-USER, status explains them" on_all \
+    "iptables -S DOCKER-USER | grep -q -- '-i obr0 -o obr0 .*ovsmesh:vagrant' && ovsmesh status --host HOST /etc/ovsmesh/topology.toml | grep 'firewall  FORWARD policy DROP; .* in DOCKER-USER'"
+check "manage_firewall = false copied in, every VM converged" push_topology "$(variant 's/^vlan_transport = "tunnel"$/&\nmanage_firewall = false/' nofirewall)"
+check "opted out: every VM converged, rules gone" converged_all 60
+dropped() { vm node1 "iptables -L FORWARD -v -n -x | awk 'NR == 1 { print \$5 }'"; }
+without_rules() {
+    local before after
+    before=$(dropped)
+    ping_from node1 pod1 203.0.113.170 && { echo "pod2 reachable without the rules?"; return 1; }
+    after=$(dropped)
+    echo "FORWARD policy DROP counted $before -> $after packets"
+    [ "$after" -gt "$before" ]
+}
+check "opted out: routed overlay passes nothing, dropped by Docker's FORWARD policy" without_rules
+check "opted out: no ovsmesh rules left, status warns about the DROP policy" on_all \
+    "! iptables -S | grep ovsmesh: && ovsmesh status --host HOST /etc/ovsmesh/topology.toml | grep 'warning: .*DROP and manage_firewall = false'"
+back_to_default() { push_topology "$topology" && converged_all 60 && ping_from node1 pod1 203.0.113.170; }
+check "default topology back: rules back, pod1 -> pod2 again" back_to_default
+# A smaller underlay MTU on node2 for a moment: the kernel's GRE answers pod2's don't-fragment
+# ping with "fragmentation needed", and pod2 keeps a PMTU exception (route cache) for pod1.
+pmtu_exception() {
+    vm node2 "pid=\$(docker inspect -f '{{.State.Pid}}' pod2); ip link set eth1 mtu 1400
+        nsenter -t \$pid -n ping -c 2 -W 2 -M do -s 1430 203.0.113.140; ip link set eth1 mtu 1500
+        nsenter -t \$pid -n ip route show cache table all | grep 'mtu 13'"
+}
+check "PMTU exception left in pod2 by the kernel tunnel's ICMP" pmtu_exception
+check "node2 converged with it (a route-cache exception is not drift)" converged_all 20
+check "pod2's route cache flushed (the exception would outlive this step)" vm node2 "inside pod2 ip route flush cache"
+
+for encap in vxlan geneve; do
+    step "$encap (both bridges)"
+    check "$encap topology copied in, every VM converged" push_topology "$(variant "s/^encap = \"gre\"/encap = \"$encap\"/" "$encap")"
+    check "$encap: every VM converged" converged_all 60
+    check "$encap: check --host on every VM" check_all
+    check "$encap: TCP 1 MiB pod1 -> pod2" tcp node1 pod1 node2 pod2 203.0.113.170
+    check "$encap: TCP 1 MiB blue3 -> blue1" tcp node3 blue3 node1 blue1 192.0.2.1
+done
+
+step "direct routing (routed network without encapsulation)"
+check "direct topology copied in" push_topology "$(variant 's/^mode = "tunnel"/mode = "direct"/' direct)"
+check "direct: every VM converged" converged_all 60
+check "direct: check --host on every VM" check_all
+check "direct: TCP 1 MiB pod2 -> pod3" tcp node2 pod2 node3 pod3 203.0.113.200
+
+step "uplink trunk (a VM NIC on a shared L2 as VLAN trunk)"
+check "uplink topology copied in" push_topology "$(variant 's/^vlan_transport = "tunnel"/vlan_transport = "uplink"/; s/^\(underlay_address = .*\)$/\1\nuplink_nic = "trunk0"/' uplink)"
+check "uplink: every VM converged" converged_all 60
+check "uplink: check --host on every VM" check_all
+check "uplink: TCP 1 MiB blue2 -> blue3" tcp node2 blue2 node3 blue3 192.0.2.3
+
+step "default topology back: check and status on every VM"
+check "default topology copied in" push_topology "$topology"
+check "status converged on every VM" converged_all 60
+check "check --host exit 0 on every VM" check_all
+
+step "service: docker restart"
+mac_ip() { vm node2 "inside pod2 ip -o link show eth1 | grep -o 'link/ether [0-9a-f:]*'; inside pod2 ip -4 -o addr show eth1 | awk '{print \$4}'"; }
+before_restart=$(mac_ip 2>/dev/null)
+restart_pod2() {
+    vm node2 "docker restart pod2" >/dev/null || return 1
+    local started=$SECONDS
+    for _ in $(seq 60); do
+        if ping_from node1 pod1 203.0.113.170 2>/dev/null; then
+            echo "pod2 reachable $((SECONDS - started)) s after docker restart"
+            return 0
+        fi
+    done
+    return 1
+}
+check "docker restart pod2 -> reachable again from pod1" restart_pod2
+same_identity() { local now; now=$(mac_ip); echo "before: $before_restart / after: $now"; [ -n "$now" ] && [ "$now" = "$before_restart" ]; }
+check "pod2 has the same MAC and address after the restart" same_identity
+
+step "service: systemctl restart openvswitch-switch"
+check "openvswitch-switch restarted on node2" vm node2 "systemctl restart openvswitch-switch"
+check "node2 re-converged" converged_all 90
+check "check --host on every VM after the OVS restart" check_all
+
+step "service: VM reboot"
+reboot_node3() {
+    vm node3 "systemd-run --on-active=1 systemctl reboot" >/dev/null 2>&1
+    ip netns exec "$ns" ssh -F "$ssh_config" -o ControlPath="$state/ssh-%h" -O exit node3 >/dev/null 2>&1
+    sleep 10
+    for _ in $(seq 120); do
+        vm node3 "systemctl is-system-running --wait >/dev/null 2>&1; true" >/dev/null 2>&1 && return 0
+        sleep 3
+    done
+    return 1
+}
+check "node3 rebooted and back on SSH" reboot_node3
+check "every VM converged after the reboot (no manual step)" converged_all 120
+check "check --host on every VM after the reboot" check_all
+
+step "service: topology edit copied in"
+check "edited topology (pod3 moves to .201) copied in" push_topology "$(variant 's/^address = "203.0.113.200"/address = "203.0.113.201"/' edit)"
+check "edit: every VM converged" converged_all 60
+check "edit: pod1 reaches pod3 at its new address" ping_from node1 pod1 203.0.113.201
+check "edit: check --host on every VM" check_all
+
+step "down leaves each VM as it was"
+down_all() { on_all "systemctl stop ovsmesh && ovsmesh down --host HOST /etc/ovsmesh/topology.toml"; }
+check "service stopped, ovsmesh down on every VM" down_all
+as_before() {
+    # shellcheck disable=SC2016 # expanded in the VM
+    on_all '
+        b=/var/lib/ovsmesh-vagrant/before; rc=0
+        test -z "$(ovs-vsctl --bare --columns=_uuid find port external_ids:ovsmesh-mesh=vagrant)" || { echo "owned ports left"; rc=1; }
+        diff <(ovs-vsctl list-br) $b/bridges || rc=1
+        diff <(ip -4 route show table all proto 79) $b/routes || rc=1
+        diff <(iptables-save | grep -v "^[#:]" | sort) $b/iptables || rc=1
+        diff <(sysctl -a 2>/dev/null | grep -E "^net\.ipv4\.(ip_forward|conf\.(all|default|eth[0-9]+|lo|docker0)\.forwarding) " | sort) $b/forwarding || rc=1
+        exit $rc'
+}
+check "no owned objects; bridges, routes, firewall, forwarding as before" as_before
+
+finish
+}
