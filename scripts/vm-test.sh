@@ -316,13 +316,36 @@ check "PMTU exception left in pod2 by the kernel tunnel's ICMP" pmtu_exception
 check "node2 converged with it (a route-cache exception is not drift)" converged_all 20
 check "pod2's route cache flushed (the exception would outlive this step)" vm node2 "inside pod2 ip route flush cache"
 
+step "kernel-host fixes (redirects, internal MTUs, underlay MTU, INPUT, rp_filter, networkd)"
+# shellcheck source=scripts/vm-checks/kernel-host.sh
+source "$repo/scripts/vm-checks/kernel-host.sh"
+n1() { vm node1 "export OVSMESH_HOST=node1; $1"; }
+pod1_to_pod2="inside pod1 ping -c 5 -W 2 203.0.113.170"
+check "send_redirects off on all and obr0 (obr0 hairpins)" kh_redirects_off n1
+check "pod1 -> pod2 through obr0 sends no ICMP redirect" kh_no_redirects_sent n1 "$pod1_to_pod2"
+check "obr0 has the routed budget as mtu_request and device MTU" kh_internal_mtu n1 obr0 1458
+gateway_mtus() {
+    local port rc=0
+    for port in $(kh_gateway_ports n1); do kh_internal_mtu n1 "$port" 1454 || rc=1; done
+    return "$rc"
+}
+check "VLAN gateway ports have their network's budget" gateway_mtus
+underlay_nic() { vm node1 "ip -o -4 addr show | awk '/ 203\.0\.113\.11\\// { print \$2 }'"; }
+check "underlay MTU read from the NIC, warned about when smaller" kh_underlay_mtu_warning n1 "$(underlay_nic)"
+check "GRE dropped on INPUT: status warns" kh_input_warning n1 "-p gre"
+check "strict rp_filter keeps the routed overlay" kh_strict_rp_filter n1 "$pod1_to_pod2"
+check "status warns exactly when networkd would remove ovsmesh's routes" kh_networkd_warning n1
+
 for encap in vxlan geneve; do
     step "$encap (both bridges)"
-    check "$encap topology copied in, every VM converged" push_topology "$(variant "s/^encap = \"gre\"/encap = \"$encap\"/" "$encap")"
+    port_line=""
+    [ "$encap" = vxlan ] && port_line='\ndst_port = 4790' # its own port, off Docker Swarm's vxlan_sys_4789
+    check "$encap topology copied in, every VM converged" push_topology "$(variant "s/^encap = \"gre\"/encap = \"$encap\"$port_line/" "$encap")"
     check "$encap: every VM converged" converged_all 60
     check "$encap: check --host on every VM" check_all
     check "$encap: TCP 1 MiB pod1 -> pod2" tcp node1 pod1 node2 pod2 203.0.113.170
     check "$encap: TCP 1 MiB blue3 -> blue1" tcp node3 blue3 node1 blue1 192.0.2.1
+    [ "$encap" = vxlan ] && check "vxlan: tunnels on dst_port 4790 (vxlan_sys_4790)" kh_dst_port n1 vxlan 4790
 done
 
 step "direct routing (routed network without encapsulation)"
@@ -406,6 +429,7 @@ as_before() {
         exit $rc'
 }
 check "no owned objects; bridges, routes, firewall, forwarding as before" as_before
+check "send_redirects back to the kernel's default after down" kh_redirects_restored n1 1
 
 finish
 }
