@@ -39,9 +39,9 @@ use crate::state::{AddressRole, HostState};
 use crate::topology::{RoutedMode, Topology};
 
 mod listing;
-use listing::ours;
 #[cfg(test)]
-use listing::split_words;
+use crate::host::iptables_read::split_words;
+use listing::ours;
 pub use listing::{parse, Listed, Ruleset};
 
 /// Docker's chain for the admin's rules, evaluated first from FORWARD.

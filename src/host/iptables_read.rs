@@ -13,8 +13,11 @@
 //! (protocol, addresses, input interface, UDP destination ports, comments)
 //! either certainly matches or certainly does not; a rule with anything else
 //! (conntrack state, marks, sets, limits …) is skipped as "not obviously
-//! matching". Jumps into user chains are followed. Self-contained so other
-//! modules (the firewall rules of the forwarding path) can share it.
+//! matching". Jumps into user chains are followed.
+//!
+//! [`statements`] is the one parser of a filter-table listing, `iptables -S`
+//! as well as `iptables-save`: the firewall manager (`super::firewall`) builds
+//! its view of the table from it too.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -95,58 +98,121 @@ pub fn read() -> Result<Option<Ruleset>, ReadError> {
     Ok(Some(parse(&String::from_utf8_lossy(&out.stdout))))
 }
 
-/// Parse `iptables-save` output; only the `filter` table is kept.
-pub fn parse(text: &str) -> Ruleset {
-    let mut ruleset = Ruleset::default();
-    let mut in_filter = false;
+/// One statement of the filter table's listing; `iptables -S` and
+/// `iptables-save -t filter` write the same `-A` lines and differ only in how
+/// they declare chains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// `-P CHAIN POLICY`, `-N CHAIN` or `:CHAIN POLICY [counters]` (policy `-`: none).
+    Chain {
+        name: String,
+        policy: Option<String>,
+    },
+    /// `-A CHAIN ARGS…`, with the (trimmed) line as written.
+    Append {
+        chain: String,
+        args: Vec<String>,
+        line: String,
+    },
+}
+
+/// The filter table's statements in a listing, in order: the one parser of
+/// both `iptables -S` (no table headers: all of it is the filter table) and
+/// `iptables-save` (only the `*filter` section counts).
+pub fn statements(text: &str) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    let mut in_filter = true;
     for line in text.lines().map(str::trim) {
         if let Some(table) = line.strip_prefix('*') {
             in_filter = table == "filter";
-        } else if !in_filter || line.starts_with('#') {
             continue;
-        } else if let Some(declaration) = line.strip_prefix(':') {
-            let mut parts = declaration.split_whitespace();
-            if let Some(name) = parts.next() {
-                let policy = parts.next().filter(|p| *p != "-").map(str::to_string);
-                ruleset.chains.entry(name.to_string()).or_default().policy = policy;
+        }
+        if !in_filter {
+            continue;
+        }
+        if let Some(declaration) = line.strip_prefix(':') {
+            if let [name, rest @ ..] = split_words(declaration).as_slice() {
+                let policy = rest.first().filter(|p| *p != "-").cloned();
+                statements.push(Statement::Chain {
+                    name: name.clone(),
+                    policy,
+                });
             }
-        } else if line.starts_with("-A ") {
-            let words = split_words(line);
-            if let [_, chain, args @ ..] = words.as_slice() {
+            continue;
+        }
+        let words = split_words(line);
+        let statement = match words.as_slice() {
+            [p, name, policy, ..] if p == "-P" => Statement::Chain {
+                name: name.clone(),
+                policy: Some(policy.clone()),
+            },
+            [n, name, ..] if n == "-N" => Statement::Chain {
+                name: name.clone(),
+                policy: None,
+            },
+            [a, chain, args @ ..] if a == "-A" => Statement::Append {
+                chain: chain.clone(),
+                args: args.to_vec(),
+                line: line.to_string(),
+            },
+            _ => continue,
+        };
+        statements.push(statement);
+    }
+    statements
+}
+
+/// Parse `iptables-save` output; only the `filter` table is kept.
+pub fn parse(text: &str) -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    for statement in statements(text) {
+        match statement {
+            Statement::Chain { name, policy } => {
+                ruleset.chains.entry(name).or_default().policy = policy;
+            }
+            Statement::Append { chain, args, line } => {
                 ruleset
                     .chains
-                    .entry(chain.clone())
+                    .entry(chain)
                     .or_default()
                     .rules
-                    .push(Rule {
-                        args: args.to_vec(),
-                        line: line.to_string(),
-                    });
+                    .push(Rule { args, line });
             }
         }
     }
     ruleset
 }
 
-/// Words of a rule line; double-quoted words (comments) keep their spaces.
-fn split_words(line: &str) -> Vec<String> {
+/// Words of a listed line, double quotes removed (`--comment "a b"` is one
+/// word, `""` an empty one, `\"` inside quotes a quote).
+pub fn split_words(line: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
+    let (mut quoted, mut escaped, mut started) = (false, false, false);
+    for c in line.chars() {
         match c {
-            '\\' if quoted => word.extend(chars.next()),
-            '"' => quoted = !quoted,
+            _ if escaped => {
+                word.push(c);
+                escaped = false;
+            }
+            '\\' if quoted => escaped = true,
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
             c if c.is_whitespace() && !quoted => {
-                if !word.is_empty() {
+                if started {
                     words.push(std::mem::take(&mut word));
+                    started = false;
                 }
             }
-            c => word.push(c),
+            c => {
+                word.push(c);
+                started = true;
+            }
         }
     }
-    if !word.is_empty() {
+    if started {
         words.push(word);
     }
     words

@@ -1,11 +1,13 @@
 //! `iptables -S` as data: the filter table's policies, chains and rules, and which
-//! listed rules are a mesh's own (pure, unit-tested in `super::tests`).
+//! listed rules are a mesh's own (pure, unit-tested in `super::tests`). The lines
+//! are parsed by `crate::host::iptables_read::statements`, shared with the INPUT check.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::Ipv4Net;
 
 use super::{mark, Rule};
+use crate::host::iptables_read::{statements, Statement};
 
 /// One `-A CHAIN ARGS` line of `iptables -S`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,61 +25,21 @@ pub struct Ruleset {
     pub rules: Vec<Listed>,
 }
 
-/// Parse `iptables -S` output (pure).
+/// Parse `iptables -S` output (pure), with the one listing parser.
 pub fn parse(text: &str) -> Ruleset {
     let mut set = Ruleset::default();
-    for line in text.lines() {
-        let words = split_words(line);
-        match words.first().map(String::as_str) {
-            Some("-P") if words.len() >= 3 => {
-                set.chains.insert(words[1].clone());
-                set.policies.insert(words[1].clone(), words[2].clone());
+    for statement in statements(text) {
+        match statement {
+            Statement::Chain { name, policy } => {
+                if let Some(policy) = policy {
+                    set.policies.insert(name.clone(), policy);
+                }
+                set.chains.insert(name);
             }
-            Some("-N") if words.len() >= 2 => {
-                set.chains.insert(words[1].clone());
-            }
-            Some("-A") if words.len() >= 2 => set.rules.push(Listed {
-                chain: words[1].clone(),
-                args: words[2..].to_vec(),
-            }),
-            _ => {}
+            Statement::Append { chain, args, .. } => set.rules.push(Listed { chain, args }),
         }
     }
     set
-}
-
-/// Words of a line, double quotes removed (`--comment "a b"` is one word).
-pub(super) fn split_words(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let (mut quoted, mut escaped, mut started) = (false, false, false);
-    for c in line.chars() {
-        match c {
-            _ if escaped => {
-                word.push(c);
-                escaped = false;
-            }
-            '\\' if quoted => escaped = true,
-            '"' => {
-                quoted = !quoted;
-                started = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if started {
-                    words.push(std::mem::take(&mut word));
-                    started = false;
-                }
-            }
-            c => {
-                word.push(c);
-                started = true;
-            }
-        }
-    }
-    if started {
-        words.push(word);
-    }
-    words
 }
 
 /// The rule a listed line is, if it is one of `mesh`'s and of a shape ovsmesh writes.

@@ -143,3 +143,28 @@ fn only_the_filter_table_counts() {
         Verdict::Accepted("no INPUT chain".into())
     );
 }
+
+#[test]
+fn iptables_s_and_iptables_save_are_one_listing() {
+    let save = "# Generated\n*nat\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n*filter\n:INPUT DROP [3:120]\n:FORWARD ACCEPT [0:0]\n:DOCKER-USER - [0:0]\n-A INPUT -p gre -m comment --comment \"a \\\"b\\\"\" -j ACCEPT\n-A DOCKER-USER -m comment --comment \"\" -j RETURN\nCOMMIT\n";
+    let list = "-P INPUT DROP\n-P FORWARD ACCEPT\n-N DOCKER-USER\n-A INPUT -p gre -m comment --comment \"a \\\"b\\\"\" -j ACCEPT\n-A DOCKER-USER -m comment --comment \"\" -j RETURN\n";
+    assert_eq!(statements(save), statements(list));
+    assert_eq!(parse(save), parse(list));
+    let ruleset = parse(list);
+    assert_eq!(ruleset.policy("INPUT"), Some("DROP"));
+    assert_eq!(ruleset.policy("DOCKER-USER"), None);
+    assert_eq!(
+        ruleset.chains["INPUT"].rules[0].args[5], "a \"b\"",
+        "a quoted comment is one word"
+    );
+    assert_eq!(
+        ruleset.chains["DOCKER-USER"].rules[0].args,
+        ["-m", "comment", "--comment", "", "-j", "RETURN"],
+        "an empty comment is an empty word"
+    );
+    assert!(!ruleset.chains.contains_key("POSTROUTING"));
+    assert!(statements(save).iter().all(|s| !matches!(
+        s,
+        Statement::Append { chain, .. } if chain == "POSTROUTING"
+    )));
+}
