@@ -18,6 +18,7 @@ pub fn forwarding(dev: &str) -> Option<bool> {
 }
 
 pub fn set_forwarding(dev: &str, on: bool) -> io::Result<()> {
+    super::wrote();
     std::fs::write(path(dev), if on { "1\n" } else { "0\n" })
 }
 
