@@ -10,10 +10,12 @@
 //! brought up, then the NIC's gateway routes are re-pointed at the bridge, and
 //! only then is the address removed from the NIC. `down` does the reverse.
 
-use std::collections::BTreeMap;
+use std::fs::File;
 
 use crate::marks;
-use crate::netlink::{ethtool, in_netns, sysctl, LinkChange, Netlink, NetlinkError, Route};
+use crate::netlink::index::LinkIndex;
+use crate::netlink::many::Home;
+use crate::netlink::{ethtool, sysctl, LinkChange, Netlink, NetlinkError, Route};
 use crate::plan::{Change, Kind, Op, Plan};
 use crate::state::{AddressRole, ContainerInterface, HostAddress, HostRoute, HostState};
 
@@ -66,32 +68,52 @@ pub async fn apply(
     kinds: &[Kind],
 ) -> NetlinkReport {
     let mut report = NetlinkReport::default();
+    // Device indices for routes: one dump, when the first route needs it.
+    let mut links: Option<LinkIndex> = None;
     for &kind in kinds {
         // Deletes first, so a replaced object never collides with its old self.
         let mut changes: Vec<&Change> = plan.changes.iter().filter(|c| c.kind == kind).collect();
         changes.sort_by_key(|c| c.op != Op::Delete);
+        if kind == Kind::ContainerInterface {
+            // Many containers at once, each inside its namespace (see `plumb`).
+            let results = super::plumb::container_interfaces(
+                netlink,
+                context,
+                &changes,
+                &plan.target,
+                observed,
+                rows,
+            )
+            .await;
+            for (change, result) in changes.into_iter().zip(results) {
+                report.record(kind, change, result);
+            }
+            continue;
+        }
         for change in changes {
             let result = match kind {
-                Kind::ContainerInterface => {
-                    container_interface(netlink, context, change, &plan.target, observed, rows)
-                        .await
-                }
                 Kind::Address => address(netlink, context, change, &plan.target, observed).await,
-                Kind::Route => route(netlink, change, &plan.target, observed).await,
+                Kind::Route => route(netlink, &mut links, change, &plan.target, observed).await,
                 Kind::Forwarding => forwarding(context, change, &plan.target),
-                Kind::Bridge | Kind::Port => continue,
+                Kind::ContainerInterface | Kind::Bridge | Kind::Port => continue,
             };
-            match result {
-                Ok(()) => report.applied.push(change.clone()),
-                Err(error) => report.failures.push(Failure {
-                    kind,
-                    id: change.id.clone(),
-                    error: error.to_string(),
-                }),
-            }
+            report.record(kind, change, result);
         }
     }
     report
+}
+
+impl NetlinkReport {
+    fn record(&mut self, kind: Kind, change: &Change, result: Result<(), NetlinkError>) {
+        match result {
+            Ok(()) => self.applied.push(change.clone()),
+            Err(error) => self.failures.push(Failure {
+                kind,
+                id: change.id.clone(),
+                error: error.to_string(),
+            }),
+        }
+    }
 }
 
 async fn index_of(netlink: &Netlink, name: &str) -> Result<u32, NetlinkError> {
@@ -122,14 +144,18 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> NetlinkError {
     move |source| NetlinkError::Io { what, source }
 }
 
-async fn container_interface(
-    netlink: &Netlink,
+/// One container interface. Host-side work goes through `home` (sockets in the
+/// host's namespace), work inside the container through `inside`: the caller
+/// runs this on a thread that has entered the container's namespace.
+pub(super) async fn container_interface(
+    home: &Home,
+    inside: Option<(&Netlink, &File)>,
     context: &HostContext<'_>,
     change: &Change,
     target: &HostState,
     observed: &HostState,
-    rows: &NetlinkRows,
 ) -> Result<(), NetlinkError> {
+    let netlink = &home.netlink;
     let seen = observed.containers.get(&change.id);
     if change.op == Op::Delete {
         return match seen {
@@ -138,37 +164,29 @@ async fn container_interface(
         };
     }
     let want = &target.containers[&change.id];
-    let netns = rows
-        .netns
-        .get(&want.container)
-        .ok_or_else(|| NetlinkError::Io {
-            what: format!("container {}", want.container),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "its network namespace went away",
-            ),
-        })?;
+    let (inner, netns) = inside.ok_or_else(|| NetlinkError::Io {
+        what: format!("container {}", want.container),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "its network namespace went away",
+        ),
+    })?;
     if matches!(change.op, Op::Create | Op::Replace) {
         if let Some(old) = seen {
             delete_host_end(netlink, &old.host_end).await?;
         }
         // A stale device under the new name (an earlier half-made attempt) goes too.
         delete_host_end(netlink, &want.host_end).await?;
-        let ifname = want.ifname.clone();
-        in_netns(netns, |inner| async move {
-            if let Some(stale) = inner.link_by_name(&ifname).await? {
-                inner.delete_link(stale.index).await?;
-            }
-            Ok(())
-        })?;
+        if let Some(stale) = inner.link_by_name(&want.ifname).await? {
+            inner.delete_link(stale.index).await?;
+        }
         netlink
             .create_veth(&want.host_end, &want.ifname, netns, want.mac, want.mtu)
             .await?;
         let alias = marks::veth_alias(context.mesh, &want.container, &want.ifname);
-        let index = index_of(netlink, &want.host_end).await?;
         netlink
-            .set_link(
-                index,
+            .set_link_by_name(
+                &want.host_end,
                 LinkChange {
                     up: true,
                     alias: Some(&alias),
@@ -192,13 +210,11 @@ async fn container_interface(
         }
     }
     if want.tx_checksum_off {
-        ethtool::set_tx_checksum(&want.host_end, false)
+        home.ethtool
+            .set_tx_checksum(&want.host_end, false)
             .map_err(io(format!("tx checksum off on {}", want.host_end)))?;
     }
-    let inside = want.clone();
-    in_netns(netns, |inner| async move {
-        configure_inside(&inner, &inside).await
-    })
+    configure_inside(inner, want).await
 }
 
 /// Everything inside the container: lo up, the interface's MAC, MTU, address,
@@ -343,11 +359,15 @@ async fn move_underlay(
     Ok(())
 }
 
-fn to_netlink_route(route: &HostRoute, indices: &BTreeMap<String, u32>) -> Route {
+fn to_netlink_route(route: &HostRoute, links: &LinkIndex) -> Route {
     Route {
         to: route.to,
         via: Some(route.via),
-        oif: route.dev.as_ref().and_then(|d| indices.get(d).copied()),
+        oif: route
+            .dev
+            .as_ref()
+            .and_then(|d| links.by_name(d))
+            .map(|l| l.index),
         onlink: route.onlink,
         protocol: marks::ROUTE_PROTOCOL,
     }
@@ -355,30 +375,43 @@ fn to_netlink_route(route: &HostRoute, indices: &BTreeMap<String, u32>) -> Route
 
 async fn route(
     netlink: &Netlink,
+    links: &mut Option<LinkIndex>,
     change: &Change,
     target: &HostState,
     observed: &HostState,
 ) -> Result<(), NetlinkError> {
-    let indices: BTreeMap<String, u32> = netlink
-        .links()
-        .await?
-        .into_iter()
-        .map(|l| (l.name, l.index))
-        .collect();
+    let mut indices = match links.take() {
+        Some(indices) => indices,
+        None => LinkIndex::dump(netlink).await?,
+    };
+    let result = route_with(netlink, &mut indices, change, target, observed).await;
+    *links = Some(indices);
+    result
+}
+
+async fn route_with(
+    netlink: &Netlink,
+    indices: &mut LinkIndex,
+    change: &Change,
+    target: &HostState,
+    observed: &HostState,
+) -> Result<(), NetlinkError> {
     if change.op == Op::Delete {
         let Some(old) = observed.routes.get(&change.id) else {
             return Ok(());
         };
-        return netlink.delete_route(&to_netlink_route(old, &indices)).await;
+        return netlink.delete_route(&to_netlink_route(old, indices)).await;
     }
     let want = &target.routes[&change.id];
     if let Some(dev) = &want.dev {
-        if !indices.contains_key(dev) {
-            return index_of(netlink, dev).await.map(|_| ());
+        if indices.by_name(dev).is_none() {
+            // Not there at the dump: look again (it says why if it is still missing).
+            index_of(netlink, dev).await?;
+            *indices = LinkIndex::dump(netlink).await?;
         }
     }
     netlink
-        .replace_route(&to_netlink_route(want, &indices))
+        .replace_route(&to_netlink_route(want, indices))
         .await
 }
 

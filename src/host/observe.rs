@@ -13,10 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 
 use crate::marks;
-use crate::netlink::{ethtool, in_netns, sysctl, Link, Netlink, NetlinkError};
-use crate::runtime::{Located, RuntimeError, Runtimes};
+use crate::netlink::{ethtool, sysctl, Link, Netlink, NetlinkError};
+use crate::runtime::{RuntimeError, Runtimes};
 use crate::state::{AddressRole, ContainerInterface, HostAddress, HostRoute, HostState};
-use crate::topology::{Route, Runtime};
+use crate::topology::Runtime;
+
+use super::inside::{find_all, Found};
 
 /// What apply needs beyond the state: the namespaces, held for this reconcile only.
 #[derive(Debug, Default)]
@@ -38,15 +40,6 @@ pub struct Devices<'a> {
     pub underlay_bridge: &'a str,
     /// Internal ports carrying VLAN gateways (from OVS observation and desired state).
     pub gateway_ports: BTreeSet<String>,
-}
-
-/// Container side of one interface, read inside the container.
-struct Inside {
-    link: Option<Link>,
-    addresses: Vec<ipnet::Ipv4Net>,
-    gateway: Option<std::net::Ipv4Addr>,
-    routes: Vec<Route>,
-    tx_checksum_on: bool,
 }
 
 /// Observe the netlink side, for the containers and devices of `desired`.
@@ -145,25 +138,31 @@ pub async fn observe(
             .or_default()
             .push(iface);
     }
+    // All located and read at once (see `inside`), then taken one by one.
+    let mut found = find_all(runtimes, &wanted).await?;
+    let host_ethtool = ethtool::Socket::open().ok();
     for (container, ifaces) in wanted {
         let runtime = &ifaces[0].runtime;
-        let netns = match runtimes.locate(runtime).await? {
-            Located::Waiting(reason) => {
+        let (netns, inside) = match found.remove(container) {
+            Some(Found::Running(netns, inside)) => (netns, inside),
+            Some(Found::Waiting(reason)) => {
                 tracing::info!(container, %reason, "container waiting");
                 state.waiting.insert(container.to_string());
                 continue;
             }
-            Located::Running(file) => file,
+            None => continue,
         };
-        let ifnames: Vec<String> = ifaces.iter().map(|i| i.ifname.clone()).collect();
-        let inside = read_inside(&netns, &ifnames)?;
         for (iface, inside) in ifaces.iter().zip(inside) {
             let Some(link) = inside.link else { continue };
             let host_end = link.peer_index.and_then(|i| by_index.get(&i)).filter(|l| {
                 l.alias.as_deref() == Some(&marks::veth_alias(mesh, container, &iface.ifname))
             });
-            let host_tx_on =
-                host_end.is_some_and(|l| ethtool::tx_checksum(&l.name).unwrap_or(true));
+            let host_tx_on = host_end.is_some_and(|l| {
+                host_ethtool
+                    .as_ref()
+                    .and_then(|s| s.tx_checksum(&l.name).ok())
+                    .unwrap_or(true)
+            });
             let wanted_address = inside
                 .addresses
                 .iter()
@@ -212,55 +211,4 @@ pub async fn observe(
         );
     }
     Ok((state, rows))
-}
-
-/// Read interfaces `ifnames` inside a container's namespace.
-fn read_inside(netns: &File, ifnames: &[String]) -> Result<Vec<Inside>, NetlinkError> {
-    in_netns(netns, |netlink| async move {
-        let links = netlink.links().await?;
-        let addresses = netlink.addresses().await?;
-        let routes = netlink.routes().await?;
-        Ok(ifnames
-            .iter()
-            .map(|ifname| {
-                let link = links.iter().find(|l| &l.name == ifname).cloned();
-                let Some(found) = &link else {
-                    return Inside {
-                        link: None,
-                        addresses: Vec::new(),
-                        gateway: None,
-                        routes: Vec::new(),
-                        tx_checksum_on: false,
-                    };
-                };
-                let mine = |oif: Option<u32>| oif == Some(found.index);
-                let gateway = routes
-                    .iter()
-                    .find(|r| mine(r.oif) && r.to.prefix_len() == 0)
-                    .and_then(|r| r.via);
-                let mut extra: Vec<Route> = routes
-                    .iter()
-                    .filter(|r| mine(r.oif) && r.to.prefix_len() > 0)
-                    .filter_map(|r| {
-                        Some(Route {
-                            to: r.to,
-                            via: r.via?,
-                        })
-                    })
-                    .collect();
-                extra.sort();
-                Inside {
-                    addresses: addresses
-                        .iter()
-                        .filter(|(i, _)| *i == found.index)
-                        .map(|(_, a)| *a)
-                        .collect(),
-                    gateway,
-                    routes: extra,
-                    tx_checksum_on: ethtool::tx_checksum(ifname).unwrap_or(true),
-                    link,
-                }
-            })
-            .collect())
-    })
 }
