@@ -7,9 +7,11 @@
 //! is meant to be held for one reconcile only: holding it longer pins a dead
 //! namespace and its old veth.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 
 use crate::topology::Runtime;
 
@@ -49,9 +51,57 @@ impl ContainerRuntime for NetnsRuntime {
 }
 
 /// Docker, through its API socket.
+///
+/// A running container's init process is remembered (PID, start time), so a
+/// later reconcile of a long-lived caller (the daemon) finds the namespace of a
+/// container that is still that same process without asking Docker again: at a
+/// thousand containers the inspections were most of a no-op reconcile. The
+/// process identifies the container only while it lives (a restart, stop or
+/// removal ends it, and the next locate asks Docker); it is remembered only if
+/// its cgroup names the inspected container's id (so a PID reused between the
+/// inspection and the look in /proc is never remembered), and a rename, which
+/// keeps the process, has to be told with [`DockerRuntime::forget`].
 pub struct DockerRuntime {
     socket: String,
     client: Result<bollard::Docker, String>,
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+/// The init process of a running container, as last inspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    pid: i64,
+    started: u64,
+}
+
+/// When process `pid` started (clock ticks after boot), if it exists.
+fn start_time(pid: i64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces): state is the first, starttime the 20th.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Whether process `pid` runs in the cgroup of container `id`.
+fn in_container(pid: i64, id: &str) -> bool {
+    !id.is_empty()
+        && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+}
+
+impl Seen {
+    /// The namespace, if the process is still the one remembered.
+    fn reopen(self) -> Option<File> {
+        if start_time(self.pid) != Some(self.started) {
+            return None;
+        }
+        let file = File::open(format!("/proc/{}/ns/net", self.pid)).ok()?;
+        // Still the same process after the open: the file is its namespace.
+        (start_time(self.pid) == Some(self.started)).then_some(file)
+    }
 }
 
 impl DockerRuntime {
@@ -67,13 +117,42 @@ impl DockerRuntime {
             .to_string();
         let client = bollard::Docker::connect_with_unix(&path, 30, bollard::API_DEFAULT_VERSION)
             .map_err(|e| e.to_string());
-        Self { socket, client }
+        Self {
+            socket,
+            client,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forget every remembered container process (after a rename, or when
+    /// Docker's events may have been missed); the next locates ask Docker.
+    pub fn forget(&self) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.clear();
+        }
+    }
+
+    fn remembered(&self, name: &str) -> Option<Seen> {
+        self.seen.lock().ok()?.get(name).copied()
+    }
+
+    fn remember(&self, name: &str, seen: Option<Seen>) {
+        if let Ok(mut map) = self.seen.lock() {
+            match seen {
+                Some(seen) => map.insert(name.to_string(), seen),
+                None => map.remove(name),
+            };
+        }
     }
 }
 
 impl ContainerRuntime for DockerRuntime {
     fn locate<'a>(&'a self, name: &'a str) -> LocateFuture<'a> {
         Box::pin(async move {
+            if let Some(file) = self.remembered(name).and_then(Seen::reopen) {
+                return Ok(Located::Running(file));
+            }
+            self.remember(name, None);
             let docker = self.client.as_ref().map_err(|error| RuntimeError::Docker {
                 socket: self.socket.clone(),
                 error: error.clone(),
@@ -101,8 +180,17 @@ impl ContainerRuntime for DockerRuntime {
                     "docker container {name} is not running"
                 )));
             }
+            let started = start_time(pid);
             match File::open(format!("/proc/{pid}/ns/net")) {
-                Ok(file) => Ok(Located::Running(file)),
+                Ok(file) => {
+                    let id = inspected.id.unwrap_or_default();
+                    let same = started.is_some() && start_time(pid) == started;
+                    if same && in_container(pid, &id) {
+                        let started = started.unwrap_or_default();
+                        self.remember(name, Some(Seen { pid, started }));
+                    }
+                    Ok(Located::Running(file))
+                }
                 Err(error) => Ok(Located::Waiting(format!(
                     "docker container {name} (pid {pid}) went away: {error}"
                 ))),
@@ -130,5 +218,45 @@ impl Runtimes {
             Runtime::Netns(name) => self.netns.locate(name).await,
             Runtime::Docker(name) => self.docker.locate(name).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> i64 {
+        i64::from(std::process::id())
+    }
+
+    #[test]
+    fn a_live_process_is_reopened_only_while_it_is_the_same_one() {
+        let started = start_time(me()).expect("our own start time");
+        let file = Seen { pid: me(), started }.reopen().expect("our namespace");
+        assert!(crate::netns::is_netns(&file));
+        // Another start time means another process under a reused PID.
+        assert!(Seen {
+            pid: me(),
+            started: started + 1
+        }
+        .reopen()
+        .is_none());
+        assert!(start_time(i64::from(i32::MAX)).is_none());
+    }
+
+    #[test]
+    fn a_process_belongs_to_a_container_only_if_its_cgroup_names_it() {
+        assert!(!in_container(me(), ""));
+        assert!(!in_container(me(), "0123456789abcdef-no-such-container"));
+    }
+
+    #[test]
+    fn forget_drops_what_was_remembered() {
+        let docker = DockerRuntime::new(Some("unix:///nonexistent/docker.sock"));
+        let started = start_time(me()).unwrap();
+        docker.remember("c1", Some(Seen { pid: me(), started }));
+        assert!(docker.remembered("c1").is_some());
+        docker.forget();
+        assert!(docker.remembered("c1").is_none());
     }
 }

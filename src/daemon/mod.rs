@@ -172,7 +172,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                 due.get_or_insert(Instant::now() + DEBOUNCE);
             }
             Some(trigger) = rx.recv() => {
-                note(trigger, &mut reasons, &mut reload, &mut waiting_retries);
+                note(trigger, &runtimes, &mut reasons, &mut reload, &mut waiting_retries);
                 due.get_or_insert(Instant::now() + DEBOUNCE);
             }
             _ = tokio::time::sleep_until(wake.into()) => {
@@ -223,7 +223,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                         if changed {
                             while let Ok(trigger) = rx.try_recv() {
                                 if !trigger.may_be_own_write() {
-                                    note(trigger, &mut reasons, &mut reload, &mut waiting_retries);
+                                    note(trigger, &runtimes, &mut reasons, &mut reload, &mut waiting_retries);
                                 }
                             }
                             reasons.insert("verify after own changes");
@@ -254,9 +254,11 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Record what a trigger asks for: a reload, fresh retries for waiting containers.
+/// Record what a trigger asks for: a reload, fresh retries for waiting containers,
+/// forgetting remembered container processes.
 fn note(
     trigger: Trigger,
+    runtimes: &Runtimes,
     reasons: &mut BTreeSet<&'static str>,
     reload: &mut bool,
     waiting_retries: &mut u32,
@@ -264,7 +266,13 @@ fn note(
     if trigger == Trigger::Topology {
         *reload = true;
     }
-    if matches!(trigger, Trigger::Netns | Trigger::Docker) {
+    if trigger.forgets_containers() {
+        runtimes.docker.forget();
+    }
+    if matches!(
+        trigger,
+        Trigger::Netns | Trigger::Docker | Trigger::DockerRenamed
+    ) {
         *waiting_retries = 0;
     }
     reasons.insert(trigger.as_str());

@@ -9,8 +9,8 @@
 //!   mount, so the daemon retries while containers are waiting).
 //! - The topology file: inotify on its directory (writes and rename-over, as
 //!   editors and `git checkout` do); SIGHUP is handled by the main loop.
-//! - Docker: container start, restart, die and destroy events; after dockerd
-//!   restarts, reconnects with `since=` and asks for a full resync.
+//! - Docker: container start, restart, die, destroy and rename events; after
+//!   dockerd restarts, reconnects with `since=` and asks for a full resync.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub enum Trigger {
     Netns,
     Topology,
     Docker,
+    /// A container was renamed: its process no longer says which name it has.
+    DockerRenamed,
     DockerReconnected,
 }
 
@@ -43,8 +45,15 @@ impl Trigger {
             Trigger::Netns => "netns change",
             Trigger::Topology => "topology file change",
             Trigger::Docker => "docker event",
+            Trigger::DockerRenamed => "docker rename",
             Trigger::DockerReconnected => "docker reconnected",
         }
+    }
+
+    /// Triggers after which remembered container processes may name the wrong
+    /// container (see [`crate::runtime::DockerRuntime::forget`]).
+    pub fn forgets_containers(self) -> bool {
+        matches!(self, Trigger::DockerRenamed | Trigger::DockerReconnected)
     }
 
     /// Triggers the daemon's own writes also cause.
@@ -198,7 +207,7 @@ pub fn watch_docker(socket: Option<String>, tx: UnboundedSender<Trigger>) {
                     ("type".to_string(), vec!["container".to_string()]),
                     (
                         "event".to_string(),
-                        ["start", "restart", "die", "destroy"]
+                        ["start", "restart", "die", "destroy", "rename"]
                             .iter()
                             .map(|e| e.to_string())
                             .collect(),
@@ -214,7 +223,12 @@ pub fn watch_docker(socket: Option<String>, tx: UnboundedSender<Trigger>) {
                 while let Some(event) = stream.next().await {
                     let Ok(event) = event else { break };
                     since = event.time.or(since);
-                    if tx.send(Trigger::Docker).is_err() {
+                    let trigger = if event.action.as_deref() == Some("rename") {
+                        Trigger::DockerRenamed
+                    } else {
+                        Trigger::Docker
+                    };
+                    if tx.send(trigger).is_err() {
                         return;
                     }
                 }
