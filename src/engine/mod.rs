@@ -95,6 +95,7 @@ async fn observe(
 ) -> Result<Observed, EngineError> {
     let topology = target.topology;
     let mesh = &topology.mesh;
+    let started = std::time::Instant::now();
     let ovs = ovs::observe(
         &session.client,
         target.host,
@@ -115,7 +116,13 @@ async fn observe(
         underlay_bridge: &mesh.underlay_bridge,
         gateway_ports,
     };
+    let read_ovs = started.elapsed();
     let (links, rows) = host::observe(netlink, &mesh.name, want, &devices, target.runtimes).await?;
+    tracing::debug!(
+        ovs_ms = read_ovs.as_secs_f64() * 1e3,
+        netlink_ms = (started.elapsed() - read_ovs).as_secs_f64() * 1e3,
+        "observed"
+    );
     let mut ovs = ovs;
     let mut state = std::mem::take(&mut ovs.state);
     state.addresses = links.addresses;
@@ -245,8 +252,15 @@ async fn converge_locked(
     };
     let mut last_conflict = String::new();
     for attempt in 1..=ATTEMPTS {
+        let started = std::time::Instant::now();
+        let ms = || started.elapsed().as_secs_f64() * 1e3;
         let observed = observe(session, &netlink, target, want).await?;
         let plan = plan(mesh, want, &observed.state);
+        tracing::debug!(
+            ms = ms(),
+            changes = plan.changes.len(),
+            "phase: observed and planned"
+        );
         if plan.is_empty() {
             return Ok(Outcome {
                 plan,
@@ -267,8 +281,10 @@ async fn converge_locked(
             before,
         )
         .await;
+        tracing::debug!(ms = ms(), "phase: netlink before OVS");
         match ovs::apply(session, &plan, mesh, &observed.ovs.rows, target.wait).await {
             Ok(report) => {
+                tracing::debug!(ms = ms(), "phase: OVS applied");
                 let later = host::apply(
                     &netlink,
                     &context,
@@ -278,6 +294,7 @@ async fn converge_locked(
                     after,
                 )
                 .await;
+                tracing::debug!(ms = ms(), "phase: netlink after OVS");
                 links.applied.extend(later.applied);
                 links.failures.extend(later.failures);
                 return Ok(Outcome {
