@@ -3,8 +3,9 @@
 //! A network namespace belongs to a thread, not a process, so ovsmesh never
 //! moves a thread it shares: work inside a namespace runs on a dedicated OS
 //! thread that enters it and ends with the work ([`run`], and [`block_on`] with
-//! its own single-threaded runtime) — `setns` on a tokio worker would move every
-//! task sharing that thread. A program runs inside one by entering it between
+//! its own single-threaded runtime; [`run_each`] for many namespaces, a few
+//! threads each visiting several in turn) — `setns` on a tokio worker would move
+//! every task sharing that thread. A program runs inside one by entering it between
 //! fork and exec ([`command`]), so neither `ip netns exec` nor a move of the
 //! caller is needed.
 //!
@@ -102,6 +103,73 @@ where
             .join()
             .unwrap_or(Err(NetnsError::Panicked))
     })
+}
+
+/// Run `work` once per item, each inside the item's namespace, on at most
+/// `threads` dedicated OS threads that take items in turn and end with the
+/// work. `setup` runs once on each thread *before* it enters any namespace, so
+/// what it opens (a runtime, sockets) belongs to the caller's namespace — a
+/// socket keeps the namespace it was opened in, wherever the thread goes next.
+/// Results come back in the order of `items`.
+pub fn run_each<I, S, T, Setup, Work>(
+    items: Vec<(&File, I)>,
+    threads: usize,
+    setup: Setup,
+    work: Work,
+) -> Vec<Result<T, NetnsError>>
+where
+    I: Send,
+    T: Send,
+    Setup: Fn() -> S + Sync,
+    Work: Fn(&mut S, I) -> T + Sync,
+{
+    let count = items.len();
+    if count == 0 {
+        return Vec::new();
+    }
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let done = std::sync::Mutex::new(Vec::with_capacity(count));
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, count))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut state = None;
+                    loop {
+                        let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                        let Some((position, (netns, item))) = next else {
+                            break;
+                        };
+                        let state = state.get_or_insert_with(&setup);
+                        // SAFETY: setns moves only this dedicated thread, which ends
+                        // with the loop; `netns` is borrowed for the whole scope.
+                        let result =
+                            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+                                Ok(work(state, item))
+                            } else {
+                                Err(NetnsError::Enter(std::io::Error::last_os_error()))
+                            };
+                        if let Ok(mut done) = done.lock() {
+                            done.push((position, result));
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Joined here, so a panic in `work` is an error for its item, not the caller's panic.
+        for worker in workers {
+            let _ = worker.join();
+        }
+    });
+    let done = done.into_inner().unwrap_or_default();
+    // A thread that panicked lost its item: report it, keep the order.
+    let mut results: Vec<Option<Result<T, NetnsError>>> = (0..count).map(|_| None).collect();
+    for (position, result) in done {
+        results[position] = Some(result);
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(NetnsError::Panicked)))
+        .collect()
 }
 
 /// [`run`] with a single-threaded tokio runtime of its own: the future `work`
@@ -250,6 +318,48 @@ mod tests {
             run(&ns, || panic!("inside")),
             Err(NetnsError::Panicked)
         ));
+    }
+
+    #[test]
+    fn run_each_visits_every_namespace_on_at_most_the_threads_given_in_order() {
+        let before = current();
+        let spaces: Vec<File> = (0..5).map(|_| fresh_namespace()).collect();
+        let targets: Vec<String> = spaces
+            .iter()
+            .map(|ns| {
+                std::fs::read_link(format!("/proc/self/fd/{}", ns.as_raw_fd()))
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let items = spaces.iter().zip(0..).collect();
+        // Setup runs before the thread enters anything: in the caller's namespace.
+        let results = run_each(items, 2, current, |home: &mut String, i: usize| {
+            (i, current(), home.clone(), std::thread::current().id())
+        });
+        let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+        let threads: std::collections::BTreeSet<String> = results
+            .iter()
+            .map(|(_, _, _, t)| format!("{t:?}"))
+            .collect();
+        assert!(threads.len() <= 2, "{threads:?}");
+        for (i, (item, inside, home, _)) in results.into_iter().enumerate() {
+            assert_eq!(item, i);
+            assert_eq!(inside, targets[i]);
+            assert_eq!(home, before);
+        }
+        assert_eq!(current(), before);
+        assert!(run_each(Vec::<(&File, ())>::new(), 4, || (), |_, _| ()).is_empty());
+    }
+
+    #[test]
+    fn run_each_reports_a_namespace_it_cannot_enter_and_goes_on() {
+        let ns = File::open("/proc/self/ns/net").unwrap();
+        let not_ns = File::open("/proc/self/status").unwrap();
+        let results = run_each(vec![(&not_ns, 1), (&ns, 2)], 1, || (), |_, i| i * 10);
+        assert!(matches!(results[0], Err(NetnsError::Enter(_))));
+        assert_eq!(results[1].as_ref().unwrap(), &20);
     }
 
     #[test]

@@ -98,12 +98,65 @@ impl ContainerRuntime for NetnsRuntime {
 }
 
 /// Docker, through its API socket.
+///
+/// A running container's init process is remembered (PID, start time), so a
+/// later reconcile of a long-lived caller (the daemon) finds the namespace of a
+/// container that is still that same process without asking Docker again: at a
+/// thousand containers the inspections were most of a no-op reconcile. The
+/// process identifies the container only while it lives (a restart, stop or
+/// removal ends it, and the next locate asks Docker); it is remembered only if
+/// its cgroup names the inspected container's id (so a PID reused between the
+/// inspection and the look in /proc is never remembered), and a rename, which
+/// keeps the process, has to be told with [`DockerRuntime::forget`].
 pub struct DockerRuntime {
     socket: DockerSocket,
     client: Result<bollard::Docker, RuntimeError>,
-    /// Container name → PID of its last running incarnation seen by `locate`, so its
-    /// namespace can be looked at again without asking dockerd (see [`Runtimes::netns_path`]).
-    pids: Mutex<HashMap<String, i64>>,
+    /// Container name → its last running incarnation seen by `locate`: its
+    /// namespace can be looked at again without asking dockerd (the daemon's
+    /// container watch, [`Runtimes::netns_path`]), and, while the process is
+    /// provably the same one, `locate` does not ask dockerd either.
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+/// The init process of a running container, as last inspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    pid: i64,
+    /// Its start time, when it was proved to be the inspected container's
+    /// process (its cgroup names the container's id): only then may `locate`
+    /// reuse it without asking Docker.
+    started: Option<u64>,
+}
+
+/// When process `pid` started (clock ticks after boot), if it exists.
+fn start_time(pid: i64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces): state is the first, starttime the 20th.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Whether process `pid` runs in the cgroup of container `id`.
+fn in_container(pid: i64, id: &str) -> bool {
+    !id.is_empty()
+        && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+}
+
+impl Seen {
+    /// The namespace, if the process is still the one proved to be the container's.
+    fn reopen(self) -> Option<File> {
+        let started = self.started?;
+        if start_time(self.pid) != Some(started) {
+            return None;
+        }
+        let file = File::open(format!("/proc/{}/ns/net", self.pid)).ok()?;
+        // Still the same process after the open: the file is its namespace.
+        (start_time(self.pid) == Some(started)).then_some(file)
+    }
 }
 
 impl DockerRuntime {
@@ -114,27 +167,40 @@ impl DockerRuntime {
         Self {
             socket,
             client,
-            pids: Mutex::default(),
+            seen: Mutex::default(),
         }
     }
 
-    fn remember(&self, name: &str, pid: Option<i64>) {
-        let mut pids = self.pids.lock().unwrap_or_else(|e| e.into_inner());
-        match pid {
-            Some(pid) => pids.insert(name.to_string(), pid),
-            None => pids.remove(name),
+    /// Forget every remembered container process (after a rename, or when
+    /// Docker's events may have been missed); the next locates ask Docker.
+    pub fn forget(&self) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn remembered(&self, name: &str) -> Option<Seen> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(name).copied()
+    }
+
+    fn remember(&self, name: &str, seen: Option<Seen>) {
+        let mut map = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen {
+            Some(seen) => map.insert(name.to_string(), seen),
+            None => map.remove(name),
         };
     }
 
     fn last_pid(&self, name: &str) -> Option<i64> {
-        let pids = self.pids.lock().unwrap_or_else(|e| e.into_inner());
-        pids.get(name).copied()
+        self.remembered(name).map(|s| s.pid)
     }
 }
 
 impl ContainerRuntime for DockerRuntime {
     fn locate<'a>(&'a self, name: &'a str) -> LocateFuture<'a> {
         Box::pin(async move {
+            if let Some(file) = self.remembered(name).and_then(Seen::reopen) {
+                return Ok(Located::Running(file));
+            }
             let docker = self.client.as_ref().map_err(RuntimeError::clone)?;
             // bollard puts the name into the URL path as it is: only a Docker name may go there.
             ident::check(Kind::Docker, name).map_err(|source| RuntimeError::NotADockerName {
@@ -161,9 +227,13 @@ impl ContainerRuntime for DockerRuntime {
                     "docker container {name} is not running"
                 )));
             }
+            let started = start_time(pid);
             match File::open(format!("/proc/{pid}/ns/net")) {
                 Ok(file) => {
-                    self.remember(name, Some(pid));
+                    let id = inspected.id.unwrap_or_default();
+                    let same = started.is_some() && start_time(pid) == started;
+                    let started = started.filter(|_| same && in_container(pid, &id));
+                    self.remember(name, Some(Seen { pid, started }));
                     Ok(Located::Running(file))
                 }
                 Err(error) => {
@@ -210,5 +280,71 @@ impl Runtimes {
                 .last_pid(name)
                 .map(|pid| PathBuf::from(format!("/proc/{pid}/ns/net"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> i64 {
+        i64::from(std::process::id())
+    }
+
+    #[test]
+    fn a_live_process_is_reopened_only_while_it_is_the_same_one() {
+        let started = start_time(me()).expect("our own start time");
+        let file = Seen {
+            pid: me(),
+            started: Some(started),
+        }
+        .reopen()
+        .expect("our namespace");
+        assert!(crate::netns::is_netns(&file));
+        // Another start time means another process under a reused PID.
+        assert!(Seen {
+            pid: me(),
+            started: Some(started + 1)
+        }
+        .reopen()
+        .is_none());
+        assert!(start_time(i64::from(i32::MAX)).is_none());
+    }
+
+    #[test]
+    fn a_process_belongs_to_a_container_only_if_its_cgroup_names_it() {
+        assert!(!in_container(me(), ""));
+        assert!(!in_container(me(), "0123456789abcdef-no-such-container"));
+    }
+
+    #[test]
+    fn an_unproven_process_is_watched_but_never_reused_without_docker() {
+        let runtimes = Runtimes::new(Some("unix:///nonexistent/docker.sock"));
+        let unproven = Seen {
+            pid: me(),
+            started: None,
+        };
+        runtimes.docker.remember("c2", Some(unproven));
+        assert!(unproven.reopen().is_none());
+        assert_eq!(
+            runtimes.netns_path(&Runtime::Docker("c2".into())),
+            Some(PathBuf::from(format!("/proc/{}/ns/net", me())))
+        );
+    }
+
+    #[test]
+    fn forget_drops_what_was_remembered() {
+        let docker = DockerRuntime::new(Some("unix:///nonexistent/docker.sock"));
+        let started = start_time(me()).unwrap();
+        docker.remember(
+            "c1",
+            Some(Seen {
+                pid: me(),
+                started: Some(started),
+            }),
+        );
+        assert!(docker.remembered("c1").is_some());
+        docker.forget();
+        assert!(docker.remembered("c1").is_none());
     }
 }

@@ -226,3 +226,52 @@ fn docker_restart_is_healed_without_a_manual_apply() {
         .metric("ovsmesh_container_replumbs_total")
         >= 2.0));
 }
+
+/// The daemon remembers which process each running Docker container is, so it
+/// need not ask Docker every reconcile; a rename keeps the process, so the
+/// daemon must forget it then. Otherwise a new container under the old name
+/// would be taken for the renamed one and never plumbed.
+#[test]
+fn a_new_container_under_a_renamed_ones_name_is_plumbed() {
+    let setup = start(&seed("pipework-vlan.toml"), "A", true);
+    let socket = setup.lab.docker_socket().unwrap();
+    let docker = |args: &[&str]| {
+        let mut all = vec!["-H", socket.as_str()];
+        all.extend_from_slice(args);
+        run("docker", &all)
+    };
+    let test1 = format!("{}-test1", setup.lab.prefix);
+    let renamed = format!("{}-old1", setup.lab.prefix);
+    let has_eth1 = |name: &str| {
+        Command::new("docker")
+            .args([
+                "-H",
+                &socket,
+                "exec",
+                name,
+                "cat",
+                "/sys/class/net/eth1/address",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    // `start` waited for the start-up reconcile: the daemon has seen test1 running.
+    assert!(eventually(Duration::from_secs(10), || has_eth1(&test1)));
+    docker(&["rename", &test1, &renamed]);
+    assert!(
+        eventually(Duration::from_secs(10), || setup
+            .metric("ovsmesh_containers_waiting")
+            >= 1.0),
+        "the renamed container still counted as {test1}: {}",
+        setup.log()
+    );
+    ovsmesh::lab::docker::run_container(&setup.lab, &socket, &test1).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || has_eth1(&test1)),
+        "the new {test1} was not plumbed: {}",
+        setup.log()
+    );
+    assert!(eventually(Duration::from_secs(5), || setup
+        .metric("ovsmesh_containers_waiting")
+        == 0.0));
+}

@@ -12,6 +12,13 @@ use crate::ovsdb::ConnectOptions;
 use crate::runtime::Runtimes;
 
 pub(super) fn live(path: &Path, live: LiveArgs, action: Action) -> i32 {
+    // `OVSMESH_LOG=debug` shows each step and how long it took, on stderr.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("OVSMESH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let (topology, want) = match topology_and_desired(path, live.target.host, live.format) {
         Ok(found) => found,
         Err(code) => return code,

@@ -237,14 +237,18 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 }
 
 impl Daemon {
-    /// Record what a trigger asks for: a reload, fresh retries for waiting containers.
+    /// Record what a trigger asks for: a reload, fresh retries for waiting containers,
+    /// forgetting remembered container processes.
     fn note(&mut self, trigger: Trigger) {
         if trigger == Trigger::Topology {
             self.reload = true;
         }
+        if trigger.forgets_containers() {
+            self.runtimes.docker.forget();
+        }
         if matches!(
             trigger,
-            Trigger::Netns | Trigger::Docker | Trigger::ContainerNetns
+            Trigger::Netns | Trigger::Docker | Trigger::DockerRenamed | Trigger::ContainerNetns
         ) {
             self.waiting_retries = 0;
         }

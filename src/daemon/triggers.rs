@@ -10,10 +10,11 @@
 //!   mount, so the daemon retries while containers are waiting).
 //! - The topology file: inotify on its directory (writes and rename-over, as
 //!   editors and `git checkout` do); SIGHUP is handled by the main loop.
-//! - Docker: container start, restart, die and destroy events, subscribed with
-//!   `since=` the daemon's start, so a restart between the first observe and the
-//!   subscription is not lost; after dockerd restarts, reconnects with `since=`
-//!   the last event and asks for a full resync.
+//! - Docker: container start, restart, die, destroy and rename events, subscribed
+//!   with `since=` the daemon's start, so a restart between the first observe and
+//!   the subscription is not lost; after dockerd restarts, reconnects with `since=`
+//!   the last event and asks for a full resync. A rename from or to one of our
+//!   names makes the daemon forget remembered container processes.
 //! - Inside plumbed containers: see `containers`.
 //!
 //! Container events, reconnections, topology edits and SIGHUP cut a backoff
@@ -57,6 +58,8 @@ pub enum Trigger {
     Netns,
     Topology,
     Docker,
+    /// A container was renamed: its process no longer says which name it has.
+    DockerRenamed,
     DockerReconnected,
     /// A plumbed container's namespace was replaced or is gone.
     ContainerNetns,
@@ -73,10 +76,17 @@ impl Trigger {
             Trigger::Netns => "netns change",
             Trigger::Topology => "topology file change",
             Trigger::Docker => "docker event",
+            Trigger::DockerRenamed => "docker rename",
             Trigger::DockerReconnected => "docker reconnected",
             Trigger::ContainerNetns => "container namespace change",
             Trigger::ContainerDrift => "change inside a container",
         }
+    }
+
+    /// Triggers after which remembered container processes may name the wrong
+    /// container (see [`crate::runtime::DockerRuntime::forget`]).
+    pub fn forgets_containers(self) -> bool {
+        matches!(self, Trigger::DockerRenamed | Trigger::DockerReconnected)
     }
 
     /// Triggers the daemon's own writes also cause.
@@ -220,7 +230,7 @@ pub fn watch_docker(
                     ("type".to_string(), vec!["container".to_string()]),
                     (
                         "event".to_string(),
-                        ["start", "restart", "die", "destroy"]
+                        ["start", "restart", "die", "destroy", "rename"]
                             .iter()
                             .map(|e| e.to_string())
                             .collect(),
@@ -242,8 +252,22 @@ pub fn watch_docker(
                         .and_then(|a| a.get("name"));
                     tracing::debug!(container = ?name, action = ?event.action, time = ?event.time, "docker event");
                     since = event.time.or(since);
-                    let ours = name.is_some_and(|n| interest.borrow().docker(n));
-                    if ours && tx.send(Trigger::Docker).is_err() {
+                    // A rename keeps the process: its old name (Docker reports it
+                    // with a leading '/') may be one of ours.
+                    let old_name = event
+                        .actor
+                        .as_ref()
+                        .and_then(|a| a.attributes.as_ref())
+                        .and_then(|a| a.get("oldName"))
+                        .map(|n| n.trim_start_matches('/'));
+                    let ours = |n: Option<&str>| n.is_some_and(|n| interest.borrow().docker(n));
+                    let trigger = if event.action.as_deref() == Some("rename") {
+                        (ours(name.map(String::as_str)) || ours(old_name))
+                            .then_some(Trigger::DockerRenamed)
+                    } else {
+                        ours(name.map(String::as_str)).then_some(Trigger::Docker)
+                    };
+                    if trigger.is_some_and(|t| tx.send(t).is_err()) {
                         return;
                     }
                 }

@@ -106,6 +106,7 @@ async fn observe(
 ) -> Result<Observed, EngineError> {
     let topology = target.topology;
     let mesh = &topology.mesh;
+    let started = std::time::Instant::now();
     let ovs = ovs::observe(
         &session.client,
         target.host,
@@ -140,7 +141,13 @@ async fn observe(
         underlay_bridge: mesh.underlay_bridge.clone(),
         addresses: Policy::new(&mesh.name).address_policy(&facts),
     };
+    let read_ovs = started.elapsed();
     let (links, rows) = host::observe(netlink, &mesh.name, want, &devices, target.runtimes).await?;
+    tracing::debug!(
+        ovs_ms = read_ovs.as_secs_f64() * 1e3,
+        netlink_ms = (started.elapsed() - read_ovs).as_secs_f64() * 1e3,
+        "observed"
+    );
     let mut ovs = ovs;
     let mut state = std::mem::take(&mut ovs.state);
     state.addresses = links.addresses;
@@ -151,7 +158,7 @@ async fn observe(
     state.waiting = links.waiting;
     state.occupied = links.occupied;
     state.foreign_links = links.foreign_links;
-    let facts = host::facts::read(netlink, topology, target.host).await?;
+    let facts = host::facts::read(netlink, &rows.links, topology, target.host).await?;
     Ok(Observed {
         state,
         ovs,
@@ -311,8 +318,15 @@ async fn converge_locked(
     };
     let mut last_conflict = String::new();
     for attempt in 1..=ATTEMPTS {
+        let started = std::time::Instant::now();
+        let ms = || started.elapsed().as_secs_f64() * 1e3;
         let observed = observe(session, &netlink, target, want, known).await?;
         let plan = plan(&settle(mesh, want, &observed.state));
+        tracing::debug!(
+            ms = ms(),
+            changes = plan.changes.len(),
+            "phase: observed and planned"
+        );
         let warnings = match direction {
             Direction::Up => host::warnings::warnings(target.topology, want, &observed.facts),
             Direction::Down => Vec::new(),
@@ -336,9 +350,12 @@ async fn converge_locked(
             Direction::Down => (ALL_KINDS, &[]),
         };
         let mut links = host::apply(&netlink, &context, &plan, &observed.netlink, before).await;
+        tracing::debug!(ms = ms(), "phase: netlink before OVS");
         match ovs::apply(session, &plan, mesh, &observed.ovs.rows, target.wait).await {
             Ok(report) => {
+                tracing::debug!(ms = ms(), "phase: OVS applied");
                 let later = host::apply(&netlink, &context, &plan, &observed.netlink, after).await;
+                tracing::debug!(ms = ms(), "phase: netlink after OVS");
                 links.applied.extend(later.applied);
                 links.failures.extend(later.failures);
                 return Ok(Outcome {

@@ -10,10 +10,12 @@
 //! brought up, then the NIC's gateway routes are re-pointed at the bridge, and
 //! only then is the address removed from the NIC. `down` does the reverse.
 
-use std::collections::BTreeMap;
+use std::fs::File;
 
 use crate::marks::{Policy, RouteMark};
-use crate::netlink::{ethtool, in_netns, sysctl, LinkChange, Netlink, NetlinkError, Route};
+use crate::netlink::index::LinkIndex;
+use crate::netlink::many::Home;
+use crate::netlink::{ethtool, sysctl, LinkChange, Netlink, NetlinkError, Route};
 use crate::plan::{Change, Kind, Op, Plan};
 use crate::state::{AddressRole, ContainerInterface, HostAddress, HostRoute, Item};
 
@@ -72,32 +74,46 @@ pub async fn apply(
     kinds: &[Kind],
 ) -> NetlinkReport {
     let mut report = NetlinkReport::default();
+    // Device indices for routes: one dump, when the first route needs it.
+    let mut links: Option<LinkIndex> = None;
     for &kind in kinds {
         // Deletes first, so a replaced object never collides with its old self.
         let mut changes: Vec<&Change> = plan.changes.iter().filter(|c| c.kind == kind).collect();
         changes.sort_by_key(|c| c.op != Op::Delete);
+        if kind == Kind::ContainerInterface {
+            // Many containers at once, each inside its namespace (see `plumb`).
+            let results =
+                super::plumb::container_interfaces(netlink, context, &changes, rows).await;
+            for (change, result) in changes.into_iter().zip(results) {
+                report.record(kind, change, result);
+            }
+            continue;
+        }
         for change in changes {
             let result = match kind {
-                Kind::ContainerInterface => {
-                    container_interface(netlink, context, change, rows).await
-                }
                 Kind::Address => address(netlink, context, change).await,
-                Kind::Route => route(netlink, context, change).await,
+                Kind::Route => route(netlink, context, &mut links, change).await,
                 Kind::Forwarding => forwarding(context, change),
                 Kind::Sysctl => setting(context, change),
-                Kind::Bridge | Kind::Port => continue,
+                Kind::ContainerInterface | Kind::Bridge | Kind::Port => continue,
             };
-            match result {
-                Ok(()) => report.applied.push(change.clone()),
-                Err(error) => report.failures.push(Failure {
-                    kind,
-                    id: change.id.clone(),
-                    error: error.to_string(),
-                }),
-            }
+            report.record(kind, change, result);
         }
     }
     report
+}
+
+impl NetlinkReport {
+    fn record(&mut self, kind: Kind, change: &Change, result: Result<(), NetlinkError>) {
+        match result {
+            Ok(()) => self.applied.push(change.clone()),
+            Err(error) => self.failures.push(Failure {
+                kind,
+                id: change.id.clone(),
+                error: error.to_string(),
+            }),
+        }
+    }
 }
 
 async fn index_of(netlink: &Netlink, name: &str) -> Result<u32, NetlinkError> {
@@ -153,7 +169,7 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> NetlinkError {
 }
 
 /// The object a change makes (create, update, replace).
-fn after<'c, T>(
+pub(super) fn after<'c, T>(
     change: &'c Change,
     get: impl Fn(&'c Item) -> Option<T>,
 ) -> Result<T, NetlinkError> {
@@ -167,12 +183,16 @@ fn after<'c, T>(
         })
 }
 
-async fn container_interface(
-    netlink: &Netlink,
+/// One container interface. Host-side work goes through `home` (sockets in the
+/// host's namespace), work inside the container through `inside`: the caller
+/// runs this on a thread that has entered the container's namespace.
+pub(super) async fn container_interface(
+    home: &Home,
+    inside: Option<(&Netlink, &File)>,
     context: &HostContext<'_>,
     change: &Change,
-    rows: &NetlinkRows,
 ) -> Result<(), NetlinkError> {
+    let netlink = &home.netlink;
     let seen = change.before.as_ref().and_then(Item::container_interface);
     if change.op == Op::Delete {
         if let Some(old) = seen {
@@ -181,16 +201,13 @@ async fn container_interface(
         return Ok(());
     }
     let want = after(change, Item::container_interface)?;
-    let netns = rows
-        .netns
-        .get(&want.container)
-        .ok_or_else(|| NetlinkError::Io {
-            what: format!("container {}", want.container),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "its network namespace went away",
-            ),
-        })?;
+    let (inner, netns) = inside.ok_or_else(|| NetlinkError::Io {
+        what: format!("container {}", want.container),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "its network namespace went away",
+        ),
+    })?;
     if matches!(change.op, Op::Create | Op::Replace) {
         if let Some(old) = seen {
             delete_host_end(netlink, context, old, &old.host_end).await?;
@@ -204,16 +221,12 @@ async fn container_interface(
             ));
         }
         // Inside, touch only what ovsmesh made: a link with our name is in the way.
-        let (ifname, container) = (want.ifname.clone(), want.container.clone());
-        in_netns(netns, |inner| async move {
-            match inner.link_by_name(&ifname).await? {
-                Some(_) => Err(in_the_way(
-                    format!("interface {ifname} in container {container}"),
-                    "exists and ovsmesh did not make it: left alone",
-                )),
-                None => Ok(()),
-            }
-        })?;
+        if inner.link_by_name(&want.ifname).await?.is_some() {
+            return Err(in_the_way(
+                format!("interface {} in container {}", want.ifname, want.container),
+                "exists and ovsmesh did not make it: left alone",
+            ));
+        }
         netlink
             .create_veth(&want.host_end, &want.ifname, netns, want.mac, want.mtu)
             .await?;
@@ -251,14 +264,12 @@ async fn container_interface(
         }
     }
     if want.tx_checksum_off {
-        ethtool::set_tx_checksum(&want.host_end, false)
+        home.ethtool
+            .set_tx_checksum(&want.host_end, false)
             .map_err(io(format!("tx checksum off on {}", want.host_end)))?;
     }
-    let inside = want.clone();
     let mark = context.policy().route_mark();
-    in_netns(netns, |inner| async move {
-        configure_inside(&inner, &inside, mark).await
-    })
+    configure_inside(inner, want, mark).await
 }
 
 /// Everything inside the container: lo up, the interface's MAC, MTU, address,
@@ -407,11 +418,15 @@ async fn move_underlay(
     Ok(())
 }
 
-fn to_netlink_route(route: &HostRoute, indices: &BTreeMap<String, u32>, mark: RouteMark) -> Route {
+fn to_netlink_route(route: &HostRoute, links: &LinkIndex, mark: RouteMark) -> Route {
     Route {
         to: route.to,
         via: Some(route.via),
-        oif: route.dev.as_ref().and_then(|d| indices.get(d).copied()),
+        oif: route
+            .dev
+            .as_ref()
+            .and_then(|d| links.by_name(d))
+            .map(|l| l.index),
         onlink: route.onlink,
         protocol: mark.protocol,
         metric: mark.metric,
@@ -421,30 +436,42 @@ fn to_netlink_route(route: &HostRoute, indices: &BTreeMap<String, u32>, mark: Ro
 async fn route(
     netlink: &Netlink,
     context: &HostContext<'_>,
+    links: &mut Option<LinkIndex>,
+    change: &Change,
+) -> Result<(), NetlinkError> {
+    let mut indices = match links.take() {
+        Some(indices) => indices,
+        None => LinkIndex::dump(netlink).await?,
+    };
+    let result = route_with(netlink, context, &mut indices, change).await;
+    *links = Some(indices);
+    result
+}
+
+async fn route_with(
+    netlink: &Netlink,
+    context: &HostContext<'_>,
+    indices: &mut LinkIndex,
     change: &Change,
 ) -> Result<(), NetlinkError> {
     let mark = context.policy().route_mark();
-    let indices: BTreeMap<String, u32> = netlink
-        .links()
-        .await?
-        .into_iter()
-        .map(|l| (l.name, l.index))
-        .collect();
     if change.op == Op::Delete {
         let Some(old) = change.before.as_ref().and_then(Item::route) else {
             return Ok(());
         };
         return netlink
-            .delete_route(&to_netlink_route(old, &indices, mark))
+            .delete_route(&to_netlink_route(old, indices, mark))
             .await;
     }
     let want = after(change, Item::route)?;
     if let Some(dev) = &want.dev {
-        if !indices.contains_key(dev) {
-            return index_of(netlink, dev).await.map(|_| ());
+        if indices.by_name(dev).is_none() {
+            // Not there at the dump: look again (it says why if it is still missing).
+            index_of(netlink, dev).await?;
+            *indices = LinkIndex::dump(netlink).await?;
         }
     }
-    let route = to_netlink_route(want, &indices, mark);
+    let route = to_netlink_route(want, indices, mark);
     if change.op == Op::Create {
         // Never overwrite: a route that appeared at our key since the plan was
         // made fails the add (the next plan names it as a conflict).

@@ -14,6 +14,7 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 
 use super::networkd;
+use crate::netlink::index::LinkIndex;
 use crate::netlink::{sysctl, Link, Netlink, NetlinkError};
 use crate::topology::Topology;
 
@@ -50,9 +51,11 @@ pub struct HostFacts {
     pub networkd_removes_foreign_routes: bool,
 }
 
-/// Read the facts of `host` from the namespace `netlink` is in.
+/// Read the facts of `host` from the namespace `netlink` is in, whose links
+/// observe has already dumped (`links`).
 pub async fn read(
     netlink: &Netlink,
+    links: &LinkIndex,
     topology: &Topology,
     host: &str,
 ) -> Result<HostFacts, NetlinkError> {
@@ -60,7 +63,6 @@ pub async fn read(
         return Ok(HostFacts::default());
     };
     // Each dump only when needed: the daemon observes on every trigger.
-    let links = netlink.links().await?;
     let addresses = if this.underlay_nic.is_none() || this.uplink_nic.is_some() {
         netlink.addresses().await?
     } else {
@@ -71,14 +73,14 @@ pub async fn read(
     } else {
         Vec::new()
     };
-    let by_name = |name: &str| links.iter().find(|l| l.name == name);
+    let by_name = |name: &str| links.by_name(name);
     let device = |link: &Link| Device {
         name: link.name.clone(),
         mtu: link.mtu,
     };
     let underlay = match &this.underlay_nic {
         Some(nic) => by_name(nic).map(device),
-        None => holder(&links, &addresses, this.underlay_address.addr()).map(device),
+        None => holder(links, &addresses, this.underlay_address.addr()).map(device),
     };
     let uplink = this
         .uplink_nic
@@ -110,10 +112,10 @@ pub async fn read(
 
 /// The link holding `address`.
 fn holder<'a>(
-    links: &'a [Link],
+    links: &'a LinkIndex,
     addresses: &[(u32, Ipv4Net)],
     address: Ipv4Addr,
 ) -> Option<&'a Link> {
     let (index, _) = addresses.iter().find(|(_, a)| a.addr() == address)?;
-    links.iter().find(|l| l.index == *index)
+    links.by_index(*index)
 }

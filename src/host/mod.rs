@@ -7,9 +7,11 @@
 pub mod apply;
 pub mod facts;
 pub mod firewall;
+mod inside;
 pub mod iptables_read;
 pub mod networkd;
 pub mod observe;
+mod plumb;
 pub mod warnings;
 
 pub use apply::{apply, Failure, HostContext, NetlinkReport};

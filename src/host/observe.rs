@@ -16,17 +16,23 @@ use std::collections::BTreeMap;
 use std::fs::File;
 
 use crate::marks::{AddressPolicy, Policy};
-use crate::netlink::{ethtool, in_netns, sysctl, Link, Netlink, NetlinkError};
-use crate::runtime::{Located, RuntimeError, Runtimes};
+use crate::netlink::index::LinkIndex;
+use crate::netlink::{ethtool, sysctl, Link, Netlink, NetlinkError};
+use crate::runtime::{RuntimeError, Runtimes};
 use crate::state::{
     AddressRole, ContainerInterface, HostAddress, HostRoute, HostState, Kind, Occupied,
 };
-use crate::topology::{Route, Runtime};
+use crate::topology::Runtime;
 
-/// What apply needs beyond the state: the namespaces, held for this reconcile only.
+use super::inside::{find_all, Found};
+
+/// What apply needs beyond the state: the namespaces, held for this reconcile
+/// only; and the host's links as observe dumped them (the reconcile's one link
+/// dump, which the host facts are read from too).
 #[derive(Debug, Default)]
 pub struct NetlinkRows {
     pub netns: BTreeMap<String, File>,
+    pub links: LinkIndex,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +51,6 @@ pub struct Devices {
     pub addresses: AddressPolicy,
 }
 
-/// Container side of one interface, read inside the container.
-struct Inside {
-    link: Option<Link>,
-    addresses: Vec<ipnet::Ipv4Net>,
-    gateway: Option<std::net::Ipv4Addr>,
-    routes: Vec<Route>,
-    tx_checksum_on: bool,
-}
-
 /// Observe the netlink side, for the containers and devices of `desired`.
 pub async fn observe(
     netlink: &Netlink,
@@ -67,7 +64,8 @@ pub async fn observe(
         ..HostState::default()
     };
     let mut rows = NetlinkRows::default();
-    let links = netlink.links().await?;
+    let index = LinkIndex::dump(netlink).await?;
+    let links = &index;
     let by_index: BTreeMap<u32, &Link> = links.iter().map(|l| (l.index, l)).collect();
 
     let policy = Policy::new(mesh);
@@ -163,18 +161,20 @@ pub async fn observe(
             .or_default()
             .push(iface);
     }
+    // All located and read at once (see `inside`), then taken one by one.
+    let mut found = find_all(runtimes, &wanted).await?;
+    let host_ethtool = ethtool::Socket::open().ok();
     for (container, ifaces) in wanted {
         let runtime = &ifaces[0].runtime;
-        let netns = match runtimes.locate(runtime).await? {
-            Located::Waiting(reason) => {
+        let (netns, inside) = match found.remove(container) {
+            Some(Found::Running(netns, inside)) => (netns, inside),
+            Some(Found::Waiting(reason)) => {
                 tracing::info!(container, %reason, "container waiting");
                 state.waiting.insert(container.to_string());
                 continue;
             }
-            Located::Running(file) => file,
+            None => continue,
         };
-        let ifnames: Vec<String> = ifaces.iter().map(|i| i.ifname.clone()).collect();
-        let inside = read_inside(&netns, &ifnames)?;
         for (iface, inside) in ifaces.iter().zip(inside) {
             let Some(link) = inside.link else { continue };
             let host_end = link
@@ -190,8 +190,12 @@ pub async fn observe(
                 });
                 continue;
             }
-            let host_tx_on =
-                host_end.is_some_and(|l| ethtool::tx_checksum(&l.name).unwrap_or(true));
+            let host_tx_on = host_end.is_some_and(|l| {
+                host_ethtool
+                    .as_ref()
+                    .and_then(|s| s.tx_checksum(&l.name).ok())
+                    .unwrap_or(true)
+            });
             let wanted_address = inside
                 .addresses
                 .iter()
@@ -236,6 +240,7 @@ pub async fn observe(
             },
         );
     }
+    rows.links = index;
     Ok((state, rows))
 }
 
@@ -249,55 +254,4 @@ fn describe_route(route: &crate::netlink::Route, by_index: &BTreeMap<u32, &Link>
         text.push_str(&format!(" dev {}", dev.name));
     }
     format!("{text} proto {} metric {}", route.protocol, route.metric)
-}
-
-/// Read interfaces `ifnames` inside a container's namespace.
-fn read_inside(netns: &File, ifnames: &[String]) -> Result<Vec<Inside>, NetlinkError> {
-    in_netns(netns, |netlink| async move {
-        let links = netlink.links().await?;
-        let addresses = netlink.addresses().await?;
-        let routes = netlink.routes().await?;
-        Ok(ifnames
-            .iter()
-            .map(|ifname| {
-                let link = links.iter().find(|l| &l.name == ifname).cloned();
-                let Some(found) = &link else {
-                    return Inside {
-                        link: None,
-                        addresses: Vec::new(),
-                        gateway: None,
-                        routes: Vec::new(),
-                        tx_checksum_on: false,
-                    };
-                };
-                let mine = |oif: Option<u32>| oif == Some(found.index);
-                let gateway = routes
-                    .iter()
-                    .find(|r| mine(r.oif) && r.to.prefix_len() == 0)
-                    .and_then(|r| r.via);
-                let mut extra: Vec<Route> = routes
-                    .iter()
-                    .filter(|r| mine(r.oif) && r.to.prefix_len() > 0)
-                    .filter_map(|r| {
-                        Some(Route {
-                            to: r.to,
-                            via: r.via?,
-                        })
-                    })
-                    .collect();
-                extra.sort();
-                Inside {
-                    addresses: addresses
-                        .iter()
-                        .filter(|(i, _)| *i == found.index)
-                        .map(|(_, a)| *a)
-                        .collect(),
-                    gateway,
-                    routes: extra,
-                    tx_checksum_on: ethtool::tx_checksum(ifname).unwrap_or(true),
-                    link,
-                }
-            })
-            .collect())
-    })
 }

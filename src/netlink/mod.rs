@@ -5,7 +5,10 @@
 //! dedicated thread [`crate::netns`] enters it on (never a tokio worker) and
 //! drops it with that thread. The namespace fd is held for that one call only.
 
+mod counters;
 pub mod ethtool;
+pub mod index;
+pub mod many;
 pub mod sysctl;
 
 use std::fs::File;
@@ -17,7 +20,7 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage,
 };
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol,
@@ -26,6 +29,8 @@ use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::topology::Mac;
+use counters::wrote;
+pub use counters::{link_dumps, writes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -92,7 +97,8 @@ pub struct Route {
     pub metric: u32,
 }
 
-/// An rtnetlink socket in the namespace it was opened in.
+/// An rtnetlink socket in the namespace it was opened in (clones share it).
+#[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
 }
@@ -110,11 +116,15 @@ impl Netlink {
         Ok(Self { handle })
     }
 
+    /// Every link of the namespace: one dump (without statistics, which ovsmesh
+    /// never reads and which make up most of each message).
     pub async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
+        counters::dumped_links();
         let messages: Vec<LinkMessage> = self
             .handle
             .link()
             .get()
+            .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
             .execute()
             .try_collect()
             .await
@@ -122,8 +132,18 @@ impl Netlink {
         Ok(messages.iter().map(link_of).collect())
     }
 
+    /// The link named `name`: one request for that link, not a dump.
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
-        Ok(self.links().await?.into_iter().find(|l| l.name == name))
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+            return Ok(None);
+        }
+        let mut replies = self.handle.link().get().match_name(name).execute();
+        match replies.try_next().await {
+            // The kernel also matches alternative names; only the name counts here.
+            Ok(found) => Ok(found.map(|m| link_of(&m)).filter(|l| l.name == name)),
+            Err(error) if already_gone(&error) => Ok(None),
+            Err(error) => Err(nl(format!("get link {name}"))(error)),
+        }
     }
 
     /// Create a veth whose peer is born in `peer_netns` under `peer_name`, with its MAC and MTU.
@@ -165,6 +185,7 @@ impl Netlink {
         peer: LinkMessage,
         mtu: Option<u32>,
     ) -> Result<(), NetlinkError> {
+        wrote();
         let mut builder = LinkVeth::new(name, peer_name);
         if let Some(mtu) = mtu {
             builder = builder.mtu(mtu);
@@ -182,6 +203,7 @@ impl Netlink {
 
     /// Create a Linux bridge (it forwards VLAN-tagged frames as they are).
     pub async fn create_bridge(&self, name: &str) -> Result<(), NetlinkError> {
+        wrote();
         self.handle
             .link()
             .add(rtnetlink::LinkBridge::new(name).up().build())
@@ -192,6 +214,7 @@ impl Netlink {
 
     /// Enslave a link to a bridge and bring it up.
     pub async fn set_controller(&self, index: u32, bridge: u32) -> Result<(), NetlinkError> {
+        wrote();
         let message = LinkUnspec::new_with_index(index)
             .controller(bridge)
             .up()
@@ -215,7 +238,31 @@ impl Netlink {
 
     /// Set what is given of a link's state.
     pub async fn set_link(&self, index: u32, change: LinkChange<'_>) -> Result<(), NetlinkError> {
-        let mut builder = LinkUnspec::new_with_index(index);
+        self.change_link(LinkUnspec::new_with_index(index), change, || {
+            format!("set link {index}")
+        })
+        .await
+    }
+
+    /// [`Self::set_link`] for the link named `name` (the kernel finds it: no lookup first).
+    pub async fn set_link_by_name(
+        &self,
+        name: &str,
+        change: LinkChange<'_>,
+    ) -> Result<(), NetlinkError> {
+        self.change_link(LinkUnspec::new_with_name(name), change, || {
+            format!("set link {name}")
+        })
+        .await
+    }
+
+    async fn change_link(
+        &self,
+        mut builder: LinkMessageBuilder<LinkUnspec>,
+        change: LinkChange<'_>,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), NetlinkError> {
+        wrote();
         if let Some(mtu) = change.mtu {
             builder = builder.mtu(mtu);
         }
@@ -233,10 +280,11 @@ impl Netlink {
             .set(builder.build())
             .execute()
             .await
-            .map_err(nl(format!("set link {index}")))
+            .map_err(nl(what()))
     }
 
     pub async fn delete_link(&self, index: u32) -> Result<(), NetlinkError> {
+        wrote();
         deleted(self.handle.link().del(index).execute().await)
             .map_err(nl(format!("delete link {index}")))
     }
@@ -268,6 +316,7 @@ impl Netlink {
     }
 
     pub async fn add_address(&self, index: u32, address: Ipv4Net) -> Result<(), NetlinkError> {
+        wrote();
         self.handle
             .address()
             .add(index, IpAddr::V4(address.addr()), address.prefix_len())
@@ -294,6 +343,7 @@ impl Netlink {
                     .iter()
                     .any(|a| matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == address.addr()));
             if matches {
+                wrote();
                 deleted(self.handle.address().del(message).execute().await)
                     .map_err(nl(format!("delete address {address} from link {index}")))?;
             }
@@ -341,6 +391,7 @@ impl Netlink {
 
     /// Add or replace the route with this destination and metric.
     pub async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        wrote();
         self.handle
             .route()
             .add(Self::route_message(route))
@@ -353,6 +404,7 @@ impl Netlink {
     /// Add a route; fails (EEXIST) if a route with this destination and metric
     /// exists, whoever's it is: never overwrites.
     pub async fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        wrote();
         self.handle
             .route()
             .add(Self::route_message(route))
@@ -365,6 +417,7 @@ impl Netlink {
     }
 
     pub async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        wrote();
         let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(route.to.network(), route.to.prefix_len())
             .protocol(RouteProtocol::from(route.protocol))

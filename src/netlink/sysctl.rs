@@ -33,6 +33,7 @@ pub fn read(dev: &str, key: &str) -> Option<u32> {
 }
 
 pub fn write(dev: &str, key: &str, value: u32) -> io::Result<()> {
+    super::wrote();
     std::fs::write(path(dev, key)?, format!("{value}\n"))
 }
 

@@ -213,6 +213,7 @@ pub async fn apply(
     if tx.operations.is_empty() {
         return Ok(report);
     }
+    let started = Instant::now();
     let replies = match session.write(tx.operations).await {
         Ok(replies) => replies,
         Err(error @ OvsdbError::Guard { .. }) => {
@@ -230,8 +231,17 @@ pub async fn apply(
         .next_cfg_select
         .and_then(|i| replies.get(i))
         .and_then(|r| r["rows"][0]["next_cfg"].as_i64());
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "OVSDB transaction committed"
+    );
     if let (Some(timeout), Some(next_cfg)) = (wait, next_cfg) {
+        let waiting = Instant::now();
         wait_for_vswitchd(&session.client, next_cfg, timeout).await?;
+        tracing::debug!(
+            ms = waiting.elapsed().as_secs_f64() * 1e3,
+            "ovs-vswitchd caught up"
+        );
         report.vswitchd_confirmed = true;
         report.failures = port_failures(&session.client, plan).await?;
     }
