@@ -95,11 +95,9 @@ fn in_container(pid: i64, id: &str) -> bool {
 impl Seen {
     /// The namespace, if the process is still the one remembered.
     fn reopen(self) -> Option<File> {
-        if start_time(self.pid) != Some(self.started) {
-            return None;
-        }
         let file = File::open(format!("/proc/{}/ns/net", self.pid)).ok()?;
-        // Still the same process after the open: the file is its namespace.
+        // The same process after the open: the file is its namespace (a PID
+        // reused before the open would show another start time).
         (start_time(self.pid) == Some(self.started)).then_some(file)
     }
 }
