@@ -41,39 +41,74 @@ pub(super) enum Found {
 }
 
 /// Locate and read every container of `wanted` (container → its interfaces).
-/// The first error, in container order, fails the whole observation, as a
-/// one-by-one walk would have.
+/// Containers are read as soon as they are located, a batch at a time, so one
+/// slow answer (Docker holds an inspection while the container restarts) does
+/// not keep the others waiting. The first error, in container order, fails the
+/// whole observation, as a one-by-one walk would have.
 pub(super) async fn find_all<'a>(
     runtimes: &Runtimes,
     wanted: &BTreeMap<&'a str, Vec<&ContainerInterface>>,
 ) -> Result<BTreeMap<&'a str, Found>, ObserveError> {
-    let located: Vec<_> = futures::stream::iter(wanted.values())
-        .map(|ifaces| runtimes.locate(&ifaces[0].runtime))
-        .buffered(LOCATE_AT_ONCE)
-        .collect()
-        .await;
-    let mut found = BTreeMap::new();
-    let mut running = Vec::new();
-    for ((container, ifaces), located) in wanted.iter().zip(located) {
-        match located? {
-            Located::Waiting(reason) => {
-                found.insert(*container, Found::Waiting(reason));
-            }
-            Located::Running(netns) => {
-                let ifnames: Vec<String> = ifaces.iter().map(|i| i.ifname.clone()).collect();
-                running.push((*container, netns, ifnames));
+    let started = std::time::Instant::now();
+    let entries: Vec<(&'a str, &Vec<&ContainerInterface>)> =
+        wanted.iter().map(|(c, i)| (*c, i)).collect();
+    let mut outcomes: Vec<Option<Result<Found, ObserveError>>> =
+        entries.iter().map(|_| None).collect();
+    let mut located = futures::stream::iter(entries.iter().enumerate())
+        .map(|(position, (_, ifaces))| async move {
+            (position, runtimes.locate(&ifaces[0].runtime).await)
+        })
+        .buffer_unordered(LOCATE_AT_ONCE)
+        .ready_chunks(LOCATE_AT_ONCE * 8);
+    let mut reading = std::time::Duration::ZERO;
+    while let Some(batch) = located.next().await {
+        let mut running = Vec::new();
+        for (position, result) in batch {
+            match result {
+                Err(error) => outcomes[position] = Some(Err(error.into())),
+                Ok(Located::Waiting(reason)) => {
+                    outcomes[position] = Some(Ok(Found::Waiting(reason)));
+                }
+                Ok(Located::Running(netns)) => {
+                    let ifnames: Vec<String> = entries[position]
+                        .1
+                        .iter()
+                        .map(|i| i.ifname.clone())
+                        .collect();
+                    running.push((position, netns, ifnames));
+                }
             }
         }
+        // Blocks this task meanwhile; the other inspections' answers wait in their sockets.
+        let read_started = std::time::Instant::now();
+        let items = running
+            .iter()
+            .map(|(_, netns, ifnames)| (netns, ifnames.as_slice()))
+            .collect();
+        let read = many::in_each_netns(items, many::threads(), |_, inner, ifnames| async move {
+            read_inside(&inner, ifnames).await
+        });
+        reading += read_started.elapsed();
+        for ((position, netns, _), inside) in running.into_iter().zip(read) {
+            outcomes[position] = Some(
+                inside
+                    .map(|inside| Found::Running(netns, inside))
+                    .map_err(ObserveError::from),
+            );
+        }
     }
-    let items = running
-        .iter()
-        .map(|(_, netns, ifnames)| (netns, ifnames.as_slice()))
-        .collect();
-    let read = many::in_each_netns(items, many::threads(), |_, inner, ifnames| async move {
-        read_inside(&inner, ifnames).await
-    });
-    for ((container, netns, _), inside) in running.into_iter().zip(read) {
-        found.insert(container, Found::Running(netns, inside?));
+    tracing::debug!(
+        containers = wanted.len(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        read_ms = reading.as_secs_f64() * 1e3,
+        "containers found"
+    );
+    let mut found = BTreeMap::new();
+    drop(located);
+    for ((container, _), outcome) in entries.into_iter().zip(outcomes) {
+        if let Some(outcome) = outcome {
+            found.insert(container, outcome?);
+        }
     }
     Ok(found)
 }
