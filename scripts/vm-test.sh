@@ -265,7 +265,7 @@ must "binary for the guests" build_binary
 step "set-up: box (vagrant/box/build.sh, cached)"
 must "box built or taken from the cache" sh -c "vagrant/box/build.sh > $state/box.path"
 box=$(tail -1 "$state/box.path")
-check "shellcheck of the lab's scripts" shellcheck vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh
+check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh
 step "set-up: private libvirtd in namespace $ns"
 must "libvirtd running, storage pool defined" start_libvirtd
 must "box added to Vagrant" vagrant_ box add --name "$OVSMESH_BOX" "$box"
