@@ -183,7 +183,17 @@ fn vxlan_and_geneve_carry_the_vlans_too() {
 #[test]
 fn routed_overlay_over_gre_and_direct() {
     for file in ["routed-gre.toml", "routed-direct.toml"] {
-        let lab = up(&as_netns(&seed(file)), false);
+        // A mesh name of its own, to find what it remembers under /run/ovsmesh.
+        let mesh = unique("rt");
+        let seeded = seed(file);
+        let named = seeded.lines().find(|l| l.starts_with("name = ")).unwrap();
+        let text = seeded.replacen(named, &format!("name = \"{mesh}\""), 1);
+        let lab = up(&as_netns(&text), false);
+        let memories = Path::new("/run/ovsmesh/forwarding").join(&mesh);
+        assert!(
+            memories.is_dir(),
+            "{file}: forwarding remembered per host namespace"
+        );
         let report = lab.assert_converged();
         assert_pair(&report, "web/eth1", "db/eth1", Expect::Reachable);
         assert_pair(&report, "db/eth1", "web/eth1", Expect::Reachable);
@@ -193,6 +203,17 @@ fn routed_overlay_over_gre_and_direct() {
             String::from_utf8_lossy(&routes.stdout).contains("default via 172.17.1.1"),
             "{file}"
         );
+        // `lab down` deletes the host namespaces, and with them what ovsmesh
+        // remembered of their settings (it used to pile up under /run/ovsmesh).
+        drop(lab);
+        for key in ["forwarding", "send_redirects"] {
+            let left = Path::new("/run/ovsmesh").join(key).join(&mesh);
+            assert!(
+                !left.exists(),
+                "{file}: {} left after lab down",
+                left.display()
+            );
+        }
     }
 }
 

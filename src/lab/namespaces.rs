@@ -30,6 +30,12 @@ pub async fn del(name: &str) -> Result<(), LabError> {
     if !exists(name) {
         return Ok(());
     }
+    // What ovsmesh remembers of the namespace's settings would outlive it.
+    if let Ok(file) = netns::open(name) {
+        if let Ok(Err(error)) = netns::run(&file, crate::netlink::sysctl::forget_namespace) {
+            tracing::warn!(namespace = name, %error, "could not forget its remembered settings");
+        }
+    }
     rtnetlink::NetworkNamespace::del(name)
         .await
         .map_err(|source| LabError::Namespace {

@@ -183,6 +183,27 @@ pub fn restore(mesh: &str, key: &str) -> io::Result<Vec<String>> {
     Ok(restored)
 }
 
+/// Forget what every mesh remembers about this network namespace, which is about
+/// to be deleted: its settings go with it, and its cookie never comes back, so
+/// the memories would only pile up under /run/ovsmesh.
+pub fn forget_namespace() -> io::Result<()> {
+    let namespace = namespace()?;
+    for key in KEYS {
+        let Ok(meshes) = std::fs::read_dir(key_dir(key)?) else {
+            continue;
+        };
+        for mesh in meshes.flatten() {
+            let dir = under(&mesh.path(), &namespace)?;
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            // The mesh's directory too once no namespace is left in it.
+            let _ = std::fs::remove_dir(mesh.path());
+        }
+    }
+    Ok(())
+}
+
 /// Put back every forwarding setting this mesh changed; returns the devices restored.
 pub fn restore_all(mesh: &str) -> io::Result<Vec<String>> {
     restore(mesh, "forwarding")
