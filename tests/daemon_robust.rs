@@ -356,3 +356,52 @@ fn a_docker_restart_before_the_event_subscription_is_not_missed() {
         setup.log()
     );
 }
+
+#[test]
+fn a_host_setting_that_breaks_the_mesh_is_logged_when_it_appears_and_when_it_clears() {
+    let setup = start(&seed("lab.toml"), "node1", false);
+    setup.settle(Duration::from_secs(1));
+    assert_eq!(
+        setup.metric("ovsmesh_host_warnings"),
+        0.0,
+        "{}",
+        setup.log()
+    );
+    let arp_ignore = |value: &str| {
+        let setting = format!("net.ipv4.conf.all.arp_ignore={value}");
+        setup.run_in(None, "sysctl", &["-qw", &setting]);
+    };
+    // Drift makes the daemon look again (a sysctl write sends no notification).
+    let drift = || {
+        setup.run_in(None, "ip", &["route", "del", "172.17.2.0/24"]);
+        assert!(eventually(PATIENCE, || setup
+            .run_in(None, "ip", &["route", "show", "172.17.2.0/24"])
+            .contains("proto 79")));
+    };
+    // Peers' ARP requests for the overlay gateway would go unanswered.
+    arp_ignore("2");
+    drift();
+    assert!(
+        eventually(PATIENCE, || setup.metric("ovsmesh_host_warnings") == 1.0),
+        "{}",
+        setup.log()
+    );
+    let logged = |log: &str| log.matches("arp_ignore is 2 on obr0").count();
+    assert_eq!(logged(&setup.log()), 1, "{}", setup.log());
+    // Said once, not on every reconcile.
+    drift();
+    setup.settle(Duration::from_secs(1));
+    assert_eq!(logged(&setup.log()), 1, "logged again: {}", setup.log());
+    arp_ignore("0");
+    drift();
+    assert!(
+        eventually(PATIENCE, || setup.metric("ovsmesh_host_warnings") == 0.0),
+        "{}",
+        setup.log()
+    );
+    assert!(
+        setup.log().contains("host warning cleared"),
+        "{}",
+        setup.log()
+    );
+}

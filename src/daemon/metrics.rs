@@ -68,6 +68,8 @@ metrics! {
         "container_replumbs", "Containers re-plumbed after a restart";
     waiting: Gauge = Gauge::default(),
         "containers_waiting", "Containers of this host not running";
+    host_warnings: Gauge = Gauge::default(),
+        "host_warnings", "Host settings that break the mesh (the log and `status` say which)";
     unhealthy_tunnels: Gauge = Gauge::default(),
         "tunnels_unhealthy", "Tunnel ports with an error or BFD down";
     last_success: Gauge = Gauge::default(),

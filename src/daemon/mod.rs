@@ -17,6 +17,7 @@
 pub mod backoff;
 pub mod containers;
 pub mod metrics;
+mod notices;
 pub mod owned;
 pub mod reconcile;
 pub mod stuck;
@@ -134,6 +135,7 @@ struct Daemon {
     failures: Backoff,
     stuck_backoff: Backoff,
     tracker: stuck::Tracker,
+    notices: notices::Notices,
     interest: watch::Sender<Interest>,
     watchers: Watchers,
 }
@@ -201,6 +203,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         failures: Backoff::new(MAX_BACKOFF),
         stuck_backoff: Backoff::new(MAX_BACKOFF),
         tracker: stuck::Tracker::default(),
+        notices: notices::Notices::default(),
         interest,
         watchers,
     };
@@ -397,6 +400,8 @@ impl Daemon {
             .inc();
         metrics.last_success.set(unix_now());
         metrics.waiting.set(outcome.plan.waiting.len() as i64);
+        let warnings = self.notices.update(&outcome.warnings);
+        metrics.host_warnings.set(warnings as i64);
         self.follow_containers(outcome);
         if self.tracker.applied(&outcome.plan.changes) {
             self.publish_stuck();
