@@ -181,11 +181,7 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
 fn docker_restart_is_healed_without_a_manual_apply() {
     let setup = start(&seed("pipework-vlan.toml"), "A", true);
     let socket = setup.lab.docker_socket().unwrap();
-    let docker = |args: &[&str]| {
-        let mut all = vec!["-H", socket.as_str()];
-        all.extend_from_slice(args);
-        run("docker", &all)
-    };
+    let docker = |args: &[&str]| setup.docker(args);
     let test1 = format!("{}-test1", setup.lab.prefix);
     let test3 = format!("{}-test3", setup.lab.prefix);
     let reaches = || {
@@ -235,11 +231,7 @@ fn docker_restart_is_healed_without_a_manual_apply() {
 fn a_new_container_under_a_renamed_ones_name_is_plumbed() {
     let setup = start(&seed("pipework-vlan.toml"), "A", true);
     let socket = setup.lab.docker_socket().unwrap();
-    let docker = |args: &[&str]| {
-        let mut all = vec!["-H", socket.as_str()];
-        all.extend_from_slice(args);
-        run("docker", &all)
-    };
+    let docker = |args: &[&str]| setup.docker(args);
     let test1 = format!("{}-test1", setup.lab.prefix);
     let renamed = format!("{}-old1", setup.lab.prefix);
     let has_eth1 = |name: &str| {

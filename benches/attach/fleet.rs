@@ -230,6 +230,12 @@ impl Host {
         ovsmesh::netns::open(&self.netns.name).expect("host netns")
     }
 
+    /// The bridge `name` on the userspace datapath, as on any netdev host.
+    pub fn add_netdev_bridge(&self, name: &str) {
+        let datapath = "datapath_type=netdev";
+        self.vsctl(&["add-br", name, "--", "set", "bridge", name, datapath]);
+    }
+
     /// `ovs-vsctl` against this host, waiting for vswitchd.
     pub fn vsctl(&self, args: &[&str]) -> String {
         let db = format!("--db={}", self.server.remote());

@@ -23,15 +23,7 @@ impl Floor {
 }
 
 pub fn measure(host: &Host, fleet: &Fleet, spec: &Spec) -> Floor {
-    host.vsctl(&[
-        "add-br",
-        "ovs0",
-        "--",
-        "set",
-        "bridge",
-        "ovs0",
-        "datapath_type=netdev",
-    ]);
+    host.add_netdev_bridge("ovs0");
     let mut batch = String::new();
     for member in &spec.members {
         let i = member.index;

@@ -25,15 +25,7 @@ fn check(what: &str, out: &Output) {
 /// ovs-docker, one container after the other; the bridge exists beforehand
 /// (made by hand with the userspace datapath, as on any netdev host).
 pub fn ovs_docker(host: &Host, spec: &Spec, docker_socket: &str) -> Duration {
-    host.vsctl(&[
-        "add-br",
-        "ovs0",
-        "--",
-        "set",
-        "bridge",
-        "ovs0",
-        "datapath_type=netdev",
-    ]);
+    host.add_netdev_bridge("ovs0");
     let ns = host.file();
     let rundir = host.server.dir.display().to_string();
     let ovs_docker = |args: &[&str]| {

@@ -247,6 +247,14 @@ impl Setup {
         run("ovs-vsctl", &all)
     }
 
+    /// The lab's Docker CLI (its private engine); panics when the command fails.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let socket = self.lab.docker_socket().expect("a lab with Docker");
+        let mut all = vec!["-H", socket.as_str()];
+        all.extend_from_slice(args);
+        run("docker", &all)
+    }
+
     pub fn pings(&self, from: &str, address: &str) -> bool {
         netns::output(
             &self.ns(from),
