@@ -4,7 +4,6 @@
 mod common;
 mod daemon_support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -180,29 +179,11 @@ fn daemon_undoes_drift_follows_restarts_and_edits_and_exits_cleanly() {
 #[test]
 fn docker_restart_is_healed_without_a_manual_apply() {
     let setup = start(&seed("pipework-vlan.toml"), "A", true);
-    let socket = setup.lab.docker_socket().unwrap();
     let docker = |args: &[&str]| setup.docker(args);
     let test1 = format!("{}-test1", setup.lab.prefix);
     let test3 = format!("{}-test3", setup.lab.prefix);
-    let reaches = || {
-        eventually(PATIENCE, || {
-            Command::new("docker")
-                .args([
-                    "-H",
-                    &socket,
-                    "exec",
-                    &test3,
-                    "ping",
-                    "-c",
-                    "1",
-                    "-W",
-                    "1",
-                    "192.168.0.1",
-                ])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-    };
+    let ping = ["exec", &test3, "ping", "-c", "1", "-W", "1", "192.168.0.1"];
+    let reaches = || eventually(PATIENCE, || setup.docker_succeeds(&ping));
     let mac = docker(&["exec", &test1, "cat", "/sys/class/net/eth1/address"]);
     assert!(reaches());
     docker(&["restart", "-t", "0", &test1]);
@@ -234,19 +215,8 @@ fn a_new_container_under_a_renamed_ones_name_is_plumbed() {
     let docker = |args: &[&str]| setup.docker(args);
     let test1 = format!("{}-test1", setup.lab.prefix);
     let renamed = format!("{}-old1", setup.lab.prefix);
-    let has_eth1 = |name: &str| {
-        Command::new("docker")
-            .args([
-                "-H",
-                &socket,
-                "exec",
-                name,
-                "cat",
-                "/sys/class/net/eth1/address",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let has_eth1 =
+        |name: &str| setup.docker_succeeds(&["exec", name, "cat", "/sys/class/net/eth1/address"]);
     // `start` waited for the start-up reconcile: the daemon has seen test1 running.
     assert!(eventually(Duration::from_secs(10), || has_eth1(&test1)));
     docker(&["rename", &test1, &renamed]);

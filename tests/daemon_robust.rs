@@ -329,7 +329,7 @@ fn a_docker_restart_before_the_event_subscription_is_not_missed() {
     );
     assert!(eventually(PATIENCE, || gate.asked.load(Ordering::SeqCst)));
     let test1 = format!("{}-test1", setup.lab.prefix);
-    run("docker", &["-H", &socket, "restart", "-t", "0", &test1]);
+    setup.docker(&["restart", "-t", "0", &test1]);
     gate.open.store(true, Ordering::SeqCst);
     // The restart happened before the subscription reached dockerd: only a
     // subscription from the daemon's start time still hears of it.
@@ -346,12 +346,9 @@ fn a_docker_restart_before_the_event_subscription_is_not_missed() {
     };
     assert!(eventually(PATIENCE, heard), "{}", setup.log());
     let test3 = format!("{}-test3", setup.lab.prefix);
+    let ping = ["exec", &test3, "ping", "-c", "1", "-W", "1", "192.168.0.1"];
     assert!(
-        eventually(PATIENCE, || Command::new("docker")
-            .args(["-H", &socket, "exec", &test3, "ping", "-c", "1", "-W", "1"])
-            .arg("192.168.0.1")
-            .output()
-            .is_ok_and(|o| o.status.success())),
+        eventually(PATIENCE, || setup.docker_succeeds(&ping)),
         "{}",
         setup.log()
     );

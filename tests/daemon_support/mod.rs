@@ -255,6 +255,16 @@ impl Setup {
         run("docker", &all)
     }
 
+    /// The lab's Docker CLI, for conditions awaited: whether the command succeeded.
+    pub fn docker_succeeds(&self, args: &[&str]) -> bool {
+        let socket = self.lab.docker_socket().expect("a lab with Docker");
+        Command::new("docker")
+            .args(["-H", socket.as_str()])
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
     pub fn pings(&self, from: &str, address: &str) -> bool {
         netns::output(
             &self.ns(from),
