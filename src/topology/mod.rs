@@ -157,7 +157,7 @@ fn validate(root: toml::de::DeTable<'_>, problems: &mut Vec<Diagnostic>) -> Opti
     }
     let mut networks = BTreeMap::new();
     for (name, raw) in &sections.networks {
-        if let Some(network) = resolver.network(name, raw, &hosts) {
+        if let Some(network) = resolver.network(&mesh, name, raw, &hosts) {
             networks.insert(name.clone(), network);
         }
     }

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-pub use super::raw::{Datapath, Encap, RoutedMode, VlanTransport};
+pub use super::raw::{Datapath, Egress, Encap, RoutedMode, VlanTransport};
 use super::source::KeyPath;
 
 /// A validated topology.
@@ -93,6 +93,7 @@ pub struct VlanNetwork {
     pub vlan: u16,
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<VlanGateway>,
+    pub egress: Egress,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +119,7 @@ pub struct RoutedNetwork {
     pub subnets: BTreeMap<String, Ipv4Net>,
     /// Resolved gateway of every host that has a subnet.
     pub gateways: BTreeMap<String, Ipv4Addr>,
+    pub egress: Egress,
 }
 
 #[derive(Debug, Clone)]

@@ -77,6 +77,18 @@ impl Datapath {
     }
 }
 
+/// What happens to a network's traffic to addresses outside the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Egress {
+    /// Not translated: it reaches only what routes back to the network (the default).
+    #[default]
+    None,
+    /// Masqueraded to the routing host's address on the outgoing interface; traffic
+    /// to the mesh's own subnets keeps its source address.
+    Nat,
+}
+
 /// How the routed network carries traffic between hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -194,6 +206,10 @@ pub struct RawVlanNetwork {
     /// Optional; members must be inside; allows bare member addresses.
     pub subnet: Option<String>,
     pub gateway: Option<RawVlanGateway>,
+    /// `"nat"`: traffic to outside the mesh leaves masqueraded by the gateway's host
+    /// (needs a gateway on an ovsmesh host); default `"none"`.
+    #[serde(default)]
+    pub egress: Egress,
 }
 
 /// A VLAN network's gateway: on an ovsmesh host, or an external router's address.
@@ -227,6 +243,9 @@ pub struct RawRoutedNetwork {
     /// Host name → gateway address; default: the first address of the host's subnet.
     #[serde(default)]
     pub gateways: BTreeMap<String, String>,
+    /// `"nat"`: traffic to outside the mesh leaves each host masqueraded; default `"none"`.
+    #[serde(default)]
+    pub egress: Egress,
 }
 
 /// `[containers.NAME]`: a container and its interfaces.

@@ -12,11 +12,22 @@ use crate::topology::source::KeyPath;
 impl Resolver<'_> {
     pub fn network(
         &mut self,
+        mesh: &Mesh,
         name: &str,
         raw: &RawNetwork,
         hosts: &BTreeMap<String, Host>,
     ) -> Option<Network> {
         let at = KeyPath::root().key("networks").key(name);
+        let egress = match raw {
+            RawNetwork::Vlan(vlan) => vlan.egress,
+            RawNetwork::Routed(routed) => routed.egress,
+        };
+        if egress == Egress::Nat && !mesh.manage_firewall {
+            self.error(
+                &at.key("egress"),
+                "egress = \"nat\" needs the host firewall (the masquerading happens there), and [mesh] manage_firewall = false leaves the firewall to you",
+            );
+        }
         match raw {
             RawNetwork::Vlan(vlan) => self.vlan_network(&at, name, vlan).map(Network::Vlan),
             RawNetwork::Routed(routed) => self
@@ -84,6 +95,16 @@ impl Resolver<'_> {
                 );
             }
         }
+        if raw.egress == Egress::Nat && !matches!(raw.gateway, Some(RawVlanGateway::Hosted(_))) {
+            let why = match raw.gateway {
+                None => "the network has no gateway",
+                Some(_) => "its gateway is an external router, not an ovsmesh host",
+            };
+            self.error(
+                &at.key("egress"),
+                format!("egress = \"nat\" needs a gateway on an ovsmesh host (gateway = {{ host = \"NAME\", address = \"ADDRESS\" }}), which masquerades the traffic leaving the mesh; {why}"),
+            );
+        }
         if !vlan_ok {
             return None;
         }
@@ -92,6 +113,7 @@ impl Resolver<'_> {
             vlan: raw.vlan as u16,
             subnet,
             gateway,
+            egress: raw.egress,
         })
     }
 
@@ -154,6 +176,7 @@ impl Resolver<'_> {
             mode: raw.mode,
             subnets,
             gateways,
+            egress: raw.egress,
         })
     }
 
