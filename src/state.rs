@@ -16,6 +16,9 @@ pub use crate::marks::PortId;
 use crate::marks::Role;
 use crate::topology::{Mac, Route, Runtime};
 
+mod firewall;
+pub use firewall::{multicast, Accept, FirewallHost, FirewallRule, Masquerade, Place, Rule};
+
 /// Everything ovsmesh manages on one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +46,12 @@ pub struct HostState {
     /// `CONTAINER/IFNAME` → the container's interface.
     #[serde(default)]
     pub containers: BTreeMap<String, ContainerInterface>,
+    /// Rule id (see [`Rule::id`]) → the mesh's rule in the host firewall.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub firewall: BTreeMap<String, FirewallRule>,
+    /// Observed only: the host's firewall as found (which backend, Docker's chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall_host: Option<FirewallHost>,
     /// Observed only: containers that are not running.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub waiting: BTreeSet<String>,
@@ -245,6 +254,7 @@ pub enum Kind {
     Forwarding,
     Sysctl,
     ContainerInterface,
+    Firewall,
 }
 
 impl Kind {
@@ -257,6 +267,7 @@ impl Kind {
             Kind::Forwarding => "forwarding",
             Kind::Sysctl => "sysctl",
             Kind::ContainerInterface => "container-interface",
+            Kind::Firewall => "firewall",
         }
     }
 }
@@ -271,6 +282,7 @@ pub enum Item {
     Forwarding(bool),
     Sysctl(Sysctl),
     ContainerInterface(ContainerInterface),
+    Firewall(FirewallRule),
 }
 
 impl Item {
@@ -313,6 +325,12 @@ impl Item {
     pub fn container_interface(&self) -> Option<&ContainerInterface> {
         match self {
             Item::ContainerInterface(c) => Some(c),
+            _ => None,
+        }
+    }
+    pub fn firewall(&self) -> Option<&FirewallRule> {
+        match self {
+            Item::Firewall(r) => Some(r),
             _ => None,
         }
     }

@@ -8,8 +8,10 @@
 //! undone again each time), and warnings: conflicts, forwarding disabled where
 //! the topology routes, a firewall FORWARD policy that drops, a tunnel whose
 //! BFD is down (the tunnel protocol is likely blocked between the hosts). The
-//! firewall line says what `host::firewall` found: the FORWARD policy and the
-//! mesh's accept rules; a missing or stale rule counts as not converged.
+//! firewall line says what `host::firewall` read: the backend, the FORWARD
+//! policy and how many of the mesh's rules are in place (a missing or moved
+//! rule is a plan change, so not converged; another nftables table dropping the
+//! mesh's traffic is a conflict).
 //! The command exits 0 when converged, 2 when not.
 
 use std::fmt::Write as _;
@@ -22,8 +24,8 @@ use crate::host::firewall;
 use crate::marks::{self, Role};
 use crate::netlink::sysctl;
 use crate::plan::{Kind, Plan};
-use crate::state::HostState;
-use crate::topology::Encap;
+use crate::state::{FirewallRule, HostState};
+use crate::topology::{Encap, Mesh};
 
 #[derive(Debug, Serialize)]
 struct InterfaceStatus {
@@ -61,7 +63,8 @@ pub struct Status {
 /// The status of a host from its full desired state (the plan's target leaves
 /// waiting containers out), the plan, and what was observed; reads the host's
 /// forwarding and firewall settings for the warnings.
-pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Encap) -> Status {
+pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh) -> Status {
+    let encap = mesh.encap;
     let mut interfaces = Vec::new();
     for (key, iface) in &desired.containers {
         let drift: Vec<String> = plan
@@ -132,15 +135,12 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Enca
         }
     }
     let routes = !desired.forwarding.is_empty();
-    if let Some(check) = &observed.firewall {
-        warnings.extend(check.warnings(routes));
-    } else if routes {
-        if let Some(policy) = forward_policy() {
-            if policy == "DROP" {
-                warnings.push("the firewall's FORWARD policy is DROP: routed container traffic is dropped unless a rule accepts it".into());
-            }
-        }
-    }
+    // Where the rules go on this host: the settle step's answer for the full desired state.
+    let mut placed = desired.clone();
+    crate::desired::firewall::place(&mut placed, &observed.state, &mut Vec::new());
+    let rules: Vec<&FirewallRule> = placed.firewall.values().collect();
+    let check = firewall::check(&observed.firewall, plan, &rules, mesh.manage_firewall);
+    warnings.extend(check.warnings(routes));
     // The mesh is the one the desired rows are marked with.
     let mesh = desired
         .ports
@@ -149,16 +149,14 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, encap: Enca
     let stuck = mesh.map_or_else(Vec::new, |mesh| {
         stuck::read(&observed.ovs.rows.root, mesh, &desired.host)
     });
-    let firewall = observed.firewall.clone();
-    let firewall_converged = firewall.as_ref().is_none_or(firewall::Check::converged);
     Status {
         host: desired.host.clone(),
-        converged: plan.is_empty() && firewall_converged,
+        converged: plan.is_empty(),
         pending_changes: plan.changes.len(),
         interfaces,
         tunnels,
         stuck,
-        firewall,
+        firewall: Some(check),
         warnings,
     }
 }
@@ -169,7 +167,7 @@ pub fn render_text(status: &Status) -> String {
     let summary = if status.converged {
         "converged".to_string()
     } else if status.pending_changes == 0 {
-        "firewall changes pending".to_string()
+        "conflicts (see the warnings)".to_string()
     } else {
         format!("{} change(s) pending", status.pending_changes)
     };
@@ -206,16 +204,4 @@ pub fn render_text(status: &Status) -> String {
         let _ = writeln!(out, "  warning: {warning}");
     }
     out
-}
-
-/// The iptables FORWARD chain policy, if iptables is there to ask.
-fn forward_policy() -> Option<String> {
-    let out = std::process::Command::new("iptables")
-        .args(["-S", "FORWARD"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("-P FORWARD "))
-        .map(|p| p.trim().to_string())
 }

@@ -54,8 +54,9 @@ fn applying_the_target_converges() {
         let desired = ovsmesh::desired::desired(&topology, &observed.host).unwrap();
         let first = ovsmesh::desired::settle(&topology.mesh.name, &desired, &observed);
         let mut after = first.target.clone();
-        // Waiting containers stay as they were observed.
+        // Waiting containers stay as they were observed; so does the host's firewall.
         after.waiting = observed.waiting.clone();
+        after.firewall_host = observed.firewall_host.clone();
         for container in &observed.waiting {
             for (key, value) in &observed.ports {
                 if key.starts_with(&format!("access/{container}/")) {

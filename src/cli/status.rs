@@ -7,7 +7,7 @@ use super::lab::on_host;
 use super::load::topology_and_desired_of;
 use super::{runtime, Format, HostArgs, EXIT_CHANGES, EXIT_FAILURE, EXIT_OK};
 use crate::engine;
-use crate::host::{iptables_read, warnings};
+use crate::host::warnings;
 use crate::lab::Lab;
 
 pub(super) fn status(path: &Path, target: HostArgs, lab: Option<String>, format: Format) -> i32 {
@@ -26,38 +26,34 @@ pub(super) fn status(path: &Path, target: HostArgs, lab: Option<String>, format:
     let remote = engine::ovsdb_remote_from_env(ovsdb.as_deref(), &topology, &want.host);
     // The firewall is read where the host's network is (inside a lab host's namespace).
     let planned = on_host(lab.as_ref(), &want.host, || {
-        let planned = runtime().block_on(engine::plan_remote(
+        runtime().block_on(engine::plan_remote(
             &topology,
             &want,
             &remote,
             docker.as_deref(),
             timeout,
-        ));
-        (planned, iptables_read::read())
+        ))
     });
-    let ((plan, observed), firewall) = match planned {
-        Ok((Ok(found), firewall)) => (found, firewall),
-        Ok((Err(error), _)) => {
+    let (plan, observed) = match planned {
+        Ok(Ok(found)) => found,
+        Ok(Err(error)) => {
             eprintln!("ovsmesh: {error}");
             return EXIT_FAILURE;
         }
         Err(code) => return code,
     };
-    let mut status = crate::status::report(&want, &plan, &observed, topology.mesh.encap);
+    let mut status = crate::status::report(&want, &plan, &observed, &topology.mesh);
     status
         .warnings
         .extend(warnings::warnings(&topology, &want, &observed.facts));
-    match firewall {
-        Ok(Some(ruleset)) => status.warnings.extend(warnings::tunnel_input(
+    // The INPUT check reads the same listing the plan was made from.
+    if let Some(filter) = observed.firewall.filter() {
+        status.warnings.extend(warnings::tunnel_input(
             &topology,
             &want,
             &observed.facts,
-            &ruleset,
-        )),
-        Ok(None) => {}
-        Err(error) => status
-            .warnings
-            .push(format!("could not read the firewall's rules: {error}")),
+            filter,
+        ));
     }
     match format {
         Format::Json => println!(

@@ -3,8 +3,8 @@
 //! A pure function of (topology, host): bridges, tunnels to peers that share a
 //! VLAN or the tunnelled routed network, uplink and access ports, gateway ports
 //! and addresses (internal ports with the MTU of their path), routes,
-//! forwarding and the routing bridge's other IPv4 settings, and container
-//! interfaces. No I/O, so it is tested without root and the same answer comes
+//! forwarding and the routing bridge's other IPv4 settings, container
+//! interfaces, and the host firewall's rules (`firewall`). No I/O, so it is tested without root and the same answer comes
 //! out on every run.
 //!
 //! [`settle`] then fits the desired state to what a host has (the names and
@@ -23,6 +23,7 @@ use crate::state::{
 use crate::topology::names::{self, BridgeRole};
 use crate::topology::{Datapath, Host, Network, RoutedMode, Topology, VlanGateway, VlanTransport};
 
+pub mod firewall;
 mod settle;
 
 pub use settle::settle;
@@ -60,6 +61,7 @@ pub fn desired(topology: &Topology, host: &str) -> Result<HostState, DesiredErro
     builder.overlay_bridge();
     builder.containers();
     builder.host_routes();
+    builder.state.firewall = firewall::rules(topology, &builder.state);
     Ok(builder.state)
 }
 

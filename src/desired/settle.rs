@@ -24,7 +24,9 @@
 //!   is not diffed. An adopted bridge keeps its own, like its other settings;
 //! - an IPv4 setting that already has the value this mesh needs, but that this
 //!   mesh has not claimed (remembered), is claimed: `marks` restores a shared
-//!   setting only when the last mesh that claims it goes `down`.
+//!   setting only when the last mesh that claims it goes `down`;
+//! - the firewall rules go where the host's firewall needs them (`firewall::place`),
+//!   and a rule another table's base chain would drop anyway is a conflict.
 //!
 //! Pure: no I/O, unit-tested on plain states.
 
@@ -71,6 +73,8 @@ pub fn settle(mesh: &str, desired: &HostState, observed: &HostState) -> Settled 
                 "a route that is not this mesh's holds its destination and metric ({}); ovsmesh does not overwrite it",
                 place.by
             ),
+            // Made all the same (it is needed where the other table accepts later).
+            Kind::Firewall if target.firewall.contains_key(&place.id) => place.by.clone(),
             _ => continue,
         };
         out.conflicts.push(Conflict {
@@ -128,6 +132,7 @@ pub fn settle(mesh: &str, desired: &HostState, observed: &HostState) -> Settled 
             );
         }
     }
+    super::firewall::place(&mut target, &seen, &mut out.conflicts);
     out.target = target;
     out.observed = seen;
     out

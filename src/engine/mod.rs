@@ -90,8 +90,8 @@ pub struct Observed {
     pub ovs: OvsObserved,
     pub netlink: NetlinkRows,
     pub facts: HostFacts,
-    /// The host firewall against the mesh's accept rules (read for `status` only).
-    pub firewall: Option<firewall::Check>,
+    /// The host firewall as read (apply writes against it; status and the INPUT check read it).
+    pub firewall: firewall::Snapshot,
 }
 
 /// Observe the host for the containers and devices of `want`; `known` is the
@@ -159,12 +159,19 @@ async fn observe(
     state.occupied = links.occupied;
     state.foreign_links = links.foreign_links;
     let facts = host::facts::read(netlink, &rows.links, topology, target.host).await?;
+    // One read of the firewall per reconcile (bounded; never fails the observe:
+    // an unreadable firewall is a fact the plan reports).
+    let firewall = firewall::read().await;
+    let (rules, occupied) = firewall.observe(&mesh.name, want);
+    state.firewall = rules;
+    state.firewall_host = Some(firewall.host.clone());
+    state.occupied.extend(occupied);
     Ok(Observed {
         state,
         ovs,
         netlink: rows,
         facts,
-        firewall: None,
+        firewall,
     })
 }
 
@@ -197,9 +204,7 @@ pub async fn plan_remote(
     };
     let options = ConnectOptions::with_timeout(timeout);
     let session = Session::open_with(remote, &topology.mesh.name, options).await?;
-    let (plan, mut observed) = plan_host(&session, &target, want).await?;
-    observed.firewall = Some(firewall::check(topology, want));
-    Ok((plan, observed))
+    plan_host(&session, &target, want).await
 }
 
 /// Outcome of an apply or down.
@@ -210,8 +215,6 @@ pub struct Outcome {
     pub netlink: NetlinkReport,
     /// What the host's own settings do to the mesh (`host::warnings`).
     pub warnings: Vec<String>,
-    /// Firewall changes made (`host::firewall`), one line each.
-    pub firewall: Vec<String>,
 }
 
 impl Outcome {
@@ -229,22 +232,7 @@ pub async fn apply_host(
     target: &HostTarget<'_>,
 ) -> Result<Outcome, EngineError> {
     let want = desired(target.topology, target.host)?;
-    let mut outcome = converge(session, target, &want, &want, Direction::Up).await?;
-    // The firewall is not part of the plan: checked on every apply (a reload of
-    // the firewall or Docker's start can change it without any OVS or netlink event).
-    match firewall::reconcile(target.topology, &want) {
-        Ok(changes) => outcome.firewall = changes,
-        Err(error) => outcome.netlink.failures.push(firewall_failure(error)),
-    }
-    Ok(outcome)
-}
-
-fn firewall_failure(error: firewall::FirewallError) -> host::Failure {
-    host::Failure {
-        kind: Kind::Forwarding,
-        id: "firewall".into(),
-        error: error.to_string(),
-    }
+    converge(session, target, &want, &want, Direction::Up).await
 }
 
 /// Remove this mesh's objects from the host (adopted bridges and foreign objects stay).
@@ -270,10 +258,6 @@ pub async fn down_host(
             id: "restore".into(),
             error: error.to_string(),
         }),
-    }
-    match firewall::remove(&target.topology.mesh.name) {
-        Ok(changes) => outcome.firewall = changes,
-        Err(error) => outcome.netlink.failures.push(firewall_failure(error)),
     }
     Ok(outcome)
 }
@@ -337,7 +321,6 @@ async fn converge_locked(
                 plan,
                 netlink: NetlinkReport::default(),
                 warnings,
-                firewall: Vec::new(),
             });
         }
         if direction == Direction::Up {
@@ -358,12 +341,22 @@ async fn converge_locked(
                 tracing::debug!(ms = ms(), "phase: netlink after OVS");
                 links.applied.extend(later.applied);
                 links.failures.extend(later.failures);
+                // The firewall last: one batch per backend, against what observe read.
+                let (written, failed) = firewall::apply(&observed.firewall, mesh, &plan).await;
+                links.applied.extend(written);
+                if let Some((error, count)) = failed {
+                    links.failures.push(host::Failure {
+                        kind: Kind::Firewall,
+                        id: "ruleset".into(),
+                        error: format!("{error} ({count} change(s) not made)"),
+                    });
+                }
+                tracing::debug!(ms = ms(), "phase: firewall");
                 return Ok(Outcome {
                     plan,
                     ovs: report,
                     netlink: links,
                     warnings,
-                    firewall: Vec::new(),
                 });
             }
             Err(ApplyError::Conflict(reason)) => {

@@ -1,8 +1,9 @@
 //! What `apply` and `down` tell their user about an [`Outcome`].
 //!
 //! Text: what changed (the plan's lines, under "applied"/"removed"), bridges
-//! kept because they hold foreign ports, failed ports and warnings about the
-//! host's own settings (on stderr); JSON: the same as one object. Rendering
+//! kept because they hold foreign ports, failed ports and host objects (the
+//! firewall's batch among them) and warnings about the host's own settings
+//! (on stderr); JSON: the same as one object. Rendering
 //! only; the CLI prints and picks the exit code.
 
 use serde_json::json;
@@ -62,7 +63,7 @@ pub fn render_json(outcome: &Outcome) -> String {
         "{}\n",
         json!({"host": outcome.plan.host, "changed": changed,
                "waiting": outcome.plan.waiting, "kept_bridges": kept, "failures": failures,
-               "warnings": outcome.warnings, "firewall": outcome.firewall})
+               "warnings": outcome.warnings})
     )
 }
 
@@ -91,13 +92,18 @@ pub fn render_text(outcome: &Outcome, action: Action) -> Rendered {
             ports.join(", ")
         );
     }
-    for change in &outcome.firewall {
-        out.stdout += &format!("firewall: {change}\n");
-    }
     for failure in &outcome.ovs.failures {
         out.stderr += &format!(
             "failed: port {} ({}): {}\n",
             failure.id, failure.name, failure.error
+        );
+    }
+    for failure in &outcome.netlink.failures {
+        out.stderr += &format!(
+            "failed: {} {}: {}\n",
+            failure.kind.as_str(),
+            failure.id,
+            failure.error
         );
     }
     for warning in &outcome.warnings {
@@ -156,7 +162,6 @@ address = "192.168.0.1"
             },
             netlink: NetlinkReport::default(),
             warnings: Vec::new(),
-            firewall: Vec::new(),
         }
     }
 

@@ -95,7 +95,7 @@ pub async fn apply(
                 Kind::Route => route(netlink, context, &mut links, change).await,
                 Kind::Forwarding => forwarding(context, change),
                 Kind::Sysctl => setting(context, change),
-                Kind::ContainerInterface | Kind::Bridge | Kind::Port => continue,
+                Kind::ContainerInterface | Kind::Bridge | Kind::Port | Kind::Firewall => continue,
             };
             report.record(kind, change, result);
         }

@@ -1,12 +1,9 @@
 //! A read-only view of the host's iptables `filter` table, and what it does to
 //! one kind of packet.
 //!
-//! ovsmesh never changes the firewall here; it reads it to explain why tunnels
-//! or routed traffic are silently dropped. The table comes from `iptables-save
-//! -t filter`: running that binary is the one sanctioned exception to "no
-//! shelling out", because the alternative is speaking nf_tables or the legacy
-//! xtables socket protocol, and `iptables-save` reads whichever of the two the
-//! host uses. A host without iptables has no rules to read (`Ok(None)`).
+//! Pure: the listing is `iptables-save`'s, read once per reconcile by
+//! `super::firewall` (the one read path); here it becomes one typed ruleset per
+//! table, which the firewall manager, `status` and the INPUT check all use.
 //!
 //! [`verdict`] walks a built-in chain the way the kernel does for one packet,
 //! but only as far as it can be sure: a rule whose matches it understands
@@ -15,13 +12,11 @@
 //! (conntrack state, marks, sets, limits …) is skipped as "not obviously
 //! matching". Jumps into user chains are followed.
 //!
-//! [`statements`] is the one parser of a filter-table listing, `iptables -S`
-//! as well as `iptables-save`: the firewall manager (`super::firewall`) builds
-//! its view of the table from it too.
+//! [`table_statements`] is the one parser of a listing, `iptables -S` as well
+//! as `iptables-save`.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::process::Command;
 
 use ipnet::Ipv4Net;
 
@@ -72,32 +67,6 @@ pub enum Verdict {
     Dropped(String),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("running iptables-save: {0}")]
-    Run(std::io::Error),
-    #[error("iptables-save failed: {0}")]
-    Failed(String),
-}
-
-/// The filter table of the current network namespace; `None` without iptables.
-pub fn read() -> Result<Option<Ruleset>, ReadError> {
-    let out = match Command::new("iptables-save")
-        .args(["-t", "filter"])
-        .output()
-    {
-        Ok(out) => out,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(ReadError::Run(error)),
-    };
-    if !out.status.success() {
-        return Err(ReadError::Failed(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    Ok(Some(parse(&String::from_utf8_lossy(&out.stdout))))
-}
-
 /// One statement of the filter table's listing; `iptables -S` and
 /// `iptables-save -t filter` write the same `-A` lines and differ only in how
 /// they declare chains.
@@ -116,27 +85,34 @@ pub enum Statement {
     },
 }
 
-/// The filter table's statements in a listing, in order: the one parser of
-/// both `iptables -S` (no table headers: all of it is the filter table) and
-/// `iptables-save` (only the `*filter` section counts).
+/// The filter table's statements in a listing, in order (see [`table_statements`]).
 pub fn statements(text: &str) -> Vec<Statement> {
+    table_statements(text)
+        .into_iter()
+        .filter(|(table, _)| table == "filter")
+        .map(|(_, statement)| statement)
+        .collect()
+}
+
+/// Every statement of a listing with its table, in order: the one parser of
+/// both `iptables -S` (no table headers: all of it is the filter table) and
+/// `iptables-save` (`*TABLE` sections).
+pub fn table_statements(text: &str) -> Vec<(String, Statement)> {
     let mut statements = Vec::new();
-    let mut in_filter = true;
+    let mut table = "filter".to_string();
     for line in text.lines().map(str::trim) {
-        if let Some(table) = line.strip_prefix('*') {
-            in_filter = table == "filter";
-            continue;
-        }
-        if !in_filter {
+        if let Some(name) = line.strip_prefix('*') {
+            table = name.to_string();
             continue;
         }
         if let Some(declaration) = line.strip_prefix(':') {
             if let [name, rest @ ..] = split_words(declaration).as_slice() {
                 let policy = rest.first().filter(|p| *p != "-").cloned();
-                statements.push(Statement::Chain {
+                let chain = Statement::Chain {
                     name: name.clone(),
                     policy,
-                });
+                };
+                statements.push((table.clone(), chain));
             }
             continue;
         }
@@ -157,15 +133,19 @@ pub fn statements(text: &str) -> Vec<Statement> {
             },
             _ => continue,
         };
-        statements.push(statement);
+        statements.push((table.clone(), statement));
     }
     statements
 }
 
-/// Parse `iptables-save` output; only the `filter` table is kept.
-pub fn parse(text: &str) -> Ruleset {
-    let mut ruleset = Ruleset::default();
-    for statement in statements(text) {
+/// Every table of a listing, by name (`filter`, `nat`, …).
+pub type Tables = BTreeMap<String, Ruleset>;
+
+/// Parse `iptables-save` output into its tables.
+pub fn tables(text: &str) -> Tables {
+    let mut tables = Tables::new();
+    for (table, statement) in table_statements(text) {
+        let ruleset = tables.entry(table).or_default();
         match statement {
             Statement::Chain { name, policy } => {
                 ruleset.chains.entry(name).or_default().policy = policy;
@@ -180,7 +160,12 @@ pub fn parse(text: &str) -> Ruleset {
             }
         }
     }
-    ruleset
+    tables
+}
+
+/// Parse `iptables-save` output; only the `filter` table is kept.
+pub fn parse(text: &str) -> Ruleset {
+    tables(text).remove("filter").unwrap_or_default()
 }
 
 /// Words of a listed line, double quotes removed (`--comment "a b"` is one

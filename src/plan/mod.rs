@@ -121,6 +121,7 @@ pub fn plan(settled: &Settled) -> Plan {
         ours,
         notes,
     );
+    diff(&target.firewall, &observed.firewall, &mut out, ours, notes);
     out
 }
 

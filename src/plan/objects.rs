@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::marks::Role;
 use crate::state::{
-    AddressRole, Bridge, ContainerInterface, HostAddress, HostRoute, Item, Port, Sysctl,
+    AddressRole, Bridge, ContainerInterface, FirewallRule, HostAddress, HostRoute, Item, Port,
+    Rule, Sysctl,
 };
 
 use super::{FieldChange, Kind};
@@ -407,5 +408,59 @@ impl Object for ContainerInterface {
             "container {} needs interface {}",
             self.container, self.ifname
         )
+    }
+}
+
+impl Object for FirewallRule {
+    const KIND: Kind = Kind::Firewall;
+    /// A firewall rule is never edited in place: deleted and written again, in
+    /// the same batch.
+    const REPLACE_ON: &'static [&'static str] = &["place", "keep", "misplaced", "rule"];
+
+    fn fields(&self) -> Vec<(String, String)> {
+        let mut fields = vec![field("place", &self.place)];
+        if let Rule::Masquerade(masquerade) = &self.rule {
+            fields.push(field("keep", join(&masquerade.keep)));
+        }
+        if let Some(why) = &self.misplaced {
+            fields.push(field("misplaced", why));
+        }
+        fields
+    }
+
+    fn changes_to(&self, want: &Self) -> Vec<FieldChange> {
+        let keep = |rule: &Rule| match rule {
+            Rule::Masquerade(masquerade) => join(&masquerade.keep),
+            _ => String::new(),
+        };
+        Diff::default()
+            .field("place", &self.place, &want.place, text)
+            .field("keep", &keep(&self.rule), &keep(&want.rule), text)
+            .field("misplaced", &self.misplaced, &want.misplaced, optional)
+            .done()
+    }
+
+    fn item(&self) -> Item {
+        Item::Firewall(self.clone())
+    }
+
+    fn purpose(&self) -> String {
+        match &self.rule {
+            Rule::Accept(accept) if accept.replies => {
+                "replies to a network's egress traffic come back in".into()
+            }
+            Rule::Accept(accept) if accept.out_if.is_none() && accept.dst.is_none() => {
+                "egress = \"nat\": the network's traffic may leave through any interface".into()
+            }
+            Rule::Accept(_) => {
+                "the host routes the mesh's traffic (the FORWARD policy may drop it)".into()
+            }
+            Rule::Masquerade(_) => {
+                "egress = \"nat\": traffic to outside the mesh leaves with the host's address"
+                    .into()
+            }
+            Rule::Jump { from, to } => format!("{from} evaluates ovsmesh's chain {to}"),
+            Rule::Other { .. } => "a rule with this mesh's mark that ovsmesh does not write".into(),
+        }
     }
 }
