@@ -21,6 +21,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
 run_id="ovmvm$$"
 ns="$run_id"
+upstream="${run_id}up" # an "outside" host on the underlay segment (egress checks)
 state="/var/lib/ovsmesh-vm/$run_id"
 log="$state/log"
 hosts=(node1 node2 node3)
@@ -199,6 +200,7 @@ teardown() {
         [ -n "$pids" ] && kill -9 $pids 2>/dev/null
     fi
     ip netns del "$ns" 2>/dev/null
+    ip netns del "$upstream" 2>/dev/null
     if [ "$failed" -gt 0 ]; then
         cp "$log" "/var/lib/ovsmesh-vm/$run_id.log" 2>/dev/null && say "log kept in /var/lib/ovsmesh-vm/$run_id.log"
     fi
@@ -289,7 +291,59 @@ check "pod2 -> pod3 ping" ping_from node2 pod2 203.0.113.200
 check "TCP 1 MiB pod3 (node3) -> pod1 (node1)" tcp node3 pod3 node1 pod1 203.0.113.140
 check "ovsmesh's accept rules in DOCKER-USER, status explains them" on_all \
     "iptables -S DOCKER-USER | grep -q -- '-i obr0 -o obr0 .*ovsmesh:vagrant' && ovsmesh status --host HOST /etc/ovsmesh/topology.toml | grep 'firewall  FORWARD policy DROP; .* in DOCKER-USER'"
-check "manage_firewall = false copied in, every VM converged" push_topology "$(variant 's/^vlan_transport = "tunnel"$/&\nmanage_firewall = false/' nofirewall)"
+
+step "egress = \"nat\" (routed network and VLAN network blue; Docker's default firewall)"
+# The upstream: a namespace on this machine plugged into the VMs' underlay segment, 203.0.113.99/25,
+# with no route to the container subnets. It counts ICMP by source: from node1's underlay address
+# (masqueraded) and from the mesh's own subnets (not masqueraded).
+upstream_up() {
+    local bridge
+    bridge=$(virsh_ net-info "$OVSMESH_NET_PREFIX-underlay" | awk '$1 == "Bridge:" { print $2 }')
+    [ -n "$bridge" ] || { echo "no bridge for the underlay network"; return 1; }
+    ip netns add "$upstream" &&
+        ip -n "$ns" link add "${run_id}u" type veth peer name eth0 netns "$upstream" &&
+        ip -n "$ns" link set "${run_id}u" master "$bridge" up &&
+        ip -n "$upstream" addr add 203.0.113.99/25 dev eth0 && ip -n "$upstream" link set eth0 up &&
+        ip -n "$upstream" link set lo up &&
+        ip netns exec "$upstream" iptables -A INPUT -p icmp -s 203.0.113.11 -j ACCEPT &&
+        ip netns exec "$upstream" iptables -A INPUT -p icmp -s 203.0.113.128/25 -j ACCEPT &&
+        ip netns exec "$upstream" iptables -A INPUT -p icmp -s 192.0.2.0/24 -j ACCEPT && ip -n "$upstream" route
+}
+# upstream_seen SOURCE: ICMP packets the upstream counted from SOURCE (as its rule names it)
+upstream_seen() { ip netns exec "$upstream" iptables -L INPUT -v -n -x | awk -v s="$1" '$8 == s { print $1 }'; }
+# egress_from HOST CONTAINER: the container pings the upstream, which sees node1's address only
+egress_from() {
+    local before after mesh_before mesh_after
+    before=$(upstream_seen 203.0.113.11)
+    mesh_before=$(( $(upstream_seen 203.0.113.128/25) + $(upstream_seen 192.0.2.0/24) ))
+    ping_from "$1" "$2" 203.0.113.99 || return 1
+    after=$(upstream_seen 203.0.113.11)
+    mesh_after=$(( $(upstream_seen 203.0.113.128/25) + $(upstream_seen 192.0.2.0/24) ))
+    echo "upstream counted from 203.0.113.11: $before -> $after; from the mesh's subnets: $mesh_before -> $mesh_after"
+    [ "$after" -gt "$before" ] && [ "$mesh_after" = "$mesh_before" ]
+}
+# keeps_source FROM_HOST FROM DST_HOST DST SOURCE DST_ADDRESS: DST counts FROM's pings by FROM's own address
+keeps_source() {
+    vm "$3" "inside $4 iptables -I INPUT -p icmp -s $5 -j ACCEPT" || return 1
+    ping_from "$1" "$2" "$6"
+    local rc=$? count
+    count=$(vm "$3" "inside $4 iptables -L INPUT -v -n -x | awk '\$8 == \"$5\" { print \$1; exit }'; inside $4 iptables -D INPUT -p icmp -s $5 -j ACCEPT")
+    echo "$4 counted $count packet(s) from $5"
+    [ "$rc" = 0 ] && [ "${count:-0}" -gt 0 ]
+}
+masquerades() { # the nat rules where the networks are routed: pods everywhere, blue on node1 only
+    vm node1 "iptables -t nat -S OVSMESH-POSTROUTING | grep -c -- '-j MASQUERADE --random-fully' | grep -qx 2" &&
+        vm node2 "iptables -t nat -S OVSMESH-POSTROUTING | grep -c -- '-j MASQUERADE --random-fully' | grep -qx 1"
+}
+check "upstream namespace on the underlay segment (no route to the containers)" upstream_up
+check "MASQUERADE --random-fully for pods on every host, for blue on node1 only" masquerades
+check "pod1 (routed, node1) reaches the upstream as 203.0.113.11" egress_from node1 pod1
+check "blue2 (VLAN, node2, gateway on node1) reaches the upstream as 203.0.113.11" egress_from node2 blue2
+check "pod2 -> pod1 across hosts keeps its source address 203.0.113.170" keeps_source node2 pod2 node1 pod1 203.0.113.170 203.0.113.140
+check "blue2 -> pod1 (routed by node1 from VLAN to overlay) keeps its source address 192.0.2.2" keeps_source node2 blue2 node1 pod1 192.0.2.2 203.0.113.140
+
+step "manage_firewall = false"
+check "manage_firewall = false copied in, every VM converged" push_topology "$(variant 's/^vlan_transport = "tunnel"$/&\nmanage_firewall = false/; /^egress = /d' nofirewall)"
 check "opted out: every VM converged, rules gone" converged_all 60
 dropped() { vm node1 "iptables -L FORWARD -v -n -x | awk 'NR == 1 { print \$5 }'"; }
 without_rules() {

@@ -142,7 +142,7 @@ pub fn rules(topology: &Topology, desired: &HostState) -> BTreeMap<String, Firew
 
 /// The networks with `egress = "nat"` that `host` routes: the device that
 /// holds their gateway here, and their subnet.
-fn egress_networks(topology: &Topology, host: &str) -> Vec<(String, IpNet)> {
+pub fn egress_networks(topology: &Topology, host: &str) -> Vec<(String, IpNet)> {
     let mesh = &topology.mesh;
     let mut out = Vec::new();
     for network in topology.networks.values() {

@@ -62,6 +62,12 @@ pub fn desired(topology: &Topology, host: &str) -> Result<HostState, DesiredErro
     builder.containers();
     builder.host_routes();
     builder.state.firewall = firewall::rules(topology, &builder.state);
+    if topology.mesh.manage_firewall && !firewall::egress_networks(topology, host).is_empty() {
+        // Replies to egress traffic come in on whichever interface leads outside
+        // (and are forwarded back to the network): IPv4 forwarding on all of them,
+        // as Docker sets it. `down` puts the setting back.
+        builder.state.forwarding.insert("all".to_string(), true);
+    }
     Ok(builder.state)
 }
 

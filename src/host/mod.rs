@@ -1,8 +1,9 @@
 //! The netlink half of observe → plan → apply: host addresses, routes,
 //! forwarding and container interfaces (veth pairs into container namespaces);
 //! and what the host itself has that the topology only assumes (`facts`,
-//! `warnings`, read-only `iptables_read` and `networkd`); and the host firewall's
-//! accept rules for the mesh's routing interfaces (`firewall`).
+//! `warnings`, `iptables_read` (the one parser of iptables listings) and
+//! `networkd`); and the host firewall, read once and written in one batch per
+//! reconcile (`firewall`).
 
 pub mod apply;
 pub mod facts;

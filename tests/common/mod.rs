@@ -133,6 +133,14 @@ impl Netns {
         }
     }
 
+    /// A namespace someone else made (and deletes): not deleted on drop.
+    pub fn existing(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            owned: false,
+        }
+    }
+
     pub fn exec(&self, program: &str, args: &[&str]) -> String {
         let mut all = vec!["netns", "exec", self.name.as_str(), program];
         all.extend_from_slice(args);

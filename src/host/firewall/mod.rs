@@ -300,7 +300,7 @@ impl Backend {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Check {
     pub managed: bool,
-    /// `iptables (nf_tables)`, `nftables`, …
+    /// `iptables-nft`, `iptables-legacy`, `nftables`, …
     pub backend: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward_policy: Option<String>,
@@ -335,7 +335,15 @@ pub fn check(
         .filter(|c| c.kind == Kind::Firewall && c.op != Op::Delete)
         .count();
     let (backend, unavailable) = match &snapshot.host {
-        FirewallHost::Iptables { variant, .. } => (format!("iptables ({variant})"), None),
+        FirewallHost::Iptables { variant, .. } => (
+            match variant.as_str() {
+                "nf_tables" => "iptables-nft",
+                "legacy" => "iptables-legacy",
+                _ => "iptables",
+            }
+            .to_string(),
+            None,
+        ),
         FirewallHost::Nftables => ("nftables".to_string(), None),
         FirewallHost::Missing => (
             "none".to_string(),
