@@ -50,7 +50,7 @@ fn plan_exits_2_after_a_rule_was_deleted_by_hand_and_apply_puts_it_back() {
         "-A OVSMESH-FORWARD -i obr1 -o obr1 -m comment --comment \"ovsmesh:{}\" -j ACCEPT",
         mesh.name
     );
-    assert_eq!(marked(&host, &mesh, "OVSMESH-FORWARD"), [hairpin.clone()]);
+    assert_eq!(marked(&host, &mesh, "OVSMESH-FORWARD"), std::slice::from_ref(&hairpin));
 
     // Deleted by hand.
     let delete = hairpin.replacen("-A", "iptables -D", 1);
