@@ -6,27 +6,10 @@
 mod common;
 mod ownership;
 
-use std::process::Command;
-
 use ownership::*;
 
-/// `ovsmesh ARGS --host A FILE` in the host's namespace: exit code, stdout and stderr.
 fn ovsmesh(host: &Host, mesh: &Mesh, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &host.netns.name])
-        .arg(env!("CARGO_BIN_EXE_ovsmesh"))
-        .args(args)
-        .args(["--host", "A"])
-        .arg(&mesh.file)
-        .env("OVSMESH_OVSDB", host.server.remote())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    host.cli_with(args, mesh)
 }
 
 /// This mesh's lines of an iptables chain, as `-S` lists them.
@@ -50,7 +33,10 @@ fn plan_exits_2_after_a_rule_was_deleted_by_hand_and_apply_puts_it_back() {
         "-A OVSMESH-FORWARD -i obr1 -o obr1 -m comment --comment \"ovsmesh:{}\" -j ACCEPT",
         mesh.name
     );
-    assert_eq!(marked(&host, &mesh, "OVSMESH-FORWARD"), std::slice::from_ref(&hairpin));
+    assert_eq!(
+        marked(&host, &mesh, "OVSMESH-FORWARD"),
+        std::slice::from_ref(&hairpin)
+    );
 
     // Deleted by hand.
     let delete = hairpin.replacen("-A", "iptables -D", 1);

@@ -156,10 +156,16 @@ impl Host {
 
     /// `ovsmesh COMMAND --host A FILE` in the host's namespace: exit code, stdout.
     pub fn cli(&self, command: &str, mesh: &Mesh) -> (Option<i32>, String) {
+        self.cli_with(&[command], mesh)
+    }
+
+    /// `ovsmesh ARGS --host A FILE` in the host's namespace: exit code, stdout and stderr.
+    pub fn cli_with(&self, args: &[&str], mesh: &Mesh) -> (Option<i32>, String) {
         let out = std::process::Command::new("ip")
             .args(["netns", "exec", &self.netns.name])
             .arg(env!("CARGO_BIN_EXE_ovsmesh"))
-            .args([command, "--host", "A"])
+            .args(args)
+            .args(["--host", "A"])
             .arg(&mesh.file)
             .env("OVSMESH_OVSDB", self.server.remote())
             .output()
