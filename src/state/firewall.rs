@@ -150,8 +150,9 @@ impl fmt::Display for Place {
         match self {
             Place::Forward => write!(f, "forward"),
             Place::SourceNat => write!(f, "source-nat"),
-            Place::Iptables { table, chain } if table == "filter" => write!(f, "iptables {chain}"),
-            Place::Iptables { table, chain } => write!(f, "iptables {table} {chain}"),
+            // iptables' own words: the filter table is the default.
+            Place::Iptables { table, chain } if table == "filter" => write!(f, "{chain}"),
+            Place::Iptables { table, chain } => write!(f, "{table} {chain}"),
             Place::Nftables { chain } => write!(f, "nft inet ovsmesh {chain}"),
         }
     }

@@ -173,19 +173,19 @@ fn rules_go_into_docker_user_or_own_chains_with_their_jumps() {
     assert_eq!(
         places(&target),
         [
-            ("accept -i obr0 -o obr0", "iptables DOCKER-USER"),
-            ("accept -i obr0 -s 203.0.113.160/27", "iptables DOCKER-USER"),
+            ("accept -i obr0 -o obr0", "DOCKER-USER"),
+            ("accept -i obr0 -s 203.0.113.160/27", "DOCKER-USER"),
             (
                 "accept -o obr0 -d 203.0.113.160/27 replies",
-                "iptables DOCKER-USER"
+                "DOCKER-USER"
             ),
             (
                 "jump POSTROUTING -> OVSMESH-POSTROUTING",
-                "iptables nat POSTROUTING"
+                "nat POSTROUTING"
             ),
             (
                 "masquerade -s 203.0.113.160/27",
-                "iptables nat OVSMESH-POSTROUTING"
+                "nat OVSMESH-POSTROUTING"
             ),
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))

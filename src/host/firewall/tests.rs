@@ -81,7 +81,7 @@ fn status_says_where_the_rules_are_and_what_is_missing() {
     let check = super::check(&snapshot, &empty_plan(), &[&rule, &accept], true);
     assert_eq!(
         check.summary(),
-        "FORWARD policy DROP; 2 of 2 rule(s) of this mesh in iptables DOCKER-USER (iptables-nft)"
+        "FORWARD policy DROP; 2 of 2 rule(s) of this mesh in DOCKER-USER (iptables-nft)"
     );
     assert!(check.warnings(true).is_empty());
     let pending = Check {
