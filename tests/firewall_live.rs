@@ -505,3 +505,38 @@ impl Lab {
         !self.rules().contains("ovsmesh")
     }
 }
+
+#[test]
+#[ignore = "needs root + nftables"]
+fn when_docker_starts_on_a_native_nftables_host_the_rules_move_into_docker_user() {
+    let lab = Lab::new();
+    native_nftables(&lab, "accept");
+    let topo = topology("mv2", &lab.bridge, "");
+    lab.reconcile(&topo);
+    assert!(lab
+        .router
+        .exec("nft", &["list", "tables"])
+        .contains("inet ovsmesh"));
+    // Docker starts: its chains and FORWARD policy DROP in iptables.
+    lab.router.exec("iptables", &["-P", "FORWARD", "DROP"]);
+    docker_user(&lab);
+    let moved = lab.plan(&topo);
+    assert_eq!(
+        ids(&moved),
+        [format!("Replace accept -i {0} -o {0}", lab.bridge)]
+    );
+    let text = ovsmesh::plan::render_text(&moved);
+    assert!(
+        text.contains("place: nft inet ovsmesh forward -> DOCKER-USER"),
+        "{text}"
+    );
+    lab.reconcile(&topo);
+    assert!(lab.rules().contains("ovsmesh:mv2"), "{}", lab.rules());
+    assert!(!lab
+        .router
+        .exec("nft", &["list", "tables"])
+        .contains("inet ovsmesh"));
+    assert!(lab.a_reaches_b());
+    assert!(lab.plan(&topo).is_empty());
+    lab.down(&topo);
+}

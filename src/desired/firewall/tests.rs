@@ -175,18 +175,9 @@ fn rules_go_into_docker_user_or_own_chains_with_their_jumps() {
         [
             ("accept -i obr0 -o obr0", "DOCKER-USER"),
             ("accept -i obr0 -s 203.0.113.160/27", "DOCKER-USER"),
-            (
-                "accept -o obr0 -d 203.0.113.160/27 replies",
-                "DOCKER-USER"
-            ),
-            (
-                "jump POSTROUTING -> OVSMESH-POSTROUTING",
-                "nat POSTROUTING"
-            ),
-            (
-                "masquerade -s 203.0.113.160/27",
-                "nat OVSMESH-POSTROUTING"
-            ),
+            ("accept -o obr0 -d 203.0.113.160/27 replies", "DOCKER-USER"),
+            ("jump POSTROUTING -> OVSMESH-POSTROUTING", "nat POSTROUTING"),
+            ("masquerade -s 203.0.113.160/27", "nat OVSMESH-POSTROUTING"),
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );

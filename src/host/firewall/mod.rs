@@ -168,7 +168,15 @@ impl Snapshot {
             rules.extend(iptables::observe(tables, mesh).rules);
         }
         if let Some(listing) = &self.nft {
-            rules.extend(nft::observe(listing, mesh).rules);
+            for (id, rule) in nft::observe(listing, mesh).rules {
+                match rules.get_mut(&id) {
+                    // Left in both after a change of backend: rewritten where it belongs.
+                    Some(there) => there.misplaced = Some("in both iptables and nftables".into()),
+                    None => {
+                        rules.insert(id, rule);
+                    }
+                }
+            }
         }
         let mut occupied = Vec::new();
         if let (Some(listing), FirewallHost::Iptables { .. } | FirewallHost::Nftables) =
@@ -216,52 +224,59 @@ pub async fn apply(
         .collect();
     let mut applied = Vec::new();
     let mut failure = None;
-    let place_of = |item: &Option<crate::state::Item>| -> Option<Place> {
-        item.as_ref()
-            .and_then(|i| i.firewall())
-            .map(|r| r.place.clone())
-    };
+    // A rule is deleted wherever it is listed (after a change of backend it may
+    // be in both), written where its place is.
+    let delete: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.before.is_some())
+        .map(|c| c.id.as_str())
+        .collect();
     for backend in [Backend::Iptables, Backend::Nftables] {
-        let on =
-            |item: &Option<crate::state::Item>| place_of(item).is_some_and(|p| backend.holds(&p));
-        let delete: Vec<&str> = changes
-            .iter()
-            .filter(|c| on(&c.before))
-            .map(|c| c.id.as_str())
-            .collect();
         let write: Vec<&FirewallRule> = changes
             .iter()
-            .filter(|c| on(&c.after))
             .filter_map(|c| c.after.as_ref().and_then(|i| i.firewall()))
+            .filter(|r| backend.holds(&r.place))
             .collect();
+        let (program, args, listed, input): (&str, Vec<String>, Vec<String>, Option<String>) =
+            match backend {
+                Backend::Iptables => {
+                    let Some(tables) = &snapshot.iptables else {
+                        continue;
+                    };
+                    let found = iptables::observe(tables, mesh);
+                    let wait = LOCK_WAIT.to_string();
+                    (
+                        "iptables-restore",
+                        vec!["-w".into(), wait, "--noflush".into()],
+                        found.lines.keys().cloned().collect(),
+                        iptables::batch(tables, &found, mesh, &delete, &write),
+                    )
+                }
+                Backend::Nftables => {
+                    let Some(listing) = &snapshot.nft else {
+                        continue;
+                    };
+                    let found = nft::observe(listing, mesh);
+                    (
+                        "nft",
+                        vec!["-j".into(), "-f".into(), "-".into()],
+                        found.handles.keys().cloned().collect(),
+                        nft::batch(listing, &found, mesh, &delete, &write),
+                    )
+                }
+            };
         let involved: Vec<&Change> = changes
             .iter()
-            .filter(|c| on(&c.before) || on(&c.after))
+            .filter(|c| {
+                let written = c
+                    .after
+                    .as_ref()
+                    .and_then(|i| i.firewall())
+                    .is_some_and(|r| backend.holds(&r.place));
+                written || (c.before.is_some() && listed.contains(&c.id))
+            })
             .copied()
             .collect();
-        let (program, args, input): (&str, Vec<String>, Option<String>) = match backend {
-            Backend::Iptables => {
-                let Some(tables) = &snapshot.iptables else {
-                    continue;
-                };
-                let found = iptables::observe(tables, mesh);
-                let wait = LOCK_WAIT.to_string();
-                (
-                    "iptables-restore",
-                    vec!["-w".into(), wait, "--noflush".into()],
-                    iptables::batch(tables, &found, mesh, &delete, &write),
-                )
-            }
-            Backend::Nftables => {
-                let listing = snapshot.nft.clone().unwrap_or_default();
-                let found = nft::observe(&listing, mesh);
-                (
-                    "nft",
-                    vec!["-j".into(), "-f".into(), "-".into()],
-                    nft::batch(&listing, &found, mesh, &delete, &write),
-                )
-            }
-        };
         let Some(input) = input else {
             continue;
         };
@@ -270,8 +285,10 @@ pub async fn apply(
             Ok(Some(_)) => {
                 for change in &involved {
                     tracing::info!(mesh, change = %format!("{:?} {}", change.op, change.id), "firewall");
+                    if !applied.iter().any(|a: &Change| a.id == change.id) {
+                        applied.push((*change).clone());
+                    }
                 }
-                applied.extend(involved.into_iter().cloned());
             }
             Ok(None) => failure = Some((format!("{program} is not installed"), involved.len())),
             Err(error) => failure = Some((error.to_string(), involved.len())),
