@@ -72,8 +72,11 @@ impl Default for Snapshot {
 
 /// Read the firewall of the calling thread's network namespace (bounded).
 pub async fn read() -> Snapshot {
-    let iptables = run::run("iptables-save", &[], None).await;
-    let nft = run::run("nft", &["-j", "list", "ruleset"], None).await;
+    // Side by side: a reconcile waits for the slower of the two, not both.
+    let (iptables, nft) = tokio::join!(
+        run::run("iptables-save", &[], None),
+        run::run("nft", &["-j", "list", "ruleset"], None)
+    );
     let nft = match nft {
         Ok(Some(json)) => match nft::parse(&json) {
             Ok(listing) => Ok(Some(listing)),
