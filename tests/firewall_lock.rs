@@ -138,6 +138,7 @@ fn apply_under_a_held_xtables_lock_fails_in_bounded_time_naming_the_lock() {
         Some(1),
         "apply under the lock: exit {code:?} after {took:?}: {stderr}"
     );
+    eprintln!("apply under the held lock: exit {code:?} after {took:?}");
     assert!(took < Duration::from_secs(15), "bounded: {took:?}");
     let expected = format!(
         "failed: firewall ruleset: iptables-restore: the xtables lock /run/xtables.lock is held by pid {} (flock /run/xtables.lock sh -c echo held; exec sleep 60)",
@@ -205,6 +206,7 @@ fn a_daemon_waiting_on_the_xtables_lock_exits_on_sigterm_within_2_s() {
         code.is_some(),
         "still running 6 s after SIGTERM ({waiting:?}): {log}"
     );
+    eprintln!("daemon exited {took:?} after SIGTERM, waiting on {waiting:?}");
     assert!(took <= Duration::from_secs(2), "exit took {took:?}: {log}");
     assert_eq!(code, Some(0), "{log}");
     // Killed with the daemon's step, not left waiting out its `-w 5`.
