@@ -189,6 +189,17 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// The plan is one replace of the hairpin rule, saying why.
+    fn assert_hairpin_replaced(&self, topology: &Topology, says: &str) {
+        let moved = self.plan(topology);
+        let hairpin = format!("Replace accept -i {0} -o {0}", self.bridge);
+        assert_eq!(ids(&moved), [hairpin]);
+        let text = ovsmesh::plan::render_text(&moved);
+        assert!(text.contains(says), "{text}");
+    }
+}
+
 fn ids(plan: &Plan) -> Vec<String> {
     plan.changes
         .iter()
@@ -326,16 +337,7 @@ fn a_rule_moved_after_dockers_return_is_put_back_before_it() {
     lab.router.exec("iptables", &append);
     assert!(!lab.a_reaches_b(), "after the RETURN the rule does nothing");
 
-    let moved = lab.plan(&topo);
-    assert_eq!(
-        ids(&moved),
-        [format!("Replace accept -i {0} -o {0}", lab.bridge)]
-    );
-    let text = ovsmesh::plan::render_text(&moved);
-    assert!(
-        text.contains("misplaced: after DOCKER-USER's final RETURN"),
-        "{text}"
-    );
+    lab.assert_hairpin_replaced(&topo, "misplaced: after DOCKER-USER's final RETURN");
     lab.reconcile(&topo);
     let listing = lab.router.exec("iptables", &["-S", "DOCKER-USER"]);
     let lines: Vec<&str> = listing.lines().collect();
@@ -520,16 +522,7 @@ fn when_docker_starts_on_a_native_nftables_host_the_rules_move_into_docker_user(
     // Docker starts: its chains and FORWARD policy DROP in iptables.
     lab.router.exec("iptables", &["-P", "FORWARD", "DROP"]);
     docker_user(&lab);
-    let moved = lab.plan(&topo);
-    assert_eq!(
-        ids(&moved),
-        [format!("Replace accept -i {0} -o {0}", lab.bridge)]
-    );
-    let text = ovsmesh::plan::render_text(&moved);
-    assert!(
-        text.contains("place: nft inet ovsmesh forward -> DOCKER-USER"),
-        "{text}"
-    );
+    lab.assert_hairpin_replaced(&topo, "place: nft inet ovsmesh forward -> DOCKER-USER");
     lab.reconcile(&topo);
     assert!(lab.rules().contains("ovsmesh:mv2"), "{}", lab.rules());
     assert!(!lab
