@@ -21,6 +21,7 @@ pub mod ovs;
 pub mod ovsdb;
 pub mod plan;
 pub mod runtime;
+pub mod source;
 pub mod state;
 pub mod status;
 pub mod topology;
