@@ -18,6 +18,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::daemon::follow::Verdict;
+use crate::daemon::report::Report;
 use crate::daemon::stuck::{self, StuckChange};
 use crate::engine::Observed;
 use crate::host::firewall;
@@ -58,6 +60,10 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     firewall: Option<firewall::Check>,
     pub warnings: Vec<String>,
+    /// What this host's running daemon reports: its topology source, the commit
+    /// applied, commits refused or rolled back (see `daemon::report`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<Report>,
 }
 
 /// The status of a host from its full desired state (the plan's target leaves
@@ -158,6 +164,7 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
         stuck,
         firewall: Some(check),
         warnings,
+        daemon: None,
     }
 }
 
@@ -200,8 +207,83 @@ pub fn render_text(status: &Status) -> String {
     if let Some(check) = &status.firewall {
         let _ = writeln!(out, "  firewall  {}", check.summary());
     }
+    if let Some(daemon) = &status.daemon {
+        render_daemon(&mut out, daemon);
+    }
     for warning in &status.warnings {
         let _ = writeln!(out, "  warning: {warning}");
     }
     out
+}
+
+/// The daemon's source lines: where the topology comes from, the commit in force,
+/// what was refused or rolled back.
+fn render_daemon(out: &mut String, daemon: &Report) {
+    let _ = writeln!(out, "  source    {}", daemon.source);
+    if let Some(applied) = &daemon.applied {
+        let trust = match (&applied.signer, daemon.unsigned_trusted) {
+            (Some(signer), _) => format!("signed by {signer}"),
+            (None, true) => "unsigned: the remote is trusted".to_string(),
+            (None, false) => "signature not checked".to_string(),
+        };
+        let probation = if daemon.probation {
+            ", on probation"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  commit    {} applied {} ({trust}){probation}",
+            applied.commit,
+            utc(applied.at)
+        );
+    }
+    for bad in &daemon.bad {
+        let verdict = match bad.verdict {
+            Verdict::Refused => "refused  ",
+            Verdict::RolledBack => "rolled back",
+        };
+        let _ = writeln!(
+            out,
+            "  {verdict} {} at {}: {}",
+            crate::source::short(&bad.commit),
+            utc(bad.at),
+            bad.reason
+        );
+    }
+    if let Some(error) = &daemon.fetch_error {
+        let _ = writeln!(out, "  fetch     failing: {error}");
+    }
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (Howard Hinnant's civil_from_days).
+fn utc(seconds: i64) -> String {
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_printed_in_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_825_600), "2000-02-29 12:00:00 UTC");
+        assert_eq!(utc(1_796_289_932), "2026-12-03 09:25:32 UTC");
+    }
 }

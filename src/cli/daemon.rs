@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use super::lab::on_host;
 use super::load::host_name;
-use super::{runtime, DaemonArgs, HostArgs, LogFormat, EXIT_FAILURE, EXIT_INVALID, EXIT_OK};
+use super::{
+    runtime, DaemonArgs, GitArgs, HostArgs, LogFormat, EXIT_FAILURE, EXIT_INVALID, EXIT_OK,
+};
 use crate::daemon::{self, DaemonConfig, DaemonError, Rewrite};
 use crate::lab::Lab;
+use crate::source::{git, Spec};
 
 /// `30s`, `5m`, `1h` or plain seconds.
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -38,6 +41,16 @@ pub(super) fn daemon(args: DaemonArgs) -> i32 {
                 docker,
                 timeout,
             },
+        git:
+            GitArgs {
+                git,
+                reference,
+                path,
+                poll,
+                allowed_signers,
+                rollback_window,
+                state_dir,
+            },
         metrics,
         resync,
         log_format,
@@ -63,8 +76,22 @@ pub(super) fn daemon(args: DaemonArgs) -> i32 {
         let twin = move |topology: &_| lab.twin(topology);
         Rewrite(Arc::new(twin))
     });
+    // --git wins over a topology file (which may come from $OVSMESH_TOPOLOGY or the default).
+    let source = match git {
+        Some(url) => Spec::Git(git::Remote {
+            url,
+            reference,
+            path,
+            state_dir,
+        }),
+        None => Spec::File(topology),
+    };
     let config = DaemonConfig {
-        topology,
+        source,
+        poll,
+        allowed_signers,
+        window: rollback_window,
+        lab: lab.as_ref().map(|l| l.prefix.clone()).unwrap_or_default(),
         host: host.clone(),
         ovsdb,
         docker,
@@ -86,7 +113,7 @@ pub(super) fn daemon(args: DaemonArgs) -> i32 {
             eprintln!("{error}");
             EXIT_INVALID
         }
-        Err(error @ DaemonError::UnknownHost(_)) => {
+        Err(error @ (DaemonError::UnknownHost(_) | DaemonError::Signers(_))) => {
             eprintln!("ovsmesh: {error}");
             EXIT_INVALID
         }

@@ -9,6 +9,7 @@
 
 mod check;
 mod daemon;
+mod fleet;
 mod lab;
 mod live;
 mod load;
@@ -51,6 +52,8 @@ enum Format {
 enum Command {
     /// Check a topology file; report every problem as FILE:LINE:COL: key.path: message.
     Validate {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -59,6 +62,8 @@ enum Command {
     Schema,
     /// Print the state a host must have according to the topology, as JSON.
     Desired {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
         /// Host [default: $OVSMESH_HOST, else this machine's hostname].
         #[arg(long, env = "OVSMESH_HOST")]
@@ -66,6 +71,8 @@ enum Command {
     },
     /// Show what must change on a host to match the topology (exit 2 when something must).
     Plan {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
         #[command(flatten)]
         target: HostArgs,
@@ -77,12 +84,16 @@ enum Command {
     },
     /// Make a host match the topology (one OVSDB transaction); prints what changed.
     Apply {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
         #[command(flatten)]
         live: LiveArgs,
     },
     /// Remove this mesh's objects from a host; foreign ports and adopted bridges stay.
     Down {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
         #[command(flatten)]
         live: LiveArgs,
@@ -91,7 +102,10 @@ enum Command {
     Daemon(DaemonArgs),
     /// Per container interface and tunnel: attached, waiting, drifted, errors; host warnings.
     Status {
-        topology: PathBuf,
+        /// Topology file [default: $OVSMESH_TOPOLOGY; else, when this host's daemon
+        /// follows git, the commit it applied; else /etc/ovsmesh/topology.toml].
+        #[arg(env = "OVSMESH_TOPOLOGY")]
+        topology: Option<PathBuf>,
         #[command(flatten)]
         target: HostArgs,
         /// The status of a lab host (the lab twin of the topology, inside its namespace).
@@ -105,8 +119,15 @@ enum Command {
         #[command(subcommand)]
         action: LabAction,
     },
+    /// Every host's daemon, one line each: commit, converged, tunnels up, warnings (exit 2 when split).
+    Fleet {
+        #[command(subcommand)]
+        action: FleetAction,
+    },
     /// Prove reachability and isolation with packets (exit 4 on any mismatch).
     Check {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
         /// Check the lab with this prefix.
         #[arg(long, conflicts_with = "host", value_parser = crate::topology::ident::lab_prefix)]
@@ -133,6 +154,8 @@ enum LogFormat {
 enum LabAction {
     /// Build the twin and apply the topology on every lab host.
     Up {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
         #[arg(long, default_value = "om", value_parser = crate::topology::ident::lab_prefix)]
         prefix: String,
@@ -142,15 +165,41 @@ enum LabAction {
     },
     /// Remove everything of the lab (idempotent; also after a crash or a half `up`).
     Down {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
         #[arg(long, default_value = "om", value_parser = crate::topology::ident::lab_prefix)]
         prefix: String,
     },
     /// List what runs in the lab.
     Status {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
         #[arg(long, default_value = "om", value_parser = crate::topology::ident::lab_prefix)]
         prefix: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetAction {
+    /// Ask each host's daemon (GET /status on its metrics listener at the host's
+    /// underlay address and --port), all at once, each bounded by --timeout.
+    Status {
+        /// Topology file.
+        #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
+        topology: PathBuf,
+        /// The port of the daemons' metrics listeners (`--metrics`).
+        #[arg(long, default_value_t = 9475)]
+        port: u16,
+        /// Bound on each host's answer, e.g. 3s.
+        #[arg(long, default_value = "3s", value_parser = daemon::parse_duration)]
+        timeout: Duration,
+        /// Ask the daemons of this lab's hosts (inside each host's namespace, on 127.0.0.1).
+        #[arg(long, value_parser = crate::topology::ident::lab_prefix)]
+        lab: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }
 
@@ -174,11 +223,16 @@ struct HostArgs {
 /// Options of the daemon.
 #[derive(Debug, clap::Args)]
 struct DaemonArgs {
+    /// Topology file (not with --git).
+    #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
     topology: PathBuf,
     #[command(flatten)]
     target: HostArgs,
-    /// Serve Prometheus metrics here (e.g. 127.0.0.1:9475).
-    #[arg(long)]
+    #[command(flatten)]
+    git: GitArgs,
+    /// Serve Prometheus metrics (GET /metrics) and the daemon's report (GET /status,
+    /// for `fleet status`) here, e.g. 127.0.0.1:9475.
+    #[arg(long, env = "OVSMESH_METRICS")]
     metrics: Option<std::net::SocketAddr>,
     /// Full resync period, e.g. 60s, 5m.
     #[arg(long, default_value = "60s", value_parser = daemon::parse_duration)]
@@ -188,6 +242,35 @@ struct DaemonArgs {
     /// Keep the lab twin with this prefix converged (runs inside the lab host's namespace).
     #[arg(long, value_parser = crate::topology::ident::lab_prefix)]
     lab: Option<String>,
+}
+
+/// Following a git remote instead of a file.
+#[derive(Debug, clap::Args)]
+struct GitArgs {
+    /// Follow the topology in this git remote: git://, ssh:// (through `ssh`),
+    /// file:// or a path (http(s) is not built in).
+    #[arg(long, env = "OVSMESH_GIT")]
+    git: Option<String>,
+    /// Branch (or full ref, e.g. refs/tags/prod) to follow.
+    #[arg(long = "ref", default_value = "main", env = "OVSMESH_GIT_REF")]
+    reference: String,
+    /// Path of the topology file in the repository.
+    #[arg(long, default_value = "topology.toml", env = "OVSMESH_GIT_PATH")]
+    path: String,
+    /// Poll period of the remote (± 20 % jitter); SIGHUP fetches at once.
+    #[arg(long, default_value = "30s", value_parser = daemon::parse_duration, env = "OVSMESH_GIT_POLL")]
+    poll: Duration,
+    /// Apply only commits signed by a key in this file (git's
+    /// gpg.ssh.allowedSignersFile format); without it, the remote is trusted unsigned.
+    #[arg(long, env = "OVSMESH_ALLOWED_SIGNERS")]
+    allowed_signers: Option<PathBuf>,
+    /// How long a new commit has to prove that the host still reaches the peers it
+    /// reached and verifies, before it is rolled back.
+    #[arg(long, default_value = "30s", value_parser = daemon::parse_duration, env = "OVSMESH_ROLLBACK_WINDOW")]
+    rollback_window: Duration,
+    /// Where fetched remotes are cached, and what the daemon keeps about their commits.
+    #[arg(long, default_value = "/var/lib/ovsmesh", env = "OVSMESH_STATE_DIR")]
+    state_dir: PathBuf,
 }
 
 /// Options of commands that change a live host.
@@ -239,6 +322,16 @@ pub fn main() -> i32 {
             lab,
             format,
         } => status::status(&topology, target, lab, format),
+        Command::Fleet {
+            action:
+                FleetAction::Status {
+                    topology,
+                    port,
+                    timeout,
+                    lab,
+                    format,
+                },
+        } => fleet::status(&topology, port, timeout, lab, format),
         Command::Check {
             topology,
             lab,

@@ -1,24 +1,43 @@
 //! `ovsmesh status`: how far a host (or a lab host) is from its topology, and
 //! what the host's own settings (facts, firewall) do to it.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use super::lab::on_host;
-use super::load::topology_and_desired_of;
+use super::load::{host_name, topology_and_desired_of};
 use super::{runtime, Format, HostArgs, EXIT_CHANGES, EXIT_FAILURE, EXIT_OK};
+use crate::daemon::report;
 use crate::engine;
 use crate::host::warnings;
 use crate::lab::Lab;
+use crate::source::DEFAULT_TOPOLOGY;
 
-pub(super) fn status(path: &Path, target: HostArgs, lab: Option<String>, format: Format) -> i32 {
+pub(super) fn status(
+    path: &Option<PathBuf>,
+    target: HostArgs,
+    lab: Option<String>,
+    format: Format,
+) -> i32 {
     let HostArgs {
         host,
         ovsdb,
         docker,
         timeout,
     } = target;
+    // A running daemon of this host reports where its topology comes from; one
+    // that follows git left the commit it applied beside its report.
+    let host = host_name(host);
+    let lab_prefix = lab.clone().unwrap_or_default();
+    let daemon = host.as_deref().and_then(|h| report::read(&lab_prefix, h));
+    let path = match (path, &daemon, host.as_deref()) {
+        (Some(path), _, _) => path.clone(),
+        (None, Some(daemon), Some(host)) if daemon.applied.is_some() => {
+            report::topology_path(&lab_prefix, host)
+        }
+        _ => PathBuf::from(DEFAULT_TOPOLOGY),
+    };
     let lab = lab.map(|prefix| Lab::new(&prefix));
-    let (topology, want) = match topology_and_desired_of(path, host, format, lab.as_ref()) {
+    let (topology, want) = match topology_and_desired_of(&path, host, format, lab.as_ref()) {
         Ok(found) => found,
         Err(code) => return code,
     };
@@ -43,6 +62,7 @@ pub(super) fn status(path: &Path, target: HostArgs, lab: Option<String>, format:
         Err(code) => return code,
     };
     let mut status = crate::status::report(&want, &plan, &observed, &topology.mesh);
+    status.daemon = daemon;
     status
         .warnings
         .extend(warnings::warnings(&topology, &want, &observed.facts));

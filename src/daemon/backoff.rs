@@ -36,6 +36,12 @@ impl Backoff {
     }
 }
 
+/// `period` ± 20 %, fresh for every call: many daemons polling one remote do
+/// not stay in step.
+pub fn jittered(period: Duration) -> Duration {
+    period.mul_f64(0.8 + random_unit() * 0.4)
+}
+
 /// A uniform number in [0, 1) from the kernel's random source.
 fn random_unit() -> f64 {
     let mut bytes = [0u8; 8];

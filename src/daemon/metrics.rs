@@ -2,8 +2,8 @@
 //!
 //! Reconciles by result and their duration, whether one is running, drift
 //! corrections by kind, stuck changes, container re-plumbs, waiting containers,
-//! unhealthy tunnels, the last successful reconcile, the topology generation and
-//! reload errors.
+//! unhealthy tunnels, the last successful reconcile, the topology generation,
+//! reload errors, and for a git source the commit in force, refusals and rollbacks.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
+}
+
+/// The topology in force: its commit (empty for a file) and source.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabel {
+    pub commit: String,
+    pub source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +85,12 @@ metrics! {
         "topology_generation", "Topologies loaded so far";
     reload_errors: Counter = Counter::default(),
         "reload_errors", "Topology reloads rejected as invalid";
+    topology_info: Family<InfoLabel, Gauge> = Family::default(),
+        "topology_info", "1 for the topology in force: its git commit and source";
+    topology_refused: Counter = Counter::default(),
+        "topology_refused", "Git commits refused before applying (untrusted, invalid, unreachable)";
+    topology_rollbacks: Counter = Counter::default(),
+        "topology_rollbacks", "Git commits rolled back after applying (peers lost or verify failed)";
 }
 
 impl Default for Metrics {
@@ -95,13 +108,19 @@ impl Metrics {
     }
 }
 
-/// Serve `GET /metrics` on `address` until the process ends.
-pub async fn serve(address: SocketAddr, metrics: Metrics) -> std::io::Result<()> {
+/// Serve `GET /metrics`, and `GET /status` (the daemon's report as JSON, for
+/// `fleet status`) on `address` until the process ends.
+pub async fn serve(
+    address: SocketAddr,
+    metrics: Metrics,
+    status: Arc<Mutex<String>>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(%address, "serving metrics");
     loop {
         let (mut stream, _) = listener.accept().await?;
         let metrics = metrics.clone();
+        let status = status.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 1024];
             let n = stream.read(&mut request).await.unwrap_or(0);
@@ -110,6 +129,12 @@ pub async fn serve(address: SocketAddr, metrics: Metrics) -> std::io::Result<()>
                 let body = metrics.render();
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else if head.starts_with("GET /status") {
+                let body = status.lock().expect("status").clone();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 )
             } else {

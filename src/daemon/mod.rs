@@ -13,20 +13,31 @@
 //! good one stays in force. SIGTERM/SIGINT exit 0 within two seconds without
 //! touching the network, abandoning a step that does not finish (the next
 //! start observes the host afresh); SIGHUP reloads the topology.
+//!
+//! The topology comes from a file (every hop of its symlinks watched; every
+//! resync re-reads it and applies a changed text) or from a git remote, polled
+//! with jitter and fetched at once on SIGHUP (`rollout`): commits are judged
+//! before they change anything, applied on probation and rolled back when the
+//! host loses its peers (`follow`). `report` is what `status` and `fleet
+//! status` learn from a running daemon.
 
 pub mod backoff;
 pub mod containers;
+pub mod follow;
 pub mod metrics;
 mod notices;
 pub mod owned;
+mod probe;
 pub mod reconcile;
+pub mod report;
+mod rollout;
 pub mod stuck;
 pub mod triggers;
 mod wake;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,10 +46,13 @@ use tokio::sync::{mpsc, watch};
 use crate::engine::{self, Outcome};
 use crate::ovsdb::ConnectOptions;
 use crate::runtime::{DockerSocket, Runtimes};
+use crate::source::signers::AllowedSigners;
+use crate::source::Spec;
 use crate::state::HostState;
 use crate::topology::{self, LoadError, Runtime, Topology};
 use backoff::Backoff;
 use containers::Watchers;
+use follow::Follower;
 use metrics::{Metrics, ResultLabel};
 use owned::Interest;
 use reconcile::{Connection, ReconcileError};
@@ -48,7 +62,16 @@ use wake::{Received, Schedule, Signals};
 /// How the daemon was started.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
-    pub topology: PathBuf,
+    /// Where the topology comes from.
+    pub source: Spec,
+    /// Poll period of a git source (jittered ± 20 %).
+    pub poll: Duration,
+    /// Only commits signed by these keys are applied (git sources).
+    pub allowed_signers: Option<PathBuf>,
+    /// How long a new commit may take to prove the host still reaches its peers.
+    pub window: Duration,
+    /// The lab prefix for a lab host (`""` on a real host): names the report record.
+    pub lab: String,
     pub host: String,
     pub ovsdb: Option<String>,
     pub docker: Option<String>,
@@ -79,13 +102,18 @@ impl std::fmt::Debug for Rewrite {
     }
 }
 
-/// The topology the daemon enforces: the file's, or its rewrite.
-fn load(config: &DaemonConfig) -> Result<Topology, LoadError> {
-    let topology = topology::load(&config.topology)?;
-    Ok(match &config.rewrite {
+/// The topology the daemon enforces from a file: the file's (and its text), or its rewrite.
+fn load(config: &DaemonConfig, path: &Path) -> Result<(Topology, String), LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+        path: path.display().to_string(),
+        error,
+    })?;
+    let topology = topology::parse(path, &text).map_err(LoadError::Invalid)?;
+    let topology = match &config.rewrite {
         Some(Rewrite(rewrite)) => rewrite(&topology),
         None => topology,
-    })
+    };
+    Ok((topology, text))
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -102,6 +130,10 @@ pub enum DaemonError {
     UnknownHost(String),
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error("{0}")]
+    Source(String),
+    #[error(transparent)]
+    Signers(#[from] crate::source::signers::SignersError),
 }
 
 /// Seconds since the epoch.
@@ -120,6 +152,17 @@ fn remote(config: &DaemonConfig, topology: &Topology) -> String {
 struct Daemon {
     config: DaemonConfig,
     topology: Topology,
+    /// The text of the topology in force (a file's is compared on every resync).
+    text: String,
+    /// The git source, when following one.
+    follower: Option<Follower>,
+    /// Whether the host verified after the last change of topology: `None`
+    /// until a reconcile ran; `Err` says what remained. (The seam for the
+    /// engine's verify step: today the plan of the reconcile after apply.)
+    verified: Option<Result<(), String>>,
+    warnings: Vec<String>,
+    report: Option<report::Report>,
+    published: rollout::Published,
     want: Option<HostState>,
     generation: i64,
     metrics: Metrics,
@@ -150,16 +193,43 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     // Before the first observe: Docker events from here on are replayed to us.
     let started = unix_now();
-    let topology = load(&config)?;
+    let (follower, topology, text) = match &config.source {
+        Spec::Git(remote) => {
+            remote.check().map_err(DaemonError::Source)?;
+            let signers = match &config.allowed_signers {
+                Some(path) => {
+                    let signers = AllowedSigners::load(path)?;
+                    for line in &signers.skipped {
+                        tracing::warn!(file = %path.display(), %line, "allowed signer skipped");
+                    }
+                    Some(signers)
+                }
+                None => {
+                    tracing::warn!(remote = %remote.url, "no --allowed-signers: every commit of the remote is trusted unsigned (whoever can push owns this host)");
+                    None
+                }
+            };
+            let mut follower = Follower::new(remote.clone(), signers);
+            let (topology, text) =
+                rollout::first(&mut follower, &config.host, config.rewrite.as_ref()).await?;
+            (Some(follower), topology, text)
+        }
+        Spec::File(path) => {
+            let (topology, text) = load(&config, path)?;
+            (None, topology, text)
+        }
+    };
     if !topology.hosts.contains_key(&config.host) {
         return Err(DaemonError::UnknownHost(config.host.clone()));
     }
     let metrics = Metrics::new();
     metrics.generation.set(1);
+    let published = rollout::Published::default();
     if let Some(address) = config.metrics {
         let listener = metrics.clone();
+        let status = published.clone();
         tokio::spawn(async move {
-            if let Err(error) = metrics::serve(address, listener).await {
+            if let Err(error) = metrics::serve(address, listener, status).await {
                 tracing::error!(%address, %error, "metrics endpoint failed");
             }
         });
@@ -173,7 +243,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     triggers::watch_ovsdb(remote.clone(), tx.clone());
     owned::watch_netlink(interested.clone(), tx.clone())?;
     triggers::watch_netns(interested.clone(), tx.clone())?;
-    triggers::watch_topology(&config.topology, tx.clone())?;
+    let (fetch_tx, mut fetches) = mpsc::unbounded_channel();
+    let fetch_now = Arc::new(tokio::sync::Notify::new());
+    match &config.source {
+        Spec::File(path) => triggers::watch_topology(path, tx.clone())?,
+        Spec::Git(remote) => {
+            rollout::spawn_poller(remote.clone(), config.poll, fetch_now.clone(), fetch_tx)
+        }
+    }
     if topology
         .containers
         .values()
@@ -184,12 +261,18 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     let watchers = Watchers::new(tx);
     let mut signals = Signals::new()?;
-    tracing::info!(host = %config.host, topology = %config.topology.display(), %remote, "daemon started");
+    tracing::info!(host = %config.host, topology = %config.source.describe(), %remote, "daemon started");
 
     let mut daemon = Daemon {
         next_resync: Instant::now() + config.resync,
         config,
         topology,
+        text,
+        follower,
+        verified: None,
+        warnings: Vec::new(),
+        report: None,
+        published,
         want: None,
         generation: 1,
         metrics,
@@ -208,9 +291,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         watchers,
     };
     daemon.loaded();
+    daemon.publish_info();
+    daemon.publish();
     daemon.schedule.at(Duration::ZERO);
 
     let mut prune = tokio::time::interval(containers::PRUNE_EVERY);
+    let mut probation = tokio::time::interval(rollout::PROBATION_TICK);
     loop {
         let resync = daemon.next_resync;
         let wake = daemon.schedule.due.map_or(resync, |d| d.min(resync));
@@ -220,9 +306,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                     daemon.stop(name).await;
                     break;
                 }
+                Received::Reload if daemon.follower.is_some() => fetch_now.notify_one(),
                 Received::Reload => daemon.wake_for_reload(),
             },
             Some(trigger) = rx.recv() => daemon.wake_for(trigger),
+            Some(fetched) = fetches.recv() => daemon.fetched(fetched).await,
+            _ = probation.tick() => daemon.check_probation().await,
             _ = prune.tick() => {
                 if daemon.watchers.prune() {
                     daemon.wake_for(Trigger::ContainerNetns);
@@ -292,16 +381,24 @@ impl Daemon {
         }
     }
 
-    /// Reload the topology file; keep the last good topology when it is invalid.
+    /// Reload the topology file; keep the last good topology when it is invalid,
+    /// and everything as it is when the text did not change.
     fn reload_topology(&mut self) {
         self.reload = false;
-        match load(&self.config) {
-            Ok(fresh) if fresh.hosts.contains_key(&self.config.host) => {
+        let Spec::File(path) = &self.config.source else {
+            return;
+        };
+        match load(&self.config, path) {
+            Ok((_, text)) if text == self.text => {}
+            Ok((fresh, text)) if fresh.hosts.contains_key(&self.config.host) => {
                 self.generation += 1;
                 self.metrics.generation.set(self.generation);
                 tracing::info!(generation = self.generation, "topology reloaded");
                 self.topology = fresh;
+                self.text = text;
+                self.verified = None;
                 self.loaded();
+                self.publish();
             }
             Ok(_) => {
                 self.metrics.reload_errors.inc();
@@ -324,6 +421,9 @@ impl Daemon {
         if now >= self.next_resync {
             self.reasons.insert("periodic resync");
             self.next_resync = now + self.config.resync;
+            // A file changed without an event we saw (a network file system, a
+            // watch lost): the text is compared, and applied when it changed.
+            self.reload = true;
         }
         if self.reload {
             self.reload_topology();
@@ -386,6 +486,7 @@ impl Daemon {
             Ok(outcome) => self.succeeded(&outcome, rx),
             Err(error) => self.failed(error),
         }
+        self.publish();
         None
     }
 
@@ -402,6 +503,15 @@ impl Daemon {
         metrics.waiting.set(outcome.plan.waiting.len() as i64);
         let warnings = self.notices.update(&outcome.warnings);
         metrics.host_warnings.set(warnings as i64);
+        self.warnings = outcome.warnings.clone();
+        self.verified = Some(if outcome.plan.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} change(s) were still to make",
+                outcome.plan.changes.len()
+            ))
+        });
         self.follow_containers(outcome);
         if self.tracker.applied(&outcome.plan.changes) {
             self.publish_stuck();
@@ -475,6 +585,7 @@ impl Daemon {
             .inc();
         let delay = self.failures.delay();
         tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+        self.verified = Some(Err(error.to_string()));
         self.reasons.insert("retry after failure");
         self.schedule.at(delay);
         match error {
@@ -511,6 +622,7 @@ impl Daemon {
     async fn stop(&mut self, signal: &'static str) {
         tracing::info!("{signal}: exiting, network left as it is");
         wake::exit_by_deadline(self.record());
+        report::remove(&self.config.lab, &self.config.host);
         self.tracker.clear();
         self.publish_stuck();
         if let Some(mut connection) = self.connection.take() {

@@ -81,9 +81,16 @@ pub async fn reconcile(
         wait: Some(config.wait),
     };
     let outcome = engine::apply_host(session, &target).await?;
-    let drift = !why
-        .iter()
-        .any(|w| ["startup", "topology file change", "SIGHUP"].contains(w));
+    let drift = !why.iter().any(|w| {
+        [
+            "startup",
+            "topology file change",
+            "SIGHUP",
+            "git commit",
+            "rollback",
+        ]
+        .contains(w)
+    });
     for change in &outcome.plan.changes {
         tracing::info!(
             op = ?change.op,

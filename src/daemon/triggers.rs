@@ -8,8 +8,9 @@
 //!   mesh's own objects (see `owned`).
 //! - Named namespaces: inotify on /run/netns (a new file appears before its bind
 //!   mount, so the daemon retries while containers are waiting).
-//! - The topology file: inotify on its directory (writes and rename-over, as
-//!   editors and `git checkout` do); SIGHUP is handled by the main loop.
+//! - The topology file: inotify on the directory of every hop of its symlinks
+//!   and of the target (writes, rename-over, flipped links); SIGHUP is handled
+//!   by the main loop.
 //! - Docker: container start, restart, die, destroy and rename events, subscribed
 //!   with `since=` the daemon's start, so a restart between the first observe and
 //!   the subscription is not lost; after dockerd restarts, reconnects with `since=`
@@ -34,6 +35,7 @@ use super::unix_now;
 use crate::ovs::columns::monitor_requests;
 use crate::ovsdb::{self, ConnectOptions, Notification};
 use crate::runtime::DockerSocket;
+use crate::source::file;
 
 /// A watcher that could not start.
 #[derive(Debug, thiserror::Error)]
@@ -188,18 +190,62 @@ pub fn watch_netns(
     watch_dir(Path::new("/run/netns"), ours, Trigger::Netns, tx)
 }
 
-/// The topology file: its directory, so rename-over is seen too.
+/// The topology file and every symlink on the way to it (`source::file::hops`):
+/// the directory of each is watched for that entry, so a write, a rename-over
+/// (editors, `git checkout`) and a flipped link (git-sync, a `..data` swap) are
+/// all seen. After each event the hops are resolved again and new directories
+/// watched (a flip moves the target into a new one).
 pub fn watch_topology(path: &Path, tx: UnboundedSender<Trigger>) -> Result<(), WatchError> {
-    let absolute: PathBuf = std::path::absolute(path).map_err(|source| WatchError::Dir {
+    use inotify::{Inotify, WatchMask};
+    let failed = |source| WatchError::Dir {
         path: path.to_path_buf(),
         source,
-    })?;
-    let dir = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let file = absolute
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    watch_dir(&dir, move |name| name == file, Trigger::Topology, tx)
+    };
+    let mask = WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MOVED_TO
+        | WatchMask::MOVED_FROM
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::ATTRIB;
+    let inotify = Inotify::init().map_err(failed)?;
+    let mut watches = inotify.watches();
+    let mut hops = file::hops(path);
+    let mut dirs = HashMap::new();
+    for hop in &hops {
+        if !dirs.values().any(|d| d == &hop.dir) {
+            let wd = watches.add(&hop.dir, mask).map_err(failed)?;
+            dirs.insert(wd, hop.dir.clone());
+        }
+    }
+    let mut events = inotify.into_event_stream([0u8; 4096]).map_err(failed)?;
+    let path = path.to_path_buf();
+    tokio::spawn(async move {
+        while let Some(Ok(event)) = events.next().await {
+            // A directory gone (an old checkout removed): its watch is gone too.
+            if event.mask.contains(inotify::EventMask::IGNORED) {
+                dirs.remove(&event.wd);
+                continue;
+            }
+            let (Some(dir), Some(name)) = (dirs.get(&event.wd), event.name) else {
+                continue;
+            };
+            if !hops.iter().any(|h| &h.dir == dir && h.name == name) {
+                continue;
+            }
+            hops = file::hops(&path);
+            for hop in &hops {
+                if !dirs.values().any(|d| d == &hop.dir) {
+                    if let Ok(wd) = watches.add(&hop.dir, mask) {
+                        dirs.insert(wd, hop.dir.clone());
+                    }
+                }
+            }
+            if tx.send(Trigger::Topology).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Docker container events since `since` (unix seconds: the daemon's start);

@@ -128,6 +128,27 @@ impl Remote {
             .map_err(|e| unreachable(format!("commit {id}: {e}")))
     }
 
+    /// Read `commit` again from where it was fetched (a restarted daemon's last
+    /// good commit, when the ref has moved to a bad one or cannot be fetched).
+    pub fn at(&self, commit: &str) -> Result<Fetched, Unreachable> {
+        let unreachable = |reason: String| Unreachable {
+            url: self.url.clone(),
+            reference: self.reference.clone(),
+            reason,
+        };
+        let dir = match self.access().map_err(unreachable)? {
+            Access::Local(path) => path,
+            Access::Network => self.cache_dir(),
+        };
+        let options = gix::open::Options::isolated().bail_if_untrusted(false);
+        let repo = gix::open_opts(&dir, options)
+            .map_err(|e| unreachable(format!("cannot open {}: {e}", dir.display())))?;
+        let id = gix::ObjectId::from_hex(commit.as_bytes())
+            .map_err(|e| unreachable(format!("bad commit id {commit}: {e}")))?;
+        self.read(&repo, id)
+            .map_err(|e| unreachable(format!("commit {commit}: {e}")))
+    }
+
     /// Open a repository on this machine and resolve the ref in it.
     fn local(&self, path: &Path) -> Result<(gix::Repository, gix::ObjectId), String> {
         let options = gix::open::Options::isolated().bail_if_untrusted(false);
