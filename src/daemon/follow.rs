@@ -10,7 +10,8 @@
 //!
 //! A commit that passes is applied on **probation** (kubernetes-nmstate's
 //! rollback): within the window the host must still reach every tunnel peer it
-//! reached before the change (a probe of each peer's underlay address) and the
+//! reached before the change (a ping of each peer across the overlay, see
+//! [`peers`]) and the
 //! engine's verification after apply must pass. If it does not, the daemon rolls
 //! back to the last good commit and marks this one bad on this host. The
 //! decision is the pure function [`decide`] of what the checks found.
@@ -268,13 +269,21 @@ pub fn decide(checks: &Checks, settle: Duration, window: Duration) -> Decision {
     ))
 }
 
-/// The peers of `host` and their underlay addresses.
+/// The peers of `host` and the address that shows this host reaches each: the
+/// peer's gateway on the routed overlay when both have a subnet on it (the ping
+/// crosses the tunnel), else the peer's underlay address.
 pub fn peers(topology: &Topology, host: &str) -> BTreeMap<String, std::net::Ipv4Addr> {
+    let overlay = topology.routed().filter(|r| r.gateways.contains_key(host));
     topology
         .hosts
         .iter()
         .filter(|(name, _)| name.as_str() != host)
-        .map(|(name, h)| (name.clone(), h.underlay_address.addr()))
+        .map(|(name, peer)| {
+            let address = overlay
+                .and_then(|r| r.gateways.get(name).copied())
+                .unwrap_or_else(|| peer.underlay_address.addr());
+            (name.clone(), address)
+        })
         .collect()
 }
 
@@ -297,6 +306,25 @@ mod tests {
 
     const SETTLE: Duration = Duration::from_secs(5);
     const WINDOW: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn peers_are_probed_across_the_overlay_where_both_have_a_subnet() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/topology/lab.toml"))
+                .unwrap();
+        let topology = crate::topology::parse(std::path::Path::new("lab.toml"), &text).unwrap();
+        let found = peers(&topology, "node1");
+        assert_eq!(found.len(), 2);
+        assert_eq!(found["node2"].to_string(), "172.17.2.1");
+        let mut no_overlay = topology.clone();
+        no_overlay
+            .networks
+            .retain(|_, n| !matches!(n, crate::topology::Network::Routed(_)));
+        assert_eq!(
+            peers(&no_overlay, "node1")["node3"].to_string(),
+            "192.0.2.13"
+        );
+    }
 
     #[test]
     fn accepted_once_every_peer_answers_and_verify_passed_after_settling() {

@@ -187,20 +187,21 @@ impl Setup {
             .join("")
     }
 
-    /// A metric's value, read from inside the lab host's namespace (where the daemon listens).
-    pub fn metric(&self, name: &str) -> f64 {
+    /// A GET of the daemon's listener, from inside the lab host's namespace (where it listens).
+    pub fn get(&self, path: &str) -> String {
         let Ok(ns) = netns::open(&self.lab.host_ns(&self.host)) else {
-            return 0.0;
+            return String::new();
         };
         let port = self.metrics_port;
-        let text = std::thread::scope(|scope| {
+        let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+        std::thread::scope(|scope| {
             scope
                 .spawn(move || {
                     // SAFETY: a short-lived thread of the test.
                     unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
                     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
                     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-                    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+                    stream.write_all(request.as_bytes()).ok()?;
                     let mut text = String::new();
                     stream.read_to_string(&mut text).ok()?;
                     Some(text)
@@ -208,8 +209,13 @@ impl Setup {
                 .join()
                 .unwrap()
         })
-        .unwrap_or_default();
-        text.lines()
+        .unwrap_or_default()
+    }
+
+    /// A metric's value (0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        self.get("/metrics")
+            .lines()
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0.0)
     }
