@@ -90,7 +90,7 @@ install_packages() {
     local need=() pkg version
     for pkg in qemu-system-x86 qemu-utils debootstrap extlinux syslinux-common fdisk vagrant \
         vagrant-libvirt libvirt-daemon-system libvirt-clients dnsmasq-base shellcheck openssh-client \
-        iproute2 iptables; do
+        iproute2 iptables git; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
     done
     # qemu-utils from backports conflicts with bookworm's qemu-system-common: take bookworm's.
@@ -267,7 +267,7 @@ must "binary for the guests" build_binary
 step "set-up: box (vagrant/box/build.sh, cached)"
 must "box built or taken from the cache" sh -c "vagrant/box/build.sh > $state/box.path"
 box=$(tail -1 "$state/box.path")
-check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh
+check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh scripts/vm-checks/git-follow.sh
 step "set-up: private libvirtd in namespace $ns"
 must "libvirtd running, storage pool defined" start_libvirtd
 must "box added to Vagrant" vagrant_ box add --name "$OVSMESH_BOX" "$box"
@@ -467,6 +467,23 @@ check "edited topology (pod3 moves to .201) copied in" push_topology "$(variant 
 check "edit: every VM converged" converged_all 60
 check "edit: pod1 reaches pod3 at its new address" ping_from node1 pod1 203.0.113.201
 check "edit: check --host on every VM" check_all
+
+step "git: three VMs follow one repository (signed commits, refused, rolled back)"
+# shellcheck source=scripts/vm-checks/git-follow.sh
+source "$repo/scripts/vm-checks/git-follow.sh"
+current=$(variant 's/^address = "203.0.113.200"/address = "203.0.113.201"/' gf-current) # what the VMs run
+must "repository served by git daemon from the lab host, signing key made" gf_serve "$current"
+check "every daemon follows it (--git, --allowed-signers, poll $gf_poll)" gf_follow
+check "every VM on the first commit (fleet status on node1)" gf_on_good
+check "a signed edit pushed once reaches all three (pod3 back to .200)" gf_edit_reaches_all "$topology"
+check "git edit: pod1 reaches pod3 at .200" ping_from node1 pod1 203.0.113.200
+check "an invalid signed commit is refused everywhere" gf_refused_everywhere "$(variant 's/^vlan = 100$/vlan = 5000/' gf-invalid)"
+check "an unsigned commit is refused everywhere" gf_refused_everywhere "$(variant 's/^encap = "gre"/encap = "vxlan"/' gf-unsigned)" unsigned
+check "a commit cutting node1 off its peers is rolled back everywhere" gf_rolled_back_everywhere "$(variant 's|^underlay_address = "203.0.113.11/25"|underlay_address = "203.0.113.21/25"|' gf-cut)"
+check "after the rollback: pod1 -> pod2" ping_from node1 pod1 203.0.113.170
+check "the ref moves on: a signed good commit reaches all three" gf_edit_reaches_all "$(variant 's/^\[mesh\]$/# moved on\n&/' gf-next)"
+check "daemons back to the topology file" gf_back_to_file
+check "file again: every VM converged" converged_all 60
 
 step "down leaves each VM as it was"
 down_all() { on_all "systemctl stop ovsmesh && ovsmesh down --host HOST /etc/ovsmesh/topology.toml"; }

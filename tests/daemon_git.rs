@@ -191,6 +191,37 @@ fn a_bad_commit_is_refused_and_a_cutting_one_rolled_back_within_the_window() {
         .run_in(None, "ip", &["-4", "-br", "addr"])
         .contains("192.0.2.11/24"));
     assert!(status_text(&setup).contains(&format!("rolled back {}", short(&cut))));
+    // fleet status: node1's daemon answers with the good commit and the rollback;
+    // node2 and node3 run none (not converged: exit 2).
+    let fleet = std::process::Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
+        .args([
+            "fleet",
+            "status",
+            setup.file.to_str().unwrap(),
+            "--lab",
+            &setup.lab.prefix,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&fleet.stdout);
+    assert_eq!(fleet.status.code(), Some(2), "{text}");
+    let node1 = text
+        .lines()
+        .find(|l| l.starts_with("node1 "))
+        .unwrap_or_default();
+    assert!(
+        node1.contains(&format!("commit {} converged", short(&good))),
+        "{text}"
+    );
+    assert!(
+        node1.contains(&format!("rolled-back {}", short(&cut))),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("node2 ") && l.contains("no answer")),
+        "{text}"
+    );
     assert_eq!(setup.metric("ovsmesh_topology_refused_total"), before_cut);
 
     // The ref still points at the bad commit: never retried.

@@ -22,7 +22,7 @@ fn remote(url: &str, state: &TempDir) -> Remote {
     }
 }
 
-const NO: AtomicBool = AtomicBool::new(false);
+static NO: AtomicBool = AtomicBool::new(false);
 
 #[test]
 fn a_bare_repository_on_this_machine_is_read_in_place_by_url_and_by_path() {

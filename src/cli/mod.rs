@@ -99,7 +99,7 @@ enum Command {
         live: LiveArgs,
     },
     /// Keep a host equal to the topology: re-plumb restarted containers, undo drift, follow edits.
-    Daemon(DaemonArgs),
+    Daemon(Box<DaemonArgs>),
     /// Per container interface and tunnel: attached, waiting, drifted, errors; host warnings.
     Status {
         /// Topology file [default: $OVSMESH_TOPOLOGY; else, when this host's daemon
@@ -315,7 +315,7 @@ pub fn main() -> i32 {
         Command::Apply { topology, live } => live::live(&topology, live, Action::Apply),
         Command::Down { topology, live } => live::live(&topology, live, Action::Down),
         Command::Lab { action } => lab::lab(action),
-        Command::Daemon(args) => daemon::daemon(args),
+        Command::Daemon(args) => daemon::daemon(*args),
         Command::Status {
             topology,
             target,
