@@ -193,30 +193,36 @@ fn a_bad_commit_is_refused_and_a_cutting_one_rolled_back_within_the_window() {
     assert!(status_text(&setup).contains(&format!("rolled back {}", short(&cut))));
     // fleet status: node1's daemon answers with the good commit and the rollback;
     // node2 and node3 run none (not converged: exit 2).
-    let fleet = std::process::Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
-        .args([
-            "fleet",
-            "status",
-            setup.file.to_str().unwrap(),
-            "--lab",
-            &setup.lab.prefix,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&fleet.stdout);
-    assert_eq!(fleet.status.code(), Some(2), "{text}");
-    let node1 = text
-        .lines()
-        .find(|l| l.starts_with("node1 "))
-        .unwrap_or_default();
+    let fleet = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
+            .args([
+                "fleet",
+                "status",
+                setup.file.to_str().unwrap(),
+                "--lab",
+                &setup.lab.prefix,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let node1_as_expected = |text: &str| {
+        text.lines().any(|l| {
+            l.starts_with("node1 ")
+                && l.contains(&format!("commit {} converged", short(&good)))
+                && l.contains(&format!("rolled-back {}", short(&cut)))
+        })
+    };
     assert!(
-        node1.contains(&format!("commit {} converged", short(&good))),
-        "{text}"
+        eventually(PATIENCE, || node1_as_expected(&fleet().1)),
+        "{}",
+        fleet().1
     );
-    assert!(
-        node1.contains(&format!("rolled-back {}", short(&cut))),
-        "{text}"
-    );
+    let (code, text) = fleet();
+    assert_eq!(code, Some(2), "{text}");
     assert!(
         text.lines()
             .any(|l| l.starts_with("node2 ") && l.contains("no answer")),
