@@ -10,8 +10,10 @@ want_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # Open vSwitch (ovsdb-server, ovs-vswitchd; ovs-vsctl only to check results in tests), iproute2, ping,
 # Docker and busybox-static (the lab and tests run their own dockerd with an imported busybox image),
 # a C toolchain for -sys crates; ovs-docker (openvswitch-common) and the uuidgen it calls, for the
-# attach benchmark's side-by-side; iptables (legacy and nft) and nftables (`nft`) for the firewall tests.
-for pkg in openvswitch-switch openvswitch-common uuid-runtime iproute2 iputils-ping docker.io busybox-static iptables nftables ca-certificates curl gcc pkg-config; do want_pkg "$pkg"; done
+# attach benchmark's side-by-side; iptables (legacy and nft) and nftables (`nft`) for the firewall tests;
+# git (its git-daemon too) and ssh-keygen to make and serve the git-source tests' repositories and signed
+# commits (the product reads them with gix).
+for pkg in openvswitch-switch openvswitch-common uuid-runtime iproute2 iputils-ping docker.io busybox-static iptables nftables ca-certificates curl gcc pkg-config git openssh-client; do want_pkg "$pkg"; done
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -307,6 +307,88 @@ mod tests {
     const SETTLE: Duration = Duration::from_secs(5);
     const WINDOW: Duration = Duration::from_secs(30);
 
+    fn lab_text() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/topology/lab.toml")).unwrap()
+    }
+
+    fn fetched(commit: char, text: Result<String, String>) -> Fetched {
+        Fetched {
+            commit: commit.to_string().repeat(40),
+            text,
+            time: 0,
+            signature: None,
+        }
+    }
+
+    fn refused(judged: Judged) -> String {
+        match judged {
+            Judged::Refused(bad) => bad.reason,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn commits_are_judged_before_anything_changes_and_bad_ones_remembered() {
+        let state = std::env::temp_dir().join(format!("ovsmesh-follow-{}", std::process::id()));
+        let remote = Remote {
+            url: "git://192.0.2.1/mesh.git".into(),
+            reference: "main".into(),
+            path: "topology.toml".into(),
+            state_dir: state.clone(),
+        };
+        let mut follower = Follower::new(remote.clone(), None);
+        assert!(matches!(
+            follower.judge(&fetched('a', Ok(lab_text())), "node1"),
+            Judged::Apply(_)
+        ));
+        assert_eq!(
+            refused(follower.judge(
+                &fetched('b', Err("no file topology.toml in the commit".into())),
+                "node1"
+            )),
+            "no file topology.toml in the commit"
+        );
+        let invalid = refused(follower.judge(
+            &fetched('c', Ok(lab_text().replace("vlan = 100", "vlan = 5000"))),
+            "node1",
+        ));
+        assert!(
+            invalid.starts_with("invalid topology (1 problem(s)): git:cccccccccccc:topology.toml:"),
+            "{invalid}"
+        );
+        assert!(
+            refused(follower.judge(&fetched('d', Ok(lab_text())), "node9"))
+                .contains("\"node9\" is not in the topology")
+        );
+        let signed_only = Follower::new(remote.clone(), Some(AllowedSigners::default()));
+        assert_eq!(
+            refused(signed_only.judge(&fetched('e', Ok(lab_text())), "node1")),
+            "untrusted: the commit is not signed"
+        );
+        // A bad commit and the applied one are known; the record outlives the daemon.
+        let bad = match follower.judge(&fetched('c', Ok(String::new())), "node1") {
+            Judged::Refused(bad) => bad,
+            other => panic!("{other:?}"),
+        };
+        follower.mark_bad(bad);
+        follower.accept(Applied {
+            commit: "a".repeat(40),
+            at: 1,
+            signer: None,
+        });
+        let again = Follower::new(remote, None);
+        let _ = std::fs::remove_dir_all(&state);
+        assert!(matches!(
+            again.judge(&fetched('c', Ok(lab_text())), "node1"),
+            Judged::Known
+        ));
+        assert!(matches!(
+            again.judge(&fetched('a', Ok(lab_text())), "node1"),
+            Judged::Known
+        ));
+        assert_eq!(again.record.bad[0].verdict, Verdict::Refused);
+    }
+
     #[test]
     fn peers_are_probed_across_the_overlay_where_both_have_a_subnet() {
         let text =
