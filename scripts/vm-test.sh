@@ -477,9 +477,9 @@ check "every daemon follows it (--git, --allowed-signers, poll $gf_poll)" gf_fol
 check "every VM on the first commit (fleet status on node1)" gf_on_good
 check "a signed edit pushed once reaches all three (pod3 back to .200)" gf_edit_reaches_all "$topology"
 check "git edit: pod1 reaches pod3 at .200" ping_from node1 pod1 203.0.113.200
-check "an invalid signed commit is refused everywhere" gf_refused_everywhere "$(variant 's/^vlan = 100$/vlan = 5000/' gf-invalid)"
-check "an unsigned commit is refused everywhere" gf_refused_everywhere "$(variant 's/^encap = "gre"/encap = "vxlan"/' gf-unsigned)" unsigned
-check "a commit cutting node1 off its peers is rolled back everywhere" gf_rolled_back_everywhere "$(variant 's|^underlay_address = "203.0.113.11/25"|underlay_address = "203.0.113.21/25"|' gf-cut)"
+check "an invalid signed commit is refused everywhere" gf_bad_everywhere refused 120 "$(variant 's/^vlan = 100$/vlan = 5000/' gf-invalid)"
+check "an unsigned commit is refused everywhere" gf_bad_everywhere refused 120 "$(variant 's/^encap = "gre"/encap = "vxlan"/' gf-unsigned)" unsigned
+check "a commit cutting node1 off its peers is rolled back everywhere" gf_bad_everywhere rolled-back 180 "$(variant 's|^underlay_address = "203.0.113.11/25"|underlay_address = "203.0.113.21/25"|' gf-cut)"
 check "after the rollback: pod1 -> pod2" ping_from node1 pod1 203.0.113.170
 check "the ref moves on: a signed good commit reaches all three" gf_edit_reaches_all "$(variant 's/^\[mesh\]$/# moved on\n&/' gf-next)"
 check "daemons back to the topology file" gf_back_to_file

@@ -117,24 +117,16 @@ gf_edit_reaches_all() {
     echo "signed edit $commit pushed once -> on all ${#hosts[@]} VMs in $((SECONDS - started)) s"
 }
 
-# gf_refused_everywhere FILE [unsigned]: the commit is refused on every host, which stay on $gf_good.
-gf_refused_everywhere() {
-    local commit good started=$SECONDS
+# gf_bad_everywhere VERDICT SECONDS FILE [unsigned]: the commit is refused (VERDICT "refused") or
+# applied and rolled back ("rolled-back") on every host within SECONDS; all stay on the good commit.
+gf_bad_everywhere() {
+    local verdict=$1 seconds=$2 commit good started=$SECONDS
+    shift 2
     good=$(gf_get good)
     commit=$(gf_commit "$@") || return 1
-    gf_fleet_until 120 "/ commit ${good:0:12} +converged,.*, refused ${commit:0:12}/" || return 1
-    echo "bad commit $commit refused on all ${#hosts[@]} VMs in $((SECONDS - started)) s"
-    on_all "ovsmesh status --host HOST | grep -E 'refused +${commit:0:12}'"
-}
-
-# gf_rolled_back_everywhere FILE: applied, cut, rolled back on every host it reached.
-gf_rolled_back_everywhere() {
-    local commit good started=$SECONDS
-    good=$(gf_get good)
-    commit=$(gf_commit "$1") || return 1
-    gf_fleet_until 180 "/ commit ${good:0:12} +converged,.*, rolled-back ${commit:0:12}/" || return 1
-    echo "cutting commit $commit rolled back on all ${#hosts[@]} VMs in $((SECONDS - started)) s"
-    on_all "ovsmesh status --host HOST | grep -E 'rolled back ${commit:0:12}.*peers unreachable'"
+    gf_fleet_until "$seconds" "/ commit ${good:0:12} +converged,.*, $verdict ${commit:0:12}/" || return 1
+    echo "bad commit $commit: $verdict on all ${#hosts[@]} VMs in $((SECONDS - started)) s"
+    on_all "ovsmesh status --host HOST | grep -E '${verdict/-/ } +${commit:0:12}'"
 }
 
 # Back to the topology file (the service's default), with the text the fleet runs now.
