@@ -2,7 +2,8 @@
 //! on this machine, a bad commit refused while the host keeps its state, a
 //! commit that cuts the host off its tunnel peers rolled back within the window,
 //! never retried, and remembered across a restart; only signed commits with
-//! `--allowed-signers`; a topology behind a flipped symlink followed.
+//! `--allowed-signers` (fetched at once on SIGHUP); a topology behind a flipped
+//! symlink followed.
 
 mod common;
 mod daemon_support;
@@ -19,7 +20,7 @@ use serde_json::Value;
 const WINDOW: u64 = 15;
 
 /// The lab, its daemon for node1 following `repo`, with `extra` arguments.
-fn follow(repo: &Repo, state: &TempDir, extra: &[&str]) -> Setup {
+fn follow(repo: &Repo, state: &TempDir, poll: &str, extra: &[&str]) -> Setup {
     let setup = prepare(&seed("lab.toml"), "node1", false);
     let url = repo.url();
     let window = format!("{WINDOW}s");
@@ -30,7 +31,7 @@ fn follow(repo: &Repo, state: &TempDir, extra: &[&str]) -> Setup {
         "--path",
         "mesh/topology.toml",
         "--poll",
-        "1s",
+        poll,
         "--rollback-window",
         window.as_str(),
         "--state-dir",
@@ -80,7 +81,7 @@ fn a_bad_commit_is_refused_and_a_cutting_one_rolled_back_within_the_window() {
     let repo = Repo::new();
     let state = TempDir::new("state");
     let first = repo.commit("mesh/topology.toml", &seed("lab.toml"), None);
-    let setup = follow(&repo, &state, &[]);
+    let setup = follow(&repo, &state, "1s", &[]);
     assert!(info_names(&setup, &first), "{}", setup.log());
     assert!(setup.log().contains("trusted unsigned"), "{}", setup.log());
 
@@ -278,11 +279,17 @@ fn with_allowed_signers_only_commits_signed_by_a_listed_key_are_applied() {
     let allowed = keys.0.join("allowed_signers");
     std::fs::write(&allowed, ops.allowed("ops@example.org")).unwrap();
     let first = repo.commit("mesh/topology.toml", &seed("lab.toml"), Some(&ops));
+    // A poll period longer than the test: only SIGHUP fetches.
     let setup = follow(
         &repo,
         &state,
+        "10m",
         &["--allowed-signers", allowed.to_str().unwrap()],
     );
+    let hup = || {
+        let pid = setup.daemon.as_ref().unwrap().child.id().to_string();
+        run("kill", &["-HUP", &pid]);
+    };
     assert!(info_names(&setup, &first), "{}", setup.log());
     assert!(!setup.log().contains("trusted unsigned"));
     assert_eq!(report(&setup)["applied"]["signer"], "ops@example.org");
@@ -292,6 +299,7 @@ fn with_allowed_signers_only_commits_signed_by_a_listed_key_are_applied() {
         &["netns", "add", &format!("{}-extra", setup.lab.prefix)],
     );
     let unsigned = repo.commit("mesh/topology.toml", &with_extra(), None);
+    hup();
     assert!(eventually(PATIENCE, || report(&setup)["bad"][0]["commit"]
         == unsigned.as_str()));
     assert_eq!(
@@ -299,6 +307,7 @@ fn with_allowed_signers_only_commits_signed_by_a_listed_key_are_applied() {
         "untrusted: the commit is not signed"
     );
     let foreign = repo.commit("mesh/topology.toml", &with_extra(), Some(&stranger));
+    hup();
     assert!(eventually(PATIENCE, || report(&setup)["bad"][0]["commit"]
         == foreign.as_str()));
     assert!(report(&setup)["bad"][0]["reason"]
@@ -312,6 +321,7 @@ fn with_allowed_signers_only_commits_signed_by_a_listed_key_are_applied() {
     );
 
     let signed = repo.commit("mesh/topology.toml", &with_extra(), Some(&ops));
+    hup();
     assert!(setup.reaches("extra", "192.168.0.2"), "{}", setup.log());
     assert!(eventually(PATIENCE, || applied(&setup) == signed));
 }

@@ -131,12 +131,10 @@ impl Follower {
     /// Judge a fetched commit for `host` (no I/O).
     pub fn judge(&self, fetched: &Fetched, host: &str) -> Judged {
         let commit = &fetched.commit;
-        if self.current().is_some_and(|a| &a.commit == commit)
-            || self.record.bad.iter().any(|b| &b.commit == commit)
-        {
+        if self.current().is_some_and(|a| &a.commit == commit) || self.is_bad(commit) {
             return Judged::Known;
         }
-        match candidate(self.signers.as_ref(), &self.remote.path, fetched, host) {
+        match self.check(fetched, host) {
             Ok(candidate) => Judged::Apply(Box::new(candidate)),
             Err(reason) => Judged::Refused(Bad {
                 commit: commit.clone(),
@@ -145,6 +143,16 @@ impl Follower {
                 at: super::unix_now(),
             }),
         }
+    }
+
+    /// Whether `commit` was refused or rolled back on this host.
+    pub fn is_bad(&self, commit: &str) -> bool {
+        self.record.bad.iter().any(|b| b.commit == commit)
+    }
+
+    /// Everything a commit must pass before it may change the host (no I/O).
+    pub fn check(&self, fetched: &Fetched, host: &str) -> Result<Candidate, String> {
+        candidate(self.signers.as_ref(), &self.remote.path, fetched, host)
     }
 
     /// Remember a bad commit (newest first; the ref moved on: older ones are kept

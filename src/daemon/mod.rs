@@ -46,7 +46,6 @@ use tokio::sync::{mpsc, watch};
 use crate::engine::{self, Outcome};
 use crate::ovsdb::ConnectOptions;
 use crate::runtime::{DockerSocket, Runtimes};
-use crate::source::signers::AllowedSigners;
 use crate::source::Spec;
 use crate::state::HostState;
 use crate::topology::{self, LoadError, Runtime, Topology};
@@ -163,6 +162,8 @@ struct Daemon {
     warnings: Vec<String>,
     report: Option<report::Report>,
     published: rollout::Published,
+    /// Tells the poller of a git source to fetch at once (SIGHUP).
+    fetch_now: Option<Arc<tokio::sync::Notify>>,
     want: Option<HostState>,
     generation: i64,
     metrics: Metrics,
@@ -195,23 +196,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let started = unix_now();
     let (follower, topology, text) = match &config.source {
         Spec::Git(remote) => {
-            remote.check().map_err(DaemonError::Source)?;
-            let signers = match &config.allowed_signers {
-                Some(path) => {
-                    let signers = AllowedSigners::load(path)?;
-                    for line in &signers.skipped {
-                        tracing::warn!(file = %path.display(), %line, "allowed signer skipped");
-                    }
-                    Some(signers)
-                }
-                None => {
-                    tracing::warn!(remote = %remote.url, "no --allowed-signers: every commit of the remote is trusted unsigned (whoever can push owns this host)");
-                    None
-                }
-            };
-            let mut follower = Follower::new(remote.clone(), signers);
-            let (topology, text) =
-                rollout::first(&mut follower, &config.host, config.rewrite.as_ref()).await?;
+            let (follower, topology, text) = rollout::start(remote, &config).await?;
             (Some(follower), topology, text)
         }
         Spec::File(path) => {
@@ -263,6 +248,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let mut signals = Signals::new()?;
     tracing::info!(host = %config.host, topology = %config.source.describe(), %remote, "daemon started");
 
+    let is_git = matches!(config.source, Spec::Git(_));
     let mut daemon = Daemon {
         next_resync: Instant::now() + config.resync,
         config,
@@ -273,6 +259,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         warnings: Vec::new(),
         report: None,
         published,
+        fetch_now: is_git.then(|| fetch_now.clone()),
         want: None,
         generation: 1,
         metrics,
@@ -306,7 +293,6 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
                     daemon.stop(name).await;
                     break;
                 }
-                Received::Reload if daemon.follower.is_some() => fetch_now.notify_one(),
                 Received::Reload => daemon.wake_for_reload(),
             },
             Some(trigger) = rx.recv() => daemon.wake_for(trigger),
@@ -356,7 +342,12 @@ impl Daemon {
         }
     }
 
+    /// SIGHUP: fetch the git remote at once, or re-read the file.
     fn wake_for_reload(&mut self) {
+        if let Some(now) = &self.fetch_now {
+            now.notify_one();
+            return;
+        }
         self.reload = true;
         self.reasons.insert("SIGHUP");
         self.schedule.pre_empt();
@@ -453,10 +444,14 @@ impl Daemon {
                 tokio::select! {
                     result = &mut run => break result,
                     received = signals.recv() => match received {
-                        Received::Reload => {
-                            self.reload = true;
-                            self.reasons.insert("SIGHUP");
-                        }
+                        // As `wake_for_reload` (field by field: the step borrows the rest).
+                        Received::Reload => match &self.fetch_now {
+                            Some(now) => now.notify_one(),
+                            None => {
+                                self.reload = true;
+                                self.reasons.insert("SIGHUP");
+                            }
+                        },
                         Received::Stop(name) => {
                             wake::exit_by_deadline(record);
                             // Let the step finish if it can; never wait on a hung server.

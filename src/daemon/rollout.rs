@@ -15,6 +15,7 @@ use super::{probe, unix_now, Daemon, DaemonError, Rewrite};
 use crate::marks::Role;
 use crate::source::git::{Fetched, Remote, Unreachable};
 use crate::source::short;
+use crate::source::signers::AllowedSigners;
 use crate::topology::Topology;
 
 /// Bound on one fetch (connect, negotiate, receive the pack).
@@ -67,18 +68,46 @@ pub fn spawn_poller(
     });
 }
 
+/// Start following `remote`: its allowed signers, the record of what this host
+/// applied and refused, and the first commit to apply (see [`first`]).
+pub async fn start(
+    remote: &Remote,
+    config: &super::DaemonConfig,
+) -> Result<(Follower, Topology, String), DaemonError> {
+    remote.check().map_err(DaemonError::Source)?;
+    let signers = match &config.allowed_signers {
+        Some(path) => {
+            let signers = AllowedSigners::load(path)?;
+            for line in &signers.skipped {
+                tracing::warn!(file = %path.display(), %line, "allowed signer skipped");
+            }
+            Some(signers)
+        }
+        None => {
+            tracing::warn!(remote = %remote.url, "no --allowed-signers: every commit of the remote is trusted unsigned (whoever can push owns this host)");
+            None
+        }
+    };
+    let mut follower = Follower::new(remote.clone(), signers);
+    let (topology, text) = first(&mut follower, &config.host, config.rewrite.as_ref()).await?;
+    Ok((follower, topology, text))
+}
+
 /// The first commit to apply at start: the ref's commit if it is good, else the
 /// last good one on record (read again from the cache). No good commit at all
 /// is an error: the daemon has nothing to enforce.
-pub async fn first(
+async fn first(
     follower: &mut Follower,
     host: &str,
     rewrite: Option<&Rewrite>,
 ) -> Result<(Topology, String), DaemonError> {
-    let fetched = fetch(&follower.remote).await;
-    let why = match &fetched {
-        Ok(fetched) => match follower.judge(fetched, host) {
-            Judged::Apply(candidate) => {
+    let why = match fetch(&follower.remote).await {
+        Ok(fetched) if follower.is_bad(&fetched.commit) => format!(
+            "the ref's commit {} was refused or rolled back before",
+            short(&fetched.commit)
+        ),
+        Ok(fetched) => match follower.check(&fetched, host) {
+            Ok(candidate) => {
                 follower.accept(Applied {
                     commit: candidate.commit.clone(),
                     at: unix_now(),
@@ -87,13 +116,17 @@ pub async fn first(
                 tracing::info!(commit = %candidate.commit, signer = ?candidate.signer, "applying the remote's commit");
                 return Ok((rewritten(candidate.topology, rewrite), candidate.text));
             }
-            Judged::Refused(bad) => {
-                let reason = format!("commit {} refused: {}", short(&bad.commit), bad.reason);
-                tracing::error!(commit = %bad.commit, reason = %bad.reason, "commit refused");
-                follower.mark_bad(bad);
-                reason
+            Err(reason) => {
+                tracing::error!(commit = %fetched.commit, %reason, "commit refused");
+                let why = format!("commit {} refused: {reason}", short(&fetched.commit));
+                follower.mark_bad(Bad {
+                    commit: fetched.commit,
+                    verdict: Verdict::Refused,
+                    reason,
+                    at: unix_now(),
+                });
+                why
             }
-            Judged::Known => format!("commit {} was refused before", short(&fetched.commit)),
         },
         Err(error) => {
             follower.fetch_error = Some(error.to_string());
@@ -110,7 +143,7 @@ pub async fn first(
         .remote
         .at(&last.commit)
         .map_err(|e| DaemonError::Source(format!("{why}; the last good commit: {e}")))?;
-    match follower.judge_again(&fetched, host) {
+    match follower.check(&fetched, host) {
         Ok(candidate) => Ok((rewritten(candidate.topology, rewrite), candidate.text)),
         Err(reason) => Err(DaemonError::Source(format!(
             "{why}; the last good commit {}: {reason}",
@@ -320,24 +353,6 @@ impl Daemon {
         *self.published.lock().expect("published report") = text;
         if let Err(error) = report::write(&self.config.lab, &report, Some(&self.text)) {
             tracing::warn!(%error, "could not write the report for status");
-        }
-    }
-}
-
-impl Follower {
-    /// Judge the last good commit again at start (its signature, its text).
-    pub fn judge_again(&self, fetched: &Fetched, host: &str) -> Result<follow::Candidate, String> {
-        let fresh = Follower {
-            remote: self.remote.clone(),
-            signers: self.signers.clone(),
-            record: Default::default(),
-            probation: None,
-            fetch_error: None,
-        };
-        match fresh.judge(fetched, host) {
-            Judged::Apply(candidate) => Ok(*candidate),
-            Judged::Refused(bad) => Err(bad.reason),
-            Judged::Known => Err("known".into()),
         }
     }
 }
