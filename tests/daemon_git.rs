@@ -358,3 +358,36 @@ fn a_topology_behind_a_flipped_symlink_is_followed() {
     );
     assert!(setup.metric("ovsmesh_topology_generation") >= 2.0);
 }
+
+#[test]
+#[ignore = "needs root + OVS"]
+fn every_resync_re_reads_the_file_and_applies_a_changed_text() {
+    // A bind mount over the file changes its text without an inotify event (as a
+    // network file system or a lost watch would): only the resync sees it.
+    let setup = prepare(&seed("lab.toml"), "node1", false);
+    let edited = setup.lab.dir.join("edited.toml");
+    std::fs::write(&edited, with_extra()).unwrap();
+    let setup = setup_daemon(setup, &["--resync", "2s"], &[]);
+    run(
+        "ip",
+        &["netns", "add", &format!("{}-extra", setup.lab.prefix)],
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    assert!(!setup.pings("extra", "192.168.0.2"));
+    run(
+        "mount",
+        &[
+            "--bind",
+            edited.to_str().unwrap(),
+            setup.file.to_str().unwrap(),
+        ],
+    );
+    let _unmount = Unmount(setup.file.clone());
+    assert!(setup.reaches("extra", "192.168.0.2"), "{}", setup.log());
+    assert!(setup.log().contains("topology reloaded"));
+}

@@ -123,7 +123,13 @@ impl Setup {
                 "--lab",
                 &self.lab.prefix,
             ])
-            .args(["--resync", "300s", "--log-format", "json"])
+            .args(["--log-format", "json"])
+            .args(
+                (!args.contains(&"--resync"))
+                    .then_some(["--resync", "300s"])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--metrics")
             .arg(format!("127.0.0.1:{}", self.metrics_port))
             .args(args)
