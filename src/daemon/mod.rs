@@ -284,6 +284,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
     let mut prune = tokio::time::interval(containers::PRUNE_EVERY);
     let mut probation = tokio::time::interval(rollout::PROBATION_TICK);
+    // A check takes a while (pings); ticks missed meanwhile are not made up for.
+    probation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let resync = daemon.next_resync;
         let wake = daemon.schedule.due.map_or(resync, |d| d.min(resync));
