@@ -167,12 +167,10 @@ impl Remote {
     /// Fetch the ref into the cache; the commit it points at on the remote.
     fn network(&self, interrupt: &AtomicBool) -> Result<(gix::Repository, gix::ObjectId), String> {
         let dir = self.cache_dir();
+        // Opened like `init_bare` makes it: with the environment and git configuration
+        // (GIT_SSH_COMMAND, core.sshCommand, url.*.insteadOf apply to every fetch).
         let repo = if dir.join("HEAD").exists() {
-            gix::open_opts(
-                &dir,
-                gix::open::Options::isolated().bail_if_untrusted(false),
-            )
-            .map_err(|e| format!("cache {}: {e}", dir.display()))?
+            gix::open(&dir).map_err(|e| format!("cache {}: {e}", dir.display()))?
         } else {
             std::fs::create_dir_all(&dir).map_err(|e| format!("cache {}: {e}", dir.display()))?;
             gix::init_bare(&dir).map_err(|e| format!("cache {}: {e}", dir.display()))?
