@@ -12,6 +12,7 @@ pub mod cli;
 pub mod daemon;
 pub mod desired;
 pub mod engine;
+pub mod graph;
 pub mod host;
 pub mod lab;
 pub mod marks;

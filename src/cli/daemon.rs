@@ -12,23 +12,18 @@ use crate::daemon::{self, DaemonConfig, DaemonError, Rewrite};
 use crate::lab::Lab;
 use crate::source::{git, Spec};
 
-/// `30s`, `5m`, `1h` or plain seconds.
+/// A duration flag: `humantime`'s syntax (`500ms`, `30s`, `5m`, `1h 30m`), or
+/// plain seconds (`--wait-seconds 10` kept working when it became `--wait`).
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 60s"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        "ms" => return Ok(Duration::from_millis(value)),
-        _ => return Err(format!("{text:?}: use s, m, h or ms")),
-    };
-    Ok(Duration::from_secs(seconds))
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{text:?} is too many seconds"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{text:?} is not a duration like 500ms, 60s or 5m: {error}"))
 }
 
 pub(super) fn daemon(args: DaemonArgs) -> i32 {

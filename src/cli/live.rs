@@ -1,7 +1,6 @@
 //! `ovsmesh apply` and `ovsmesh down`: change a live host, print the outcome.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::load::topology_and_desired;
 use super::{runtime, Format, LiveArgs, EXIT_FAILURE, EXIT_OK};
@@ -30,7 +29,7 @@ pub(super) fn live(path: &Path, live: LiveArgs, action: Action) -> i32 {
         topology: &topology,
         host: &host,
         runtimes: &runtimes,
-        wait: (!live.no_wait).then(|| Duration::from_secs(live.wait_seconds)),
+        wait: (!live.no_wait).then_some(live.wait),
     };
     let result = runtime().block_on(async {
         let options = ConnectOptions::with_timeout(live.target.timeout);

@@ -9,6 +9,7 @@ mod counters;
 pub mod ethtool;
 pub mod index;
 pub mod many;
+mod neighbour;
 pub mod sysctl;
 
 use std::fs::File;
@@ -31,6 +32,7 @@ use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBu
 use crate::topology::Mac;
 use counters::wrote;
 pub use counters::{link_dumps, writes};
+pub use neighbour::{resolved, Neighbour};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
