@@ -267,6 +267,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn run_enters_on_its_own_thread_and_leaves_the_caller_alone() {
         let before = current();
         let caller = std::thread::current().id();
@@ -288,6 +289,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn commands_run_inside() {
         let ns = fresh_namespace();
         let out = output(&ns, "cat", &["/proc/net/dev"]).unwrap();
@@ -312,6 +314,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn a_panic_inside_is_an_error() {
         let ns = File::open("/proc/self/ns/net").unwrap();
         assert!(matches!(
@@ -321,6 +324,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn run_each_visits_every_namespace_on_at_most_the_threads_given_in_order() {
         let before = current();
         let spaces: Vec<File> = (0..5).map(|_| fresh_namespace()).collect();
@@ -354,6 +358,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn run_each_reports_a_namespace_it_cannot_enter_and_goes_on() {
         let ns = File::open("/proc/self/ns/net").unwrap();
         let not_ns = File::open("/proc/self/status").unwrap();
@@ -363,6 +368,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn block_on_polls_inside_with_a_runtime() {
         let ns = File::open("/proc/self/ns/net").unwrap();
         let value = block_on(&ns, || async {
@@ -374,6 +380,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn commands_run_and_a_missing_program_is_named() {
         let ns = File::open("/proc/self/ns/net").unwrap();
         let out = output(&ns, "true", &[]).unwrap();

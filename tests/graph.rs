@@ -46,7 +46,7 @@ fn golden(path: &Path, generated: &str) {
 
 #[test]
 fn lab_topology_as_dot_and_mermaid_matches_the_golden_files() {
-    let fixtures = root().join("tests/fixtures/graph");
+    let fixtures = root().join("tests/graph_golden");
     golden(&fixtures.join("lab.dot"), &graph(&["--format", "dot"]));
     golden(&fixtures.join("lab.mmd"), &graph(&[]));
     golden(

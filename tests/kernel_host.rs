@@ -124,6 +124,7 @@ subnets = { A = "172.17.1.0/24", B = "172.17.2.0/24" }
 "#;
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn internal_ports_get_the_mtu_of_their_path_redirects_go_off_and_drift_is_planned_back() {
     let host = Host::new(true);
     let path = host.topology(NETDEV_A);
@@ -220,6 +221,7 @@ fn internal_ports_get_the_mtu_of_their_path_redirects_go_off_and_drift_is_planne
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn an_underlay_nic_smaller_than_the_topology_is_warned_about_in_apply_and_status() {
     let host = Host::new(true);
     host.topology(NETDEV_A);
@@ -271,6 +273,7 @@ netns = "{c1}"
 "#;
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn an_uplink_nic_with_the_hosts_address_is_refused_and_nothing_changes() {
     let host = Host::new(true);
     let c1 = Netns::new("okc");
@@ -337,6 +340,7 @@ subnets = { A = "172.17.1.0/24", B = "172.17.2.0/24" }
 "#;
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn status_warns_when_input_drops_the_tunnel_protocol_and_stops_when_a_rule_accepts_it() {
     // A kernel-datapath host: status only reads, so no vswitchd is needed.
     let host = Host::new(false);

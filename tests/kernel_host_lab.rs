@@ -169,6 +169,7 @@ impl Drop for RoutedLab {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn the_routed_overlay_sends_no_icmp_redirects() {
     let lab = RoutedLab::up("\"gre\"");
     for host in ["host1", "host2"] {
@@ -219,6 +220,7 @@ fn the_routed_overlay_sends_no_icmp_redirects() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn strict_rp_filter_and_arp_filter_keep_the_overlay_but_arp_ignore_2_breaks_it_and_status_says_so()
 {
     let lab = RoutedLab::up("\"gre\"");
@@ -255,6 +257,7 @@ fn strict_rp_filter_and_arp_filter_keep_the_overlay_but_arp_ignore_2_breaks_it_a
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn vxlan_on_its_own_dst_port_carries_the_routed_overlay() {
     let lab = RoutedLab::up("\"vxlan\"\ndst_port = 4790");
     assert!(lab.pings());

@@ -12,7 +12,9 @@
 //! fails validation is logged with its located errors and counted; the last
 //! good one stays in force. SIGTERM/SIGINT exit 0 within two seconds without
 //! touching the network, abandoning a step that does not finish (the next
-//! start observes the host afresh); SIGHUP reloads the topology.
+//! start observes the host afresh); SIGHUP reloads the topology. Under systemd
+//! it is `Type=notify`: ready after the first successful reconcile, its status
+//! after each, watchdog keep-alives from this loop (`systemd`).
 //!
 //! The topology comes from a file (every hop of its symlinks watched; every
 //! resync re-reads it and applies a changed text) or from a git remote, polled
@@ -32,6 +34,7 @@ pub mod reconcile;
 pub mod report;
 mod rollout;
 pub mod stuck;
+pub mod systemd;
 pub mod triggers;
 mod wake;
 
@@ -55,6 +58,7 @@ use follow::Follower;
 use metrics::{Metrics, ResultLabel};
 use owned::Interest;
 use reconcile::{Connection, ReconcileError};
+use systemd::Systemd;
 use triggers::{Trigger, WatchError};
 use wake::{Received, Schedule, Signals};
 
@@ -182,6 +186,7 @@ struct Daemon {
     notices: notices::Notices,
     interest: watch::Sender<Interest>,
     watchers: Watchers,
+    systemd: Systemd,
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -276,6 +281,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         notices: notices::Notices::default(),
         interest,
         watchers,
+        systemd: Systemd::new(),
     };
     daemon.loaded();
     daemon.publish_info();
@@ -286,6 +292,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let mut probation = tokio::time::interval(rollout::PROBATION_TICK);
     // A check takes a while (pings); ticks missed meanwhile are not made up for.
     probation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // In the main loop, not a task of its own: a wedged loop stops the keep-alives.
+    let keepalive_every = daemon.systemd.keepalive_every();
+    let mut keepalive = tokio::time::interval(keepalive_every.unwrap_or(Duration::from_secs(3600)));
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let resync = daemon.next_resync;
         let wake = daemon.schedule.due.map_or(resync, |d| d.min(resync));
@@ -300,6 +310,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             Some(trigger) = rx.recv() => daemon.wake_for(trigger),
             Some(fetched) = fetches.recv() => daemon.fetched(fetched).await,
             _ = probation.tick() => daemon.check_probation().await,
+            _ = keepalive.tick(), if keepalive_every.is_some() => daemon.systemd.alive(),
             _ = prune.tick() => {
                 if daemon.watchers.prune() {
                     daemon.wake_for(Trigger::ContainerNetns);
@@ -548,6 +559,8 @@ impl Daemon {
         if self.schedule.due.is_none() {
             self.retry_waiting(outcome);
         }
+        let status = systemd::converged_status(self.want.as_ref(), outcome, stuck.len());
+        self.systemd.reconciled(&status);
     }
 
     /// Watch inside the containers this outcome left plumbed.
@@ -583,6 +596,10 @@ impl Daemon {
         let delay = self.failures.delay();
         tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
         self.verified = Some(Err(error.to_string()));
+        self.systemd.status(&format!(
+            "reconcile failed, retrying in {} ms: {error}",
+            delay.as_millis()
+        ));
         self.reasons.insert("retry after failure");
         self.schedule.at(delay);
         match error {
@@ -618,6 +635,7 @@ impl Daemon {
     /// within [`STOP_DEADLINE`] of the signal whatever still runs.
     async fn stop(&mut self, signal: &'static str) {
         tracing::info!("{signal}: exiting, network left as it is");
+        self.systemd.stopping();
         wake::exit_by_deadline(self.record());
         report::remove(&self.config.lab, &self.config.host);
         self.tracker.clear();
