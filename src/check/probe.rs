@@ -298,3 +298,68 @@ pub fn check(
         tcp,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh, unnamed namespace (alive while the file is open).
+    fn fresh_namespace() -> File {
+        std::thread::spawn(|| {
+            // SAFETY: unshare moves only this short-lived thread.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+            File::open("/proc/thread-self/ns/net").unwrap()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    #[ignore = "needs root (network namespaces) + iproute2"]
+    fn the_neighbour_table_is_read_inside_the_namespace_by_interface() {
+        let ns = fresh_namespace();
+        for args in [
+            &["link", "add", "d0", "type", "veth", "peer", "name", "d1"][..],
+            &["link", "set", "d0", "up"],
+            &["link", "set", "d1", "up"],
+            &[
+                "neigh",
+                "add",
+                "192.0.2.9",
+                "lladdr",
+                "02:00:00:00:00:09",
+                "dev",
+                "d0",
+                "nud",
+                "permanent",
+            ],
+            &[
+                "neigh",
+                "add",
+                "192.0.2.7",
+                "dev",
+                "d1",
+                "nud",
+                "incomplete",
+            ],
+        ] {
+            let out = netns::output(&ns, "ip", args).unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let nine = Ipv4Addr::new(192, 0, 2, 9);
+        assert_eq!(
+            neighbour(&ns, "d0", nine),
+            Some("02:00:00:00:00:09".parse().unwrap())
+        );
+        // Only on the interface asked about, only resolved entries, and only in that namespace.
+        assert_eq!(neighbour(&ns, "d1", nine), None);
+        assert_eq!(neighbour(&ns, "d1", Ipv4Addr::new(192, 0, 2, 7)), None);
+        assert_eq!(neighbour(&ns, "nope", nine), None);
+        let here = File::open("/proc/self/ns/net").unwrap();
+        assert_eq!(neighbour(&here, "d0", nine), None);
+    }
+}
