@@ -217,6 +217,19 @@ pub fn output(netns: &File, program: &str, args: &[&str]) -> Result<Output, Netn
         })
 }
 
+/// A fresh, unnamed namespace for tests (alive while the file is open; nothing
+/// under /run/netns). Needs root.
+#[cfg(test)]
+pub(crate) fn fresh_namespace() -> File {
+    std::thread::spawn(|| {
+        // SAFETY: unshare moves only this short-lived thread.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        File::open("/proc/thread-self/ns/net").unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,17 +248,6 @@ mod tests {
         assert!(!is_netns(&file));
         let ns = File::open("/proc/self/ns/net").unwrap();
         assert!(is_netns(&ns));
-    }
-
-    /// A fresh, unnamed namespace (alive while the file is open; nothing under /run/netns).
-    fn fresh_namespace() -> File {
-        std::thread::spawn(|| {
-            // SAFETY: unshare moves only this short-lived thread.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
-            File::open("/proc/thread-self/ns/net").unwrap()
-        })
-        .join()
-        .unwrap()
     }
 
     #[test]

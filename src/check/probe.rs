@@ -302,17 +302,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh, unnamed namespace (alive while the file is open).
-    fn fresh_namespace() -> File {
-        std::thread::spawn(|| {
-            // SAFETY: unshare moves only this short-lived thread.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
-            File::open("/proc/thread-self/ns/net").unwrap()
-        })
-        .join()
-        .unwrap()
-    }
+    use crate::netns::fresh_namespace;
 
     #[test]
     #[ignore = "needs root (network namespaces) + iproute2"]

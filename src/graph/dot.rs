@@ -18,6 +18,13 @@ fn id(id: &str) -> String {
     quote(&[id.to_string()])
 }
 
+/// The attributes that draw a node or edge, and its text, in `colour`.
+fn colour(colour: Option<&str>) -> String {
+    colour
+        .map(|c| format!(", color=\"{c}\", fontcolor=\"{c}\""))
+        .unwrap_or_default()
+}
+
 fn node(out: &mut String, indent: &str, node: &Node) {
     let shape = match node.shape {
         Shape::Bridge => "shape=box, style=\"rounded,bold\"",
@@ -26,10 +33,7 @@ fn node(out: &mut String, indent: &str, node: &Node) {
         Shape::Outside => "shape=box3d",
         Shape::Network => "shape=note",
     };
-    let colour = node
-        .colour
-        .map(|c| format!(", color=\"{c}\", fontcolor=\"{c}\""))
-        .unwrap_or_default();
+    let colour = colour(node.colour);
     let _ = writeln!(
         out,
         "{indent}{} [label={}, {shape}{colour}];",
@@ -44,10 +48,7 @@ fn edge(out: &mut String, edge: &Edge) {
         Line::Tunnel => ", penwidth=2",
         Line::Underlay => ", style=dashed, penwidth=2",
     };
-    let colour = edge
-        .colour
-        .map(|c| format!(", color=\"{c}\", fontcolor=\"{c}\""))
-        .unwrap_or_default();
+    let colour = colour(edge.colour);
     let _ = writeln!(
         out,
         "  {} -- {} [label={}{style}{colour}];",
