@@ -118,3 +118,25 @@ pub(super) fn daemon(args: DaemonArgs) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_in_humantime_syntax_or_plain_seconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration(" 60s "), Ok(Duration::from_secs(60)));
+        for bad in ["", "s", "10 parsecs", "-1s", "99999999999999999999"] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(
+                error.contains(&format!("{:?}", bad.trim())),
+                "{bad:?}: {error}"
+            );
+        }
+    }
+}
