@@ -189,8 +189,13 @@ fn man_pages_for_the_command_and_each_subcommand() {
                 .collect()
         })
         .unwrap_or_default();
+    let apply = std::fs::read_to_string(dir.join("ovsmesh-apply.1")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(0));
+    assert!(
+        apply.contains("\\fBOVSMESH_OVSDB\\fR environment variable"),
+        "{apply}"
+    );
     for expected in [
         "ovsmesh.1",
         "ovsmesh-apply.1",
