@@ -13,7 +13,7 @@
 #    containers on this host (`--net=none`, restarted with the VM);
 # 5. what the host looked like before ovsmesh, under /var/lib/ovsmesh-vagrant/before/
 #    (scripts/vm-test.sh compares it after `ovsmesh down`);
-# 6. the ovsmesh service enabled and started, then its status once the host converged.
+# 6. the ovsmesh service enabled and started (ready: converged once), then its status.
 set -euo pipefail
 
 host=$1
@@ -114,7 +114,11 @@ fi
 
 # --- 6. the service ----------------------------------------------------------------------------------
 systemctl enable --quiet ovsmesh
-systemctl restart ovsmesh
+# Type=notify: this returns once the first reconcile succeeded (the checks after it say why not).
+if ! systemctl restart ovsmesh; then
+    say "ovsmesh did not become ready:"
+    journalctl -u ovsmesh -n 30 --no-pager -o cat || true
+fi
 for _ in $(seq 60); do
     if ovsmesh status --host "$host" /etc/ovsmesh/topology.toml >/dev/null 2>&1; then break; fi
     sleep 2
