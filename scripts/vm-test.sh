@@ -118,7 +118,7 @@ install_packages() {
     return "$rc"
 }
 
-build_package() { # $deb: OVSMESH_DEB as given, or made here (with $bin)
+build_package() { # OVSMESH_DEB as given, or made here (with $bin) and named in $state/package.path
     if [ -z "$deb" ]; then
         ./scripts/package.sh > "$state/package.path" || return 1
         deb=$(tail -1 "$state/package.path")
@@ -272,6 +272,8 @@ step "set-up: host packages"
 must "packages (qemu, libvirt, vagrant, debootstrap, shellcheck)" install_packages
 step "set-up: ovsmesh package"
 must "Debian package for the guests (scripts/package.sh)" build_package
+# (check runs it in a subshell: the path it made is read back from its file)
+[ -n "$deb" ] || deb=$(tail -1 "$state/package.path")
 export OVSMESH_DEB="$deb"
 step "set-up: box (vagrant/box/build.sh, cached)"
 must "box built or taken from the cache" sh -c "vagrant/box/build.sh > $state/box.path"
