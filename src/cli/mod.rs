@@ -9,8 +9,8 @@
 
 mod check;
 mod daemon;
-mod fleet;
 mod docs;
+mod fleet;
 mod graph;
 mod lab;
 mod live;

@@ -131,27 +131,26 @@ fn respond(
     metrics: &Metrics,
     status: &Mutex<String>,
 ) -> Response<Full<Bytes>> {
-    let (content_type, body) = if request.method() != Method::GET
-        && request.method() != Method::HEAD
-    {
-        let mut response = Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
-        return response;
-    } else if request.uri().path() == "/metrics" {
-        (
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.render(),
-        )
-    } else if request.uri().path() == "/status" {
-        ("application/json", status.lock().expect("status").clone())
-    } else {
-        let mut response = Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        return response;
-    };
+    let (content_type, body) =
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            return response;
+        } else if request.uri().path() == "/metrics" {
+            (
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                metrics.render(),
+            )
+        } else if request.uri().path() == "/status" {
+            ("application/json", status.lock().expect("status").clone())
+        } else {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            return response;
+        };
     Response::builder()
         .header(header::CONTENT_TYPE, content_type)
         .body(Full::new(Bytes::from(body)))

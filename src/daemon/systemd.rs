@@ -114,7 +114,6 @@ mod tests {
             ovs: Default::default(),
             netlink: Default::default(),
             warnings: Vec::new(),
-            firewall: Vec::new(),
         }
     }
 
