@@ -273,6 +273,7 @@ enum FleetAction {
         /// Ask the daemons of this lab's hosts (inside each host's namespace, on 127.0.0.1).
         #[arg(long, value_parser = crate::topology::ident::lab_prefix)]
         lab: Option<String>,
+        /// Output format of the per-host lines.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
