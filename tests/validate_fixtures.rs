@@ -98,18 +98,21 @@ fn validate_command_exits_3_with_located_messages_and_0_when_valid() {
 }
 
 #[test]
-fn readme_example_is_valid() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let example = readme
-        .split("```toml\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("README has a toml example");
-    if let Err(invalid) = ovsmesh::topology::parse(Path::new("README.md"), example) {
-        panic!(
-            "the README example is invalid:\n{}",
-            invalid.messages().join("\n")
-        );
+fn documented_examples_are_valid() {
+    // README's first topology and the reference of every key in docs/topology.md.
+    for page in ["README.md", "docs/topology.md"] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(page)).unwrap();
+        let example = text
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap_or_else(|| panic!("{page} has no toml example"));
+        if let Err(invalid) = ovsmesh::topology::parse(Path::new(page), example) {
+            panic!(
+                "the example in {page} is invalid:\n{}",
+                invalid.messages().join("\n")
+            );
+        }
     }
 }
