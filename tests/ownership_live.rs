@@ -1,7 +1,7 @@
 //! Ownership against a real host: one netdev host (ovsdb-server + ovs-vswitchd
 //! in its own namespace, userspace datapath) shared with an admin's objects and
-//! another tool's routes. ovsmesh touches only what is its own (README
-//! "Identity and ownership"); one test per finding of issue 10.
+//! another tool's routes. ovsmesh touches only what is its own
+//! (docs/ownership.md); one test per finding of issue 10.
 
 mod common;
 mod ownership;

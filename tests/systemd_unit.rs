@@ -1,4 +1,4 @@
-//! The systemd unit in contrib/ starts the daemon the way the README says:
+//! The systemd unit in contrib/ starts the daemon the way docs/packaging.md says:
 //! `Type=notify` with a watchdog, hardened to what the daemon needs, and the
 //! paths it names are the ones the Debian package installs.
 

@@ -1,7 +1,7 @@
 //! The ownership policy: the one place that answers "is this ours, and of which
 //! mesh?" for the observers (OVSDB rows, links, addresses, routes) and for the
 //! settle step and the planner (what may be made, changed, handed over or
-//! removed). README "Identity and ownership" says the same in prose.
+//! removed). docs/ownership.md says the same in prose.
 //!
 //! - OVS rows are ours by `external_ids` (`ovsmesh-mesh` = this mesh). A bridge
 //!   that exists without our mark is *adopted*: used as it is, with the ports it
