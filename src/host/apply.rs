@@ -234,6 +234,9 @@ pub(super) async fn container_interface(
         // recognised (or removed) again, so it goes if the alias cannot be set.
         let alias = context.policy().veth_alias(&want.container, &want.ifname);
         let named = async {
+            // Silent before it comes up: the container's first ARP for its
+            // gateway must get only the gateway's answer.
+            quiet_host_end(home, netns, &want.host_end)?;
             let index = index_of(netlink, &want.host_end).await?;
             let up = LinkChange {
                 up: true,
@@ -270,6 +273,19 @@ pub(super) async fn container_interface(
     }
     let mark = context.policy().route_mark();
     configure_inside(inner, want, mark).await
+}
+
+/// A new veth host end is a switch port only: the host's IP stack answers
+/// nothing on it ([`sysctl::quiet_switch_port`]). Its settings live in the
+/// host's namespace, where this thread (inside `container`) goes back for them.
+fn quiet_host_end(home: &Home, container: &File, host_end: &str) -> Result<(), NetlinkError> {
+    let quiet = || {
+        sysctl::quiet_switch_port(host_end).map_err(io(format!("quiet the host end {host_end}")))
+    };
+    match &home.netns {
+        Some(home_netns) => crate::netns::visit(home_netns, container, quiet)?,
+        None => quiet(),
+    }
 }
 
 /// Everything inside the container: lo up, the interface's MAC, MTU, address,

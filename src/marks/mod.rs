@@ -54,6 +54,18 @@ pub const USER_PREFIX: &str = "ovsmesh-user:";
 /// Add `79 ovsmesh` to `/etc/iproute2/rt_protos.d/ovsmesh.conf` to see it by name.
 pub const ROUTE_PROTOCOL: u8 = 79;
 
+/// `net.ipv4.conf.DEV.arp_ignore` on a device that is only a switch port of
+/// a userspace-datapath bridge (a veth host end, the underlay or uplink NIC of
+/// a netdev host): answer no ARP request on it at all. OVS reads such ports as
+/// ordinary devices, so the host's IP stack sees every frame too and, by
+/// default, answers ARP for any of its addresses on any device — racing the
+/// OVS internal port that owns the address (`obr0`, the underlay bridge) with
+/// the switch port's MAC. A neighbour that keeps that first answer sends its
+/// traffic to the port's MAC, where the host drops it (forwarding is off there)
+/// or takes a tunnel packet for itself. A veth host end is ovsmesh's and gets
+/// it when made; a NIC's own value is claimed and put back by `down`.
+pub const SWITCH_PORT_ARP_IGNORE: u32 = 8;
+
 /// Route metrics of meshes: 79 in the top byte, 24 bits of the mesh's hash below.
 const METRIC_BASE: u32 = (ROUTE_PROTOCOL as u32) << 24;
 

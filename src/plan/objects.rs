@@ -352,6 +352,9 @@ impl Object for Sysctl {
             ("send_redirects", _) => {
                 "the routing bridge hairpins peers' traffic: no ICMP redirects to the containers".into()
             }
+            ("arp_ignore", _) => {
+                "a port of a userspace-datapath bridge: the host answers ARP only through the bridge's own port, never on the NIC".into()
+            }
             _ => "the routed overlay needs it".into(),
         }
     }
