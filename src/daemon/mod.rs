@@ -606,6 +606,11 @@ impl Daemon {
             // Objects failed on a healthy server: the session stays, and what was
             // applied (containers plumbed, some waiting) counts.
             ReconcileError::Partial { outcome, .. } => {
+                // Applied cleanly and undone before the verify step looked: a
+                // change that keeps coming back, as a later reconcile would find.
+                if outcome.applied_cleanly() && self.tracker.applied(&outcome.plan.changes) {
+                    self.publish_stuck();
+                }
                 self.follow_containers(&outcome);
                 self.retry_waiting(&outcome);
             }

@@ -120,6 +120,10 @@ pub async fn reconcile(
         let unhealthy = tunnel_health(session, topology, &config.host).await;
         metrics.unhealthy_tunnels.set(unhealthy as i64);
     }
+    if !outcome.verified.matches() {
+        // The engine logged each difference; count the reconcile.
+        metrics.verify_failures.inc();
+    }
     if outcome.failed() {
         let failures: Vec<String> = outcome
             .ovs
@@ -133,6 +137,22 @@ pub async fn reconcile(
                     .iter()
                     .map(|f| format!("{}: {}", f.id, f.error)),
             )
+            .chain(outcome.ovs.unconfirmed.clone())
+            .chain(
+                outcome
+                    .verified
+                    .error
+                    .iter()
+                    .map(|e| format!("verify: {e}")),
+            )
+            .chain(outcome.verified.remaining.iter().map(|c| {
+                format!(
+                    "verify: {} {} still differs ({})",
+                    c.kind.as_str(),
+                    c.id,
+                    c.reason
+                )
+            }))
             .collect();
         return Err(ReconcileError::Partial {
             failures,
