@@ -484,6 +484,7 @@ impl Builder<'_> {
                         routes
                     },
                     tx_checksum_off: self.host.datapath == Datapath::Netdev,
+                    stale: Vec::new(),
                 };
                 self.state.containers.insert(interface.key(), interface);
             }

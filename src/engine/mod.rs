@@ -165,6 +165,7 @@ async fn observe(
     state.containers = links.containers;
     state.waiting = links.waiting;
     state.occupied = links.occupied;
+    state.overridden = links.overridden;
     state.foreign_links = links.foreign_links;
     let facts = host::facts::read(netlink, &rows.links, topology, target.host).await?;
     // One read of the firewall per reconcile (bounded; never fails the observe:
@@ -356,7 +357,11 @@ async fn converge_locked(
             "phase: observed and planned"
         );
         let warnings = match direction {
-            Direction::Up => host::warnings::warnings(target.topology, want, &observed.facts),
+            Direction::Up => {
+                let mut warnings = host::warnings::warnings(target.topology, want, &observed.facts);
+                warnings.extend(observed.state.overridden.iter().cloned());
+                warnings
+            }
             Direction::Down => Vec::new(),
         };
         if plan.changes.is_empty() {

@@ -399,6 +399,7 @@ impl Object for ContainerInterface {
                 &want.tx_checksum_off,
                 flag("off"),
             )
+            .field("stale", &self.stale, &want.stale, |s| join(s))
             .done()
     }
 
