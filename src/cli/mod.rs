@@ -132,6 +132,10 @@ enum Command {
         topology: PathBuf,
         #[command(flatten)]
         live: LiveArgs,
+        /// Take the host down although a daemon of this mesh runs for it (it
+        /// puts everything back at its next reconcile; stop it first instead).
+        #[arg(long)]
+        force: bool,
     },
     /// Keep a host equal to the topology: re-plumb restarted containers, undo drift, follow edits.
     Daemon(Box<DaemonArgs>),
@@ -390,8 +394,12 @@ pub fn main() -> i32 {
             offline,
             format,
         } => plan::plan(&topology, target, offline, format),
-        Command::Apply { topology, live } => live::live(&topology, live, Action::Apply),
-        Command::Down { topology, live } => live::live(&topology, live, Action::Down),
+        Command::Apply { topology, live } => live::live(&topology, live, Action::Apply, false),
+        Command::Down {
+            topology,
+            live,
+            force,
+        } => live::live(&topology, live, Action::Down, force),
         Command::Lab { action } => lab::lab(action),
         Command::Daemon(args) => daemon::daemon(*args),
         Command::Status {

@@ -33,6 +33,7 @@ mod probe;
 pub mod reconcile;
 pub mod report;
 mod rollout;
+pub mod running;
 pub mod stuck;
 pub mod systemd;
 pub mod triggers;
@@ -187,6 +188,8 @@ struct Daemon {
     interest: watch::Sender<Interest>,
     watchers: Watchers,
     systemd: Systemd,
+    /// The record `ovsmesh down` finds this daemon by (see `running`).
+    registration: Option<running::Registration>,
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -212,6 +215,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     if !topology.hosts.contains_key(&config.host) {
         return Err(DaemonError::UnknownHost(config.host.clone()));
     }
+    // From here on `ovsmesh down` of this mesh and host refuses to run under us.
+    let registration = running::Registration::register(
+        std::path::Path::new(running::DIR),
+        &topology.mesh.name,
+        &config.host,
+    )
+    .map_err(|error| tracing::warn!(%error, "no record for `ovsmesh down` to find this daemon by"))
+    .ok();
     let metrics = Metrics::new();
     metrics.generation.set(1);
     let published = rollout::Published::default();
@@ -282,6 +293,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         interest,
         watchers,
         systemd: Systemd::new(),
+        registration,
     };
     daemon.loaded();
     daemon.publish_info();
@@ -403,6 +415,7 @@ impl Daemon {
                 self.verified = None;
                 self.loaded();
                 self.publish();
+                self.update_registration();
             }
             Ok(_) => {
                 self.metrics.reload_errors.inc();
@@ -485,6 +498,7 @@ impl Daemon {
         if let Some(connection) = &self.connection {
             self.root = Some(connection.root.clone());
         }
+        self.update_registration();
         // A reconcile of many containers allocates a lot briefly; give it back while idle.
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe {
@@ -615,6 +629,16 @@ impl Daemon {
                 self.retry_waiting(&outcome);
             }
             _ => self.connection = None,
+        }
+    }
+
+    /// Keep the record `down` finds this daemon by up to date (mesh, server).
+    fn update_registration(&mut self) {
+        if let Some(registration) = &mut self.registration {
+            let mesh = &self.topology.mesh.name;
+            if let Err(error) = registration.update(mesh, &self.config.host, self.root.as_deref()) {
+                tracing::warn!(%error, "could not update the record `ovsmesh down` finds this daemon by");
+            }
         }
     }
 

@@ -1,15 +1,12 @@
 //! One reconcile of the daemon: observe → plan → apply through the engine, with
 //! every change logged with its reason and counted.
 
-use serde_json::json;
-
 use super::metrics::{KindLabel, Metrics};
 use super::DaemonConfig;
 use crate::engine::{self, EngineError, HostTarget, Outcome};
 use crate::marks::Role;
 use crate::ovs::{self, Session};
-use crate::ovsdb::transact::select;
-use crate::ovsdb::{ConnectOptions, OvsdbError, DB};
+use crate::ovsdb::{ConnectOptions, OvsdbError};
 use crate::plan::{Kind, Op};
 use crate::runtime::Runtimes;
 use crate::topology::Topology;
@@ -43,14 +40,7 @@ impl Connection {
         options: ConnectOptions,
     ) -> Result<Self, OvsdbError> {
         let session = Session::open_with(remote, mesh, options).await?;
-        let replies = session
-            .client
-            .transact(DB, vec![select("Open_vSwitch", json!([]), &["_uuid"])])
-            .await?;
-        let root = replies[0]["rows"][0]["_uuid"][1]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let root = ovs::root_uuid(&session.client).await?;
         Ok(Self { session, root })
     }
 }

@@ -152,6 +152,17 @@ impl Session {
     }
 }
 
+/// The uuid of the server's Open_vSwitch row: which switch this is.
+pub async fn root_uuid(client: &Client) -> Result<String, OvsdbError> {
+    let replies = client
+        .transact(DB, vec![select("Open_vSwitch", json!([]), &["_uuid"])])
+        .await?;
+    Ok(replies[0]["rows"][0]["_uuid"][1]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// The OVSDB lock of a mesh: an OVSDB <id> (letters, digits, '_').
 pub fn lock_name(mesh: &str) -> String {
     let safe: String = mesh

@@ -1,0 +1,149 @@
+//! `ovsmesh down` while the daemon of the same mesh keeps the host: refused,
+//! naming the daemon, exit 1, nothing changed — the daemon would put it all
+//! back — unless `--force`. Once the daemon is stopped (SIGTERM, as systemd
+//! does) or gone, `down` runs. ovsdb-server only; the daemon and the CLI run in
+//! the host's namespace.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const TOPOLOGY: &str = r#"
+[mesh]
+name = "{mesh}"
+[hosts.A]
+underlay_address = "192.0.2.1/24"
+[hosts.B]
+underlay_address = "192.0.2.2/24"
+[networks.blue]
+kind = "vlan"
+vlan = 100
+subnet = "192.168.0.0/24"
+[containers.c1]
+host = "A"
+netns = "{c1}"
+network = "blue"
+address = "192.168.0.1"
+[containers.c2]
+host = "B"
+network = "blue"
+address = "192.168.0.2"
+"#;
+
+struct Setup {
+    server: OvsdbServer,
+    host: Netns,
+    _c1: Netns,
+    file: PathBuf,
+    mesh: String,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let server = OvsdbServer::start(None, false);
+        let host = Netns::new("odd");
+        let c1 = Netns::new("oddc");
+        let file = server.dir.join("topology.toml");
+        let mesh = unique("dd");
+        let text = TOPOLOGY.replace("{mesh}", &mesh).replace("{c1}", &c1.name);
+        std::fs::write(&file, text).unwrap();
+        Self {
+            server,
+            host,
+            _c1: c1,
+            file,
+            mesh,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.host.name])
+            .arg(env!("CARGO_BIN_EXE_ovsmesh"))
+            .args(args)
+            .args(["--host", "A", "--ovsdb", &self.server.remote()])
+            .arg(&self.file);
+        command
+    }
+
+    fn daemon(&self) -> Child {
+        self.command(&["daemon"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn down(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["down", "--no-wait"];
+        args.extend_from_slice(extra);
+        self.command(&args).output().unwrap()
+    }
+
+    /// The mesh's bridge is there (the daemon has applied the topology).
+    fn applied(&self) -> bool {
+        self.server.vsctl(&["list-br"]).lines().any(|b| b == "ovs0")
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The process `ip netns exec` became (it execs ovsmesh): its pid is the child's.
+fn pid(child: &Child) -> String {
+    child.id().to_string()
+}
+
+#[test]
+#[ignore = "needs root + OVS"]
+fn down_is_refused_while_the_meshs_daemon_keeps_the_host() {
+    let setup = Setup::new();
+    let mut daemon = setup.daemon();
+    assert!(
+        eventually(Duration::from_secs(20), || setup.applied()),
+        "the daemon never applied"
+    );
+    let out = setup.down(&[]);
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let refusal = format!(
+        "refusing to take host A down: the daemon of mesh {} keeps it (pid {})",
+        setup.mesh,
+        pid(&daemon)
+    );
+    assert!(text.contains(&refusal), "{text}");
+    assert!(text.contains("--force"), "{text}");
+    assert!(setup.applied(), "nothing was changed");
+
+    // Stopped the documented way, the daemon is gone and `down` runs.
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let status = daemon.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the daemon exits 0 on SIGTERM");
+    let out = setup.down(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!setup.applied());
+}
+
+#[test]
+#[ignore = "needs root + OVS"]
+fn down_force_runs_under_a_daemon_and_a_killed_daemons_record_blocks_nothing() {
+    let setup = Setup::new();
+    let mut daemon = setup.daemon();
+    assert!(eventually(Duration::from_secs(20), || setup.applied()));
+    let out = setup.down(&["--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A daemon killed outright leaves its record behind: it counts for nothing.
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let out = setup.down(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("refusing"), "{}", stderr(&out));
+}
