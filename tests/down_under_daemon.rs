@@ -71,12 +71,14 @@ impl Setup {
         command
     }
 
-    fn daemon(&self) -> Child {
-        self.command(&["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    fn daemon(&self) -> Daemon {
+        Daemon(
+            self.command(&["daemon"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     fn down(&self, extra: &[&str]) -> Output {
@@ -91,13 +93,23 @@ impl Setup {
     }
 }
 
+/// The daemon (`ip netns exec` execs it: same process), killed if a test fails.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The process `ip netns exec` became (it execs ovsmesh): its pid is the child's.
-fn pid(child: &Child) -> String {
-    child.id().to_string()
+/// The daemon's pid.
+fn pid(daemon: &Daemon) -> String {
+    daemon.0.id().to_string()
 }
 
 #[test]
@@ -123,8 +135,8 @@ fn down_is_refused_while_the_meshs_daemon_keeps_the_host() {
 
     // Stopped the documented way, the daemon is gone and `down` runs.
     // SAFETY: a plain kill(2) of our own child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let status = daemon.wait().unwrap();
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    let status = daemon.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "the daemon exits 0 on SIGTERM");
     let out = setup.down(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -141,8 +153,8 @@ fn down_force_runs_under_a_daemon_and_a_killed_daemons_record_blocks_nothing() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     // A daemon killed outright leaves its record behind: it counts for nothing.
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
     let out = setup.down(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("refusing"), "{}", stderr(&out));

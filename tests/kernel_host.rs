@@ -460,7 +460,7 @@ fn apply_verifies_the_host_and_exits_1_naming_what_another_tool_undid() {
     host.topology(NETDEV_A);
     let fighter = Fighter::start(
         &host.netns,
-        "while :; do echo 0 > /proc/sys/net/ipv4/conf/obr0/forwarding; done 2>/dev/null",
+        "while :; do echo 0 > /proc/sys/net/ipv4/conf/obr0/forwarding; sleep 0.005; done 2>/dev/null",
     );
     let out = host.ovsmesh("apply", &[]);
     drop(fighter);
