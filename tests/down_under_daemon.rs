@@ -5,12 +5,13 @@
 //! the host's namespace.
 
 mod common;
+mod one_host;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
+use one_host::OneHost;
 
 const TOPOLOGY: &str = r#"
 [mesh]
@@ -34,41 +35,17 @@ network = "blue"
 address = "192.168.0.2"
 "#;
 
-struct Setup {
-    server: OvsdbServer,
-    host: Netns,
-    _c1: Netns,
-    file: PathBuf,
-    mesh: String,
-}
+struct Setup(OneHost);
 
 impl Setup {
     fn new() -> Self {
-        let server = OvsdbServer::start(None, false);
-        let host = Netns::new("odd");
-        let c1 = Netns::new("oddc");
-        let file = server.dir.join("topology.toml");
-        let mesh = unique("dd");
-        let text = TOPOLOGY.replace("{mesh}", &mesh).replace("{c1}", &c1.name);
-        std::fs::write(&file, text).unwrap();
-        Self {
-            server,
-            host,
-            _c1: c1,
-            file,
-            mesh,
-        }
+        let setup = Setup(OneHost::new());
+        setup.0.write(TOPOLOGY);
+        setup
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &self.host.name])
-            .arg(env!("CARGO_BIN_EXE_ovsmesh"))
-            .args(args)
-            .args(["--host", "A", "--ovsdb", &self.server.remote()])
-            .arg(&self.file);
-        command
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        self.0.command(args)
     }
 
     fn daemon(&self) -> Daemon {
@@ -89,7 +66,11 @@ impl Setup {
 
     /// The mesh's bridge is there (the daemon has applied the topology).
     fn applied(&self) -> bool {
-        self.server.vsctl(&["list-br"]).lines().any(|b| b == "ovs0")
+        self.0
+            .server
+            .vsctl(&["list-br"])
+            .lines()
+            .any(|b| b == "ovs0")
     }
 }
 
@@ -126,7 +107,7 @@ fn down_is_refused_while_the_meshs_daemon_keeps_the_host() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     let refusal = format!(
         "refusing to take host A down: the daemon of mesh {} keeps it (pid {})",
-        setup.mesh,
+        setup.0.mesh,
         pid(&daemon)
     );
     assert!(text.contains(&refusal), "{text}");

@@ -7,11 +7,9 @@
 //! ovsdb-server only: everything checked here is netlink, inside the container.
 
 mod common;
+mod one_host;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use common::*;
+use one_host::OneHost;
 
 const TOPOLOGY: &str = r#"
 [mesh]
@@ -31,54 +29,25 @@ address = "ADDRESS"
 routes = [{ to = "198.51.100.0/24", via = "192.168.0.254" }]
 "#;
 
-struct Setup {
-    server: OvsdbServer,
-    host: Netns,
-    c1: Netns,
-    mesh: String,
-    file: PathBuf,
-}
+struct Setup(OneHost);
 
 impl Setup {
     fn new() -> Self {
-        let server = OvsdbServer::start(None, false);
-        let file = server.dir.join("topology.toml");
-        let setup = Self {
-            host: Netns::new("oih"),
-            c1: Netns::new("oic"),
-            mesh: unique("in"),
-            server,
-            file,
-        };
+        let setup = Setup(OneHost::new());
         setup.write("192.168.0.1");
         setup
     }
 
     /// The topology, with c1 at `address`.
     fn write(&self, address: &str) {
-        let text = TOPOLOGY
-            .replace("{mesh}", &self.mesh)
-            .replace("{c1}", &self.c1.name)
-            .replace("ADDRESS", address);
-        std::fs::write(&self.file, text).unwrap();
+        self.0.write(&TOPOLOGY.replace("ADDRESS", address));
     }
 
-    /// `ovsmesh COMMAND --host A` inside the host's namespace: exit code and output.
     fn cli(&self, command: &str) -> (Option<i32>, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.host.name])
-            .arg(env!("CARGO_BIN_EXE_ovsmesh"))
-            .args([command, "--host", "A", "--ovsdb", &self.server.remote()])
-            .args((command == "apply").then_some("--no-wait"))
-            .arg(&self.file)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
+        match command {
+            "apply" => self.0.cli(&["apply", "--no-wait"]),
+            _ => self.0.cli(&[command]),
+        }
     }
 
     fn apply(&self) -> String {
@@ -88,7 +57,7 @@ impl Setup {
     }
 
     fn inside(&self, args: &[&str]) -> String {
-        self.c1.exec("ip", args)
+        self.0.c1.exec("ip", args)
     }
 }
 
