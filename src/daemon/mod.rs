@@ -161,8 +161,8 @@ struct Daemon {
     /// The git source, when following one.
     follower: Option<Follower>,
     /// Whether the host verified after the last change of topology: `None`
-    /// until a reconcile ran; `Err` says what remained. (The seam for the
-    /// engine's verify step: today the plan of the reconcile after apply.)
+    /// until a reconcile ran; `Err` says what remained (the engine's verify
+    /// step, or why the reconcile failed).
     verified: Option<Result<(), String>>,
     warnings: Vec<String>,
     report: Option<report::Report>,
@@ -526,14 +526,9 @@ impl Daemon {
         let warnings = self.notices.update(&outcome.warnings);
         metrics.host_warnings.set(warnings as i64);
         self.warnings = outcome.warnings.clone();
-        self.verified = Some(if outcome.plan.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} change(s) were still to make",
-                outcome.plan.changes.len()
-            ))
-        });
+        // The engine's verify step observed the host again after any change
+        // (a host that still differed failed the reconcile, see `failed`).
+        self.verified = Some(outcome.verified.result());
         self.follow_containers(outcome);
         if self.tracker.applied(&outcome.plan.changes) {
             self.publish_stuck();

@@ -30,6 +30,24 @@ impl Verified {
     pub fn matches(&self) -> bool {
         self.remaining.is_empty() && self.error.is_none()
     }
+
+    /// `Ok` when the host matches; else, in one line, why it does not.
+    pub fn result(&self) -> Result<(), String> {
+        if let Some(error) = &self.error {
+            return Err(format!("could not observe the host again: {error}"));
+        }
+        match self.remaining.len() {
+            0 => Ok(()),
+            n => Err(format!(
+                "{n} change(s) still to make after applying: {}",
+                self.remaining
+                    .iter()
+                    .map(|c| format!("{} {}", c.kind.as_str(), c.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
 }
 
 /// Observe the host afresh and plan it towards `want` (its desired state, as
