@@ -410,16 +410,6 @@ fn a_host_setting_that_breaks_the_mesh_is_logged_when_it_appears_and_when_it_cle
     );
 }
 
-/// A process in a lab namespace, killed when dropped.
-struct Fighter(std::process::Child);
-
-impl Drop for Fighter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 #[ignore = "needs root + OVS"]
 fn a_change_undone_before_the_verify_looks_is_logged_and_counted() {
@@ -429,12 +419,9 @@ fn a_change_undone_before_the_verify_looks_is_logged_and_counted() {
     // (woken by a deleted route) turns it back on, and the verify right after
     // finds it off again.
     let ns = setup.lab.host_ns("node1");
-    let fighter = Fighter(
-        Command::new("ip")
-            .args(["netns", "exec", &ns, "sh", "-c"])
-            .arg("while :; do echo 0 > /proc/sys/net/ipv4/conf/obr0/forwarding; sleep 0.005; done")
-            .spawn()
-            .unwrap(),
+    let fighter = Fighter::start(
+        &ns,
+        "while :; do echo 0 > /proc/sys/net/ipv4/conf/obr0/forwarding; sleep 0.005; done",
     );
     setup.run_in(None, "ip", &["route", "del", "172.17.2.0/24"]);
     assert!(

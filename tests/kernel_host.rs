@@ -432,34 +432,13 @@ fn a_vswitchd_that_does_not_catch_up_is_reported_after_the_rest_is_applied() {
     );
 }
 
-/// Another tool, turning a setting back off as fast as it can.
-struct Fighter(std::process::Child);
-
-impl Fighter {
-    fn start(netns: &Netns, script: &str) -> Self {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &netns.name, "sh", "-c", script])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-}
-
-impl Drop for Fighter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 #[ignore = "needs root + OVS"]
 fn apply_verifies_the_host_and_exits_1_naming_what_another_tool_undid() {
     let host = Host::new(true);
     host.topology(NETDEV_A);
     let fighter = Fighter::start(
-        &host.netns,
+        &host.netns.name,
         "while :; do echo 0 > /proc/sys/net/ipv4/conf/obr0/forwarding; sleep 0.005; done 2>/dev/null",
     );
     let out = host.ovsmesh("apply", &[]);
