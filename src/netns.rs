@@ -172,6 +172,26 @@ where
         .collect()
 }
 
+/// On a thread [`run_each`] moved into `away`: run `work` back in `home` (a
+/// namespace file the thread opened before it left), then enter `away` again.
+/// For the few things only the home namespace's `/proc/sys/net` takes: the
+/// kernel resolves those files in the namespace of the thread that opens them.
+pub fn visit<T>(home: &File, away: &File, work: impl FnOnce() -> T) -> Result<T, NetnsError> {
+    let enter = |netns: &File| {
+        // SAFETY: as in `run_each`: only this dedicated thread moves, and both
+        // files outlive the call.
+        if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+            Ok(())
+        } else {
+            Err(NetnsError::Enter(std::io::Error::last_os_error()))
+        }
+    };
+    enter(home)?;
+    let out = work();
+    enter(away)?;
+    Ok(out)
+}
+
 /// [`run`] with a single-threaded tokio runtime of its own: the future `work`
 /// makes is polled inside `netns` only.
 pub fn block_on<T, F, Fut>(netns: &File, work: F) -> Result<T, NetnsError>
@@ -357,6 +377,30 @@ mod tests {
         }
         assert_eq!(current(), before);
         assert!(run_each(Vec::<(&File, ())>::new(), 4, || (), |_, _| ()).is_empty());
+    }
+
+    #[test]
+    #[ignore = "needs root (network namespaces)"]
+    fn visit_goes_home_and_comes_back() {
+        let home = File::open("/proc/thread-self/ns/net").unwrap();
+        let before = current();
+        let away = fresh_namespace();
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", away.as_raw_fd()))
+            .unwrap()
+            .display()
+            .to_string();
+        let results = run_each(
+            vec![(&away, ())],
+            1,
+            || (),
+            |_, ()| {
+                let at_home = visit(&home, &away, current).unwrap();
+                (at_home, current())
+            },
+        );
+        let (at_home, after) = results.into_iter().next().unwrap().unwrap();
+        assert_eq!(at_home, before);
+        assert_eq!(after, target);
     }
 
     #[test]

@@ -409,3 +409,33 @@ fn a_host_setting_that_breaks_the_mesh_is_logged_when_it_appears_and_when_it_cle
         setup.log()
     );
 }
+
+#[test]
+#[ignore = "needs root + OVS"]
+fn a_change_undone_before_the_verify_looks_is_logged_and_counted() {
+    let setup = start(&seed("lab.toml"), "node1", false);
+    assert_eq!(setup.metric("ovsmesh_verify_failures_total"), 0.0);
+    // Another tool turns forwarding off on obr0 as fast as it can: a reconcile
+    // (woken by a deleted route) turns it back on, and the verify right after
+    // finds it off again.
+    let ns = setup.lab.host_ns("node1");
+    let fighter = Fighter::start(
+        &ns,
+        "while :; do echo 0 > /proc/sys/net/ipv4/conf/obr0/forwarding; sleep 0.005; done",
+    );
+    setup.run_in(None, "ip", &["route", "del", "172.17.2.0/24"]);
+    assert!(
+        eventually(PATIENCE, || setup.metric("ovsmesh_verify_failures_total")
+            >= 1.0),
+        "{}",
+        setup.log()
+    );
+    drop(fighter);
+    assert!(
+        setup
+            .log()
+            .contains("verify: the host does not match after applying"),
+        "{}",
+        setup.log()
+    );
+}

@@ -1,4 +1,6 @@
 //! `ovsmesh apply` and `ovsmesh down`: change a live host, print the outcome.
+//! `down` refuses to run under a daemon of the same mesh keeping that host
+//! (see `daemon::running`), unless forced: the daemon would undo it.
 
 use std::path::Path;
 
@@ -10,7 +12,21 @@ use crate::ovs::Session;
 use crate::ovsdb::ConnectOptions;
 use crate::runtime::Runtimes;
 
-pub(super) fn live(path: &Path, live: LiveArgs, action: Action) -> i32 {
+/// What stopped a command before it changed anything.
+enum Refused {
+    /// A daemon of this mesh keeps the host (its record).
+    Daemon(crate::daemon::running::Record),
+    Failed(engine::EngineError),
+}
+
+impl From<crate::ovsdb::OvsdbError> for Refused {
+    fn from(error: crate::ovsdb::OvsdbError) -> Self {
+        Refused::Failed(error.into())
+    }
+}
+
+/// `force`: take the host down although a daemon of its mesh runs (`down` only).
+pub(super) fn live(path: &Path, live: LiveArgs, action: Action, force: bool) -> i32 {
     // `OVSMESH_LOG=debug` shows each step and how long it took, on stderr.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("OVSMESH_LOG") {
         tracing_subscriber::fmt()
@@ -31,18 +47,36 @@ pub(super) fn live(path: &Path, live: LiveArgs, action: Action) -> i32 {
         runtimes: &runtimes,
         wait: (!live.no_wait).then_some(live.wait),
     };
+    let mesh = &topology.mesh.name;
     let result = runtime().block_on(async {
         let options = ConnectOptions::with_timeout(live.target.timeout);
-        let mut session = Session::open_with(&remote, &topology.mesh.name, options).await?;
+        let mut session = Session::open_with(&remote, mesh, options).await?;
+        if action == Action::Down && !force {
+            let root = crate::ovs::root_uuid(&session.client).await?;
+            let records = std::path::Path::new(crate::daemon::running::DIR);
+            if let Some(daemon) = crate::daemon::running::find(records, mesh, &host, &root) {
+                return Err(Refused::Daemon(daemon));
+            }
+        }
         match action {
             Action::Apply => engine::apply_host(&mut session, &target).await,
             Action::Down => engine::down_host(&mut session, &target).await,
         }
+        .map_err(Refused::Failed)
     });
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(error) => {
+        Err(Refused::Failed(error)) => {
             eprintln!("ovsmesh: {error}");
+            return EXIT_FAILURE;
+        }
+        Err(Refused::Daemon(daemon)) => {
+            let pid = daemon.process.pid;
+            eprintln!(
+                "ovsmesh: refusing to take host {host} down: the daemon of mesh {mesh} keeps it (pid {pid}) and would put everything back at its next reconcile. \
+                 Stop the daemon first (`systemctl stop ovsmesh`, or `kill -TERM {pid}`: it exits within 2 s and leaves the network as it is), then run `ovsmesh down` again; \
+                 `--force` takes the host down anyway. Nothing was changed."
+            );
             return EXIT_FAILURE;
         }
     };

@@ -132,6 +132,10 @@ enum Command {
         topology: PathBuf,
         #[command(flatten)]
         live: LiveArgs,
+        /// Take the host down although a daemon of this mesh runs for it (it
+        /// puts everything back at its next reconcile; stop it first instead).
+        #[arg(long)]
+        force: bool,
     },
     /// Keep a host equal to the topology: re-plumb restarted containers, undo drift, follow edits.
     Daemon(Box<DaemonArgs>),
@@ -268,7 +272,7 @@ enum FleetAction {
         #[arg(long, default_value_t = 9475)]
         port: u16,
         /// Bound on each host's answer, e.g. 3s.
-        #[arg(long, default_value = "3s", value_parser = daemon::parse_duration)]
+        #[arg(long, default_value = "3s", value_parser = daemon::parse_timeout)]
         timeout: Duration,
         /// Ask the daemons of this lab's hosts (inside each host's namespace, on 127.0.0.1).
         #[arg(long, value_parser = crate::topology::ident::lab_prefix)]
@@ -292,7 +296,7 @@ struct HostArgs {
     #[arg(long)]
     docker: Option<String>,
     /// Deadline of each OVSDB request and of waiting for the mesh lock, e.g. 10s, 500ms.
-    #[arg(long, default_value = "10s", value_parser = daemon::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = daemon::parse_timeout)]
     timeout: Duration,
 }
 
@@ -310,8 +314,8 @@ struct DaemonArgs {
     /// for `fleet status`) here, e.g. 127.0.0.1:9475.
     #[arg(long, env = "OVSMESH_METRICS")]
     metrics: Option<std::net::SocketAddr>,
-    /// Full resync period, e.g. 60s, 5m.
-    #[arg(long, default_value = "60s", value_parser = daemon::parse_duration)]
+    /// Full resync period, e.g. 60s, 5m (at least 1s).
+    #[arg(long, default_value = "60s", value_parser = daemon::parse_period)]
     resync: Duration,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t)]
@@ -334,8 +338,8 @@ struct GitArgs {
     /// Path of the topology file in the repository.
     #[arg(long, default_value = "topology.toml", env = "OVSMESH_GIT_PATH")]
     path: String,
-    /// Poll period of the remote (± 20 % jitter); SIGHUP fetches at once.
-    #[arg(long, default_value = "30s", value_parser = daemon::parse_duration, env = "OVSMESH_GIT_POLL")]
+    /// Poll period of the remote (± 20 % jitter, at least 1s); SIGHUP fetches at once.
+    #[arg(long, default_value = "30s", value_parser = daemon::parse_period, env = "OVSMESH_GIT_POLL")]
     poll: Duration,
     /// Apply only commits signed by a key in this file (git's
     /// gpg.ssh.allowedSignersFile format); without it, the remote is trusted unsigned.
@@ -390,8 +394,12 @@ pub fn main() -> i32 {
             offline,
             format,
         } => plan::plan(&topology, target, offline, format),
-        Command::Apply { topology, live } => live::live(&topology, live, Action::Apply),
-        Command::Down { topology, live } => live::live(&topology, live, Action::Down),
+        Command::Apply { topology, live } => live::live(&topology, live, Action::Apply, false),
+        Command::Down {
+            topology,
+            live,
+            force,
+        } => live::live(&topology, live, Action::Down, force),
         Command::Lab { action } => lab::lab(action),
         Command::Daemon(args) => daemon::daemon(*args),
         Command::Status {

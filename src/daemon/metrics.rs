@@ -3,7 +3,8 @@
 //! Reconciles by result and their duration, whether one is running, drift
 //! corrections by kind, stuck changes, container re-plumbs, waiting containers,
 //! unhealthy tunnels, the last successful reconcile, the topology generation,
-//! reload errors, and for a git source the commit in force, refusals and rollbacks.
+//! reload errors, failed verifies (the host still different after a reconcile),
+//! and for a git source the commit in force, refusals and rollbacks.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -99,6 +100,8 @@ metrics! {
         "topology_refused", "Git commits refused before applying (untrusted, invalid, unreachable)";
     topology_rollbacks: Counter = Counter::default(),
         "topology_rollbacks", "Git commits rolled back after applying (peers lost or verify failed)";
+    verify_failures: Counter = Counter::default(),
+        "verify_failures", "Reconciles after which the host, observed again, still differed from the topology";
 }
 
 impl Default for Metrics {

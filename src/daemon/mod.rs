@@ -33,6 +33,7 @@ mod probe;
 pub mod reconcile;
 pub mod report;
 mod rollout;
+pub mod running;
 pub mod stuck;
 pub mod systemd;
 pub mod triggers;
@@ -160,8 +161,8 @@ struct Daemon {
     /// The git source, when following one.
     follower: Option<Follower>,
     /// Whether the host verified after the last change of topology: `None`
-    /// until a reconcile ran; `Err` says what remained. (The seam for the
-    /// engine's verify step: today the plan of the reconcile after apply.)
+    /// until a reconcile ran; `Err` says what remained (the engine's verify
+    /// step, or why the reconcile failed).
     verified: Option<Result<(), String>>,
     warnings: Vec<String>,
     report: Option<report::Report>,
@@ -187,6 +188,8 @@ struct Daemon {
     interest: watch::Sender<Interest>,
     watchers: Watchers,
     systemd: Systemd,
+    /// The record `ovsmesh down` finds this daemon by (see `running`).
+    registration: Option<running::Registration>,
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -212,6 +215,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     if !topology.hosts.contains_key(&config.host) {
         return Err(DaemonError::UnknownHost(config.host.clone()));
     }
+    // From here on `ovsmesh down` of this mesh and host refuses to run under us.
+    let registration = running::Registration::register(
+        std::path::Path::new(running::DIR),
+        &topology.mesh.name,
+        &config.host,
+    )
+    .map_err(|error| tracing::warn!(%error, "no record for `ovsmesh down` to find this daemon by"))
+    .ok();
     let metrics = Metrics::new();
     metrics.generation.set(1);
     let published = rollout::Published::default();
@@ -282,6 +293,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         interest,
         watchers,
         systemd: Systemd::new(),
+        registration,
     };
     daemon.loaded();
     daemon.publish_info();
@@ -403,6 +415,7 @@ impl Daemon {
                 self.verified = None;
                 self.loaded();
                 self.publish();
+                self.update_registration();
             }
             Ok(_) => {
                 self.metrics.reload_errors.inc();
@@ -485,6 +498,7 @@ impl Daemon {
         if let Some(connection) = &self.connection {
             self.root = Some(connection.root.clone());
         }
+        self.update_registration();
         // A reconcile of many containers allocates a lot briefly; give it back while idle.
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe {
@@ -512,14 +526,9 @@ impl Daemon {
         let warnings = self.notices.update(&outcome.warnings);
         metrics.host_warnings.set(warnings as i64);
         self.warnings = outcome.warnings.clone();
-        self.verified = Some(if outcome.plan.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} change(s) were still to make",
-                outcome.plan.changes.len()
-            ))
-        });
+        // The engine's verify step observed the host again after any change
+        // (a host that still differed failed the reconcile, see `failed`).
+        self.verified = Some(outcome.verified.result());
         self.follow_containers(outcome);
         if self.tracker.applied(&outcome.plan.changes) {
             self.publish_stuck();
@@ -606,10 +615,25 @@ impl Daemon {
             // Objects failed on a healthy server: the session stays, and what was
             // applied (containers plumbed, some waiting) counts.
             ReconcileError::Partial { outcome, .. } => {
+                // Applied cleanly and undone before the verify step looked: a
+                // change that keeps coming back, as a later reconcile would find.
+                if outcome.applied_cleanly() && self.tracker.applied(&outcome.plan.changes) {
+                    self.publish_stuck();
+                }
                 self.follow_containers(&outcome);
                 self.retry_waiting(&outcome);
             }
             _ => self.connection = None,
+        }
+    }
+
+    /// Keep the record `down` finds this daemon by up to date (mesh, server).
+    fn update_registration(&mut self) {
+        if let Some(registration) = &mut self.registration {
+            let mesh = &self.topology.mesh.name;
+            if let Err(error) = registration.update(mesh, &self.config.host, self.root.as_deref()) {
+                tracing::warn!(%error, "could not update the record `ovsmesh down` finds this daemon by");
+            }
         }
     }
 

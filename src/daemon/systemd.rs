@@ -114,6 +114,7 @@ mod tests {
             ovs: Default::default(),
             netlink: Default::default(),
             warnings: Vec::new(),
+            verified: Default::default(),
         }
     }
 
