@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 pub use crate::marks::PortId;
-use crate::marks::Role;
+use crate::marks::{EndpointMark, Role};
 use crate::topology::{Mac, Route, Runtime};
 
 mod firewall;
@@ -65,6 +65,19 @@ pub struct HostState {
     /// Observed only: places this mesh's objects need that something not ours holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub occupied: Vec<Occupied>,
+    /// Observed only: Docker endpoints of this mesh whose veth host end exists,
+    /// by endpoint id (their facts come from the host end's alias, see `marks`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, EndpointLink>,
+}
+
+/// A Docker endpoint's veth host end, as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointLink {
+    /// The host end's name (the OVS port's).
+    pub host_end: String,
+    pub mark: EndpointMark,
 }
 
 /// A place an object of this mesh needs, held by something that is not ours

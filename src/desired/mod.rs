@@ -23,6 +23,7 @@ use crate::state::{
 use crate::topology::names::{self, BridgeRole};
 use crate::topology::{Datapath, Host, Network, RoutedMode, Topology, VlanGateway, VlanTransport};
 
+pub mod endpoint;
 pub mod firewall;
 mod settle;
 
