@@ -18,7 +18,7 @@ use ipnet::Ipv4Net;
 use thiserror::Error;
 
 use crate::marks::{self, EndpointMark, Policy, Role};
-use crate::state::{EndpointLink, Port, PortId};
+use crate::state::{EndpointLink, HostState, Port, PortId};
 use crate::topology::{self, names, Datapath, Mac, Network, Route, Topology};
 
 /// Why an address (or any address) cannot be had.
@@ -417,6 +417,39 @@ pub fn in_use<'a>(
         }
     }
     used
+}
+
+/// The desired and observed states of a host with its live Docker endpoints
+/// taken in: the port of every endpoint whose veth host end exists is wanted
+/// (level-triggered: a dead endpoint's port goes, a live one's is never
+/// removed, and one lost with the OVS database comes back), and a topology
+/// container whose declared address an endpoint has is left to Docker (the
+/// `--net=none` path neither plumbs nor unplumbs it).
+pub fn serve(topology: &Topology, host: &str, want: &mut HostState, observed: &mut HostState) {
+    if observed.endpoints.is_empty() {
+        return;
+    }
+    for link in observed.endpoints.values() {
+        if let Some((key, port)) = port(topology, link) {
+            want.ports.insert(key, port);
+        }
+    }
+    let served: Vec<(String, String)> = topology
+        .containers
+        .values()
+        .filter(|c| c.host == host)
+        .flat_map(|c| c.interfaces.iter().map(move |i| (c, i)))
+        .filter(|(_, i)| {
+            observed
+                .endpoints
+                .values()
+                .any(|e| e.mark.network == i.network && e.mark.address.addr() == i.address.addr())
+        })
+        .map(|(c, i)| (c.name.clone(), i.ifname.clone()))
+        .collect();
+    for (container, ifname) in served {
+        super::settle::leave_container(want, observed, &container, Some(&ifname));
+    }
 }
 
 /// The endpoint mark of a new endpoint.

@@ -228,3 +228,47 @@ fn a_host_with_a_pool_takes_part_in_the_vlan() {
     let gamma = crate::desired::desired(&t, "gamma").unwrap();
     assert!(gamma.ports.contains_key("tunnel/ovs0/beta"));
 }
+
+fn endpoint(id: &str, network: &str, address: &str, host_end: &str) -> EndpointLink {
+    EndpointLink {
+        host_end: host_end.into(),
+        mark: EndpointMark {
+            network: network.into(),
+            endpoint: id.into(),
+            address: address.parse().unwrap(),
+            mac: Mac([2, 0, 0, 0, 0, 7]),
+        },
+    }
+}
+
+#[test]
+fn live_endpoints_are_kept_dead_ones_go_and_served_containers_are_left_to_docker() {
+    let t = topology();
+    let mut want = crate::desired::desired(&t, "alpha").unwrap();
+    // Observed: a live endpoint with bzr1's declared address, its port; a dead
+    // endpoint's port (its veth is gone); bzr1's --net=none interface is not there.
+    let live = endpoint("live", "red", "10.31.0.1/24", "velive");
+    let dead = endpoint("dead", "red", "10.31.0.64/24", "vedead");
+    let mut observed = crate::state::HostState {
+        host: "alpha".into(),
+        ..Default::default()
+    };
+    for link in [&live, &dead] {
+        let (key, port) = port(&t, link).unwrap();
+        observed.ports.insert(key, port);
+    }
+    observed.endpoints.insert("live".into(), live);
+    serve(&t, "alpha", &mut want, &mut observed);
+    assert!(want.ports.contains_key("endpoint/live"));
+    assert!(!want.ports.contains_key("endpoint/dead"));
+    assert!(!want.containers.contains_key("bzr1/eth1"), "served by Docker: left alone");
+    assert!(!want.ports.contains_key("access/bzr1/eth1"));
+    let plan = crate::plan::plan(&crate::desired::settle("m", &want, &observed));
+    let ids: Vec<(String, crate::plan::Op)> = plan
+        .changes
+        .iter()
+        .filter(|c| c.id.starts_with("endpoint/") || c.id.contains("bzr1"))
+        .map(|c| (c.id.clone(), c.op))
+        .collect();
+    assert_eq!(ids, vec![("endpoint/dead".to_string(), crate::plan::Op::Delete)]);
+}

@@ -8,6 +8,7 @@
 
 pub mod render;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::desired::{desired, settle};
@@ -158,6 +159,7 @@ async fn observe(
     state.waiting = links.waiting;
     state.occupied = links.occupied;
     state.foreign_links = links.foreign_links;
+    state.endpoints = links.endpoints;
     let facts = host::facts::read(netlink, &rows.links, topology, target.host).await?;
     // One read of the firewall per reconcile (bounded; never fails the observe:
     // an unreadable firewall is a fact the plan reports).
@@ -183,8 +185,23 @@ pub async fn plan_host(
 ) -> Result<(Plan, Observed), EngineError> {
     let netlink = Netlink::open()?;
     let observed = observe(session, &netlink, target, want, want).await?;
-    let plan = plan(&settle(&target.topology.mesh.name, want, &observed.state));
+    let (want, seen) = with_endpoints(target, want, &observed.state);
+    let plan = plan(&settle(&target.topology.mesh.name, want.as_ref(), seen.as_ref()));
     Ok((plan, observed))
+}
+
+/// The host's live Docker endpoints taken in (see `desired::endpoint::serve`).
+fn with_endpoints<'a>(
+    target: &HostTarget<'_>,
+    want: &'a HostState,
+    observed: &'a HostState,
+) -> (Cow<'a, HostState>, Cow<'a, HostState>) {
+    if observed.endpoints.is_empty() {
+        return (Cow::Borrowed(want), Cow::Borrowed(observed));
+    }
+    let (mut want, mut seen) = (want.clone(), observed.clone());
+    crate::desired::endpoint::serve(target.topology, target.host, &mut want, &mut seen);
+    (Cow::Owned(want), Cow::Owned(seen))
 }
 
 /// Connect to a host's OVSDB and plan it (the `plan` and `status` commands).
@@ -305,7 +322,14 @@ async fn converge_locked(
         let started = std::time::Instant::now();
         let ms = || started.elapsed().as_secs_f64() * 1e3;
         let observed = observe(session, &netlink, target, want, known).await?;
-        let plan = plan(&settle(mesh, want, &observed.state));
+        let plan = match direction {
+            Direction::Up => {
+                let (want, seen) = with_endpoints(target, want, &observed.state);
+                plan(&settle(mesh, want.as_ref(), seen.as_ref()))
+            }
+            // `down` (refused while endpoints live, unless forced) removes their ports too.
+            Direction::Down => plan(&settle(mesh, want, &observed.state)),
+        };
         tracing::debug!(
             ms = ms(),
             changes = plan.changes.len(),

@@ -20,7 +20,8 @@ use crate::netlink::index::LinkIndex;
 use crate::netlink::{ethtool, sysctl, Link, Netlink, NetlinkError};
 use crate::runtime::{RuntimeError, Runtimes};
 use crate::state::{
-    AddressRole, ContainerInterface, HostAddress, HostRoute, HostState, Kind, Occupied,
+    AddressRole, ContainerInterface, EndpointLink, HostAddress, HostRoute, HostState, Kind,
+    Occupied,
 };
 use crate::topology::Runtime;
 
@@ -145,6 +146,19 @@ pub async fn observe(
         .iter()
         .filter(|l| policy.veth_identity(l.alias.as_deref()).is_none())
         .map(|l| l.name.clone())
+        .collect();
+
+    // Docker endpoints' veth host ends, by alias (see `desired::endpoint::serve`).
+    state.endpoints = links
+        .iter()
+        .filter_map(|l| {
+            let mark = policy.endpoint_identity(l.alias.as_deref())?;
+            let link = EndpointLink {
+                host_end: l.name.clone(),
+                mark,
+            };
+            Some((link.mark.endpoint.clone(), link))
+        })
         .collect();
 
     // Our veth host ends, by alias.
