@@ -20,6 +20,7 @@ pub mod netns;
 pub mod ovs;
 pub mod ovsdb;
 pub mod plan;
+pub mod plugin;
 pub mod runtime;
 pub mod source;
 pub mod state;

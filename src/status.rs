@@ -37,6 +37,16 @@ struct InterfaceStatus {
     drift: Vec<String>,
 }
 
+/// A Docker container attached through the network plugin.
+#[derive(Debug, Serialize)]
+struct EndpointStatus {
+    endpoint: String,
+    network: String,
+    address: String,
+    port: String,
+    state: &'static str,
+}
+
 #[derive(Debug, Serialize)]
 struct TunnelStatus {
     tunnel: String,
@@ -53,6 +63,8 @@ pub struct Status {
     pub converged: bool,
     pub pending_changes: usize,
     interfaces: Vec<InterfaceStatus>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    endpoints: Vec<EndpointStatus>,
     tunnels: Vec<TunnelStatus>,
     /// Changes the daemon of this host keeps re-applying (see `daemon::stuck`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -101,6 +113,22 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
             drift,
         });
     }
+    let endpoints = observed
+        .state
+        .endpoints
+        .values()
+        .map(|link| {
+            let key = format!("endpoint/{}", link.mark.endpoint);
+            let pending = plan.changes.iter().any(|c| c.id == key);
+            EndpointStatus {
+                endpoint: link.mark.endpoint.chars().take(12).collect(),
+                network: link.mark.network.clone(),
+                address: link.mark.address.to_string(),
+                port: link.host_end.clone(),
+                state: if pending { "drifted" } else { "attached" },
+            }
+        })
+        .collect();
     let mut tunnels = Vec::new();
     let mut warnings = Vec::new();
     for (key, port) in desired.ports.iter().filter(|(_, p)| p.role == Role::Tunnel) {
@@ -160,6 +188,7 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
         converged: plan.is_empty(),
         pending_changes: plan.changes.len(),
         interfaces,
+        endpoints,
         tunnels,
         stuck,
         firewall: Some(check),
@@ -184,6 +213,16 @@ pub fn render_text(status: &Status) -> String {
         for drift in &iface.drift {
             let _ = writeln!(out, "      {drift}");
         }
+    }
+    for endpoint in &status.endpoints {
+        let _ = writeln!(
+            out,
+            "  endpoint  {:<24} {} (Docker endpoint {}, port {})",
+            format!("{} {}", endpoint.network, endpoint.address),
+            endpoint.state,
+            endpoint.endpoint,
+            endpoint.port
+        );
     }
     for tunnel in &status.tunnels {
         let bfd = tunnel

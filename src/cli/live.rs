@@ -11,7 +11,7 @@ use crate::ovs::Session;
 use crate::ovsdb::ConnectOptions;
 use crate::runtime::Runtimes;
 
-pub(super) fn live(path: &Path, live: LiveArgs, action: Action) -> i32 {
+pub(super) fn live(path: &Path, live: LiveArgs, action: Action, force: bool) -> i32 {
     // `OVSMESH_LOG=debug` shows each step and how long it took, on stderr.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("OVSMESH_LOG") {
         tracing_subscriber::fmt()
@@ -36,12 +36,25 @@ pub(super) fn live(path: &Path, live: LiveArgs, action: Action) -> i32 {
         let options = ConnectOptions::with_timeout(live.target.timeout);
         let mut session = Session::open_with(&remote, &topology.mesh.name, options).await?;
         match action {
-            Action::Apply => engine::apply_host(&mut session, &target).await,
-            Action::Down => engine::down_host(&mut session, &target).await,
+            Action::Apply => engine::apply_host(&mut session, &target).await.map(Some),
+            Action::Down => {
+                let endpoints = engine::docker_endpoints(&session, &topology, &host).await?;
+                if !endpoints.is_empty() && !force {
+                    eprintln!(
+                        "ovsmesh: refusing to go down: {} Docker endpoint(s) of mesh {} are attached on this host ({}); stop those containers first, or use --force (they lose the network)",
+                        endpoints.len(),
+                        topology.mesh.name,
+                        endpoints.join(", ")
+                    );
+                    return Ok(None);
+                }
+                engine::down_host(&mut session, &target).await.map(Some)
+            }
         }
     });
     let outcome = match result {
-        Ok(outcome) => outcome,
+        Ok(Some(outcome)) => outcome,
+        Ok(None) => return EXIT_FAILURE,
         Err(error) => {
             eprintln!("ovsmesh: {error}");
             return EXIT_FAILURE;

@@ -28,6 +28,7 @@ pub mod metrics;
 mod notices;
 pub mod owned;
 mod probe;
+pub mod plugin;
 pub mod reconcile;
 pub mod report;
 mod rollout;
@@ -83,6 +84,8 @@ pub struct DaemonConfig {
     pub rewrite: Option<Rewrite>,
     /// Deadline of each OVSDB request and of waiting for the mesh lock.
     pub timeout: Duration,
+    /// Serve the Docker network plugin (also served when systemd hands a socket over).
+    pub docker_plugin: Option<plugin::PluginConfig>,
 }
 
 impl DaemonConfig {
@@ -133,6 +136,8 @@ pub enum DaemonError {
     Source(String),
     #[error(transparent)]
     Signers(#[from] crate::source::signers::SignersError),
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::server::ServeError),
 }
 
 /// Seconds since the epoch.
@@ -182,6 +187,8 @@ struct Daemon {
     notices: notices::Notices,
     interest: watch::Sender<Interest>,
     watchers: Watchers,
+    docker_events: triggers::DockerEvents,
+    plugin: Option<plugin::Running>,
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -236,14 +243,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             rollout::spawn_poller(remote.clone(), config.poll, fetch_now.clone(), fetch_tx)
         }
     }
-    if topology
-        .containers
-        .values()
-        .any(|c| matches!(c.runtime, Runtime::Docker(_)))
-    {
-        let socket = DockerSocket::resolve(config.docker.as_deref());
-        triggers::watch_docker(socket, started, interested, tx.clone());
-    }
+    // Started by `loaded` once the topology has a Docker container (also after an edit).
+    let docker_events = triggers::DockerEvents::new(
+        DockerSocket::resolve(config.docker.as_deref()),
+        started,
+        interested,
+        tx.clone(),
+    );
+    let plugin = plugin::Running::start(&config, &topology, remote.clone())?;
     let watchers = Watchers::new(tx);
     let mut signals = Signals::new()?;
     tracing::info!(host = %config.host, topology = %config.source.describe(), %remote, "daemon started");
@@ -276,6 +283,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         notices: notices::Notices::default(),
         interest,
         watchers,
+        docker_events,
+        plugin,
     };
     daemon.loaded();
     daemon.publish_info();
@@ -326,6 +335,9 @@ impl Daemon {
         if trigger.forgets_containers() {
             self.runtimes.docker.forget();
         }
+        if let (Trigger::DockerReconnected, Some(plugin)) = (trigger, &self.plugin) {
+            plugin.nudge();
+        }
         if matches!(
             trigger,
             Trigger::Netns | Trigger::Docker | Trigger::DockerRenamed | Trigger::ContainerNetns
@@ -357,6 +369,17 @@ impl Daemon {
 
     /// A topology is in force: tell the watchers what is ours now.
     fn loaded(&mut self) {
+        if self
+            .topology
+            .containers
+            .values()
+            .any(|c| matches!(c.runtime, Runtime::Docker(_)))
+        {
+            self.docker_events.start();
+        }
+        if let Some(plugin) = &self.plugin {
+            plugin.loaded(&self.topology);
+        }
         match crate::desired::desired(&self.topology, &self.config.host) {
             Ok(want) => {
                 let interest = Interest::new(&self.topology, &self.config.host, &want);

@@ -79,9 +79,22 @@ impl Interest {
         self.netns.contains(name)
     }
 
-    /// Whether a Docker container is one of this host's.
+    /// Whether a Docker container is one of this host's: the topology names it
+    /// (`docker = "..."`) by its name, or by its id or a prefix of it.
     pub fn docker(&self, name: &str) -> bool {
         self.docker.contains(name.trim_start_matches('/'))
+    }
+
+    /// [`Self::docker`] for an event's container: its name or its full id.
+    pub fn docker_event(&self, name: Option<&str>, id: Option<&str>) -> bool {
+        name.is_some_and(|n| self.docker(n))
+            || id.is_some_and(|id| {
+                self.docker.iter().any(|r| {
+                    !r.is_empty()
+                        && r.bytes().all(|b| b.is_ascii_hexdigit())
+                        && id.starts_with(r.as_str())
+                })
+            })
     }
 
     /// Whether a notification is about one of ours.
@@ -103,9 +116,11 @@ impl Interest {
     fn link(&self, link: &LinkMessage) -> bool {
         link.attributes.iter().any(|a| match a {
             LinkAttribute::IfName(name) => self.devices.contains(name),
-            LinkAttribute::IfAlias(alias) => marks::Policy::new(&self.mesh)
-                .veth_identity(Some(alias))
-                .is_some(),
+            LinkAttribute::IfAlias(alias) => {
+                let policy = marks::Policy::new(&self.mesh);
+                policy.veth_identity(Some(alias)).is_some()
+                    || policy.endpoint_identity(Some(alias)).is_some()
+            }
             _ => false,
         })
     }
@@ -210,6 +225,20 @@ mod tests {
         assert!(!interest.docker("redis"));
     }
 
+    #[test]
+    fn docker_events_match_by_name_or_by_id_and_id_prefix() {
+        let mut interest = interest();
+        interest.docker.insert("4f0c9a2b".into());
+        let id = "4f0c9a2b17e5aa0d0c7f1e1b2a3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e";
+        assert!(interest.docker_event(Some("/whatever"), Some(id)));
+        assert!(interest.docker_event(Some("/p-test1"), Some("ffff")));
+        assert!(!interest.docker_event(Some("/redis"), Some("ffff4f0c9a2b")));
+        assert!(!interest.docker_event(None, None));
+        // A name is no id prefix, even where it looks like the start of one.
+        interest.docker.insert("p-test2".into());
+        assert!(!interest.docker_event(None, Some("p-test2")));
+    }
+
     fn link(name: &str, alias: Option<&str>) -> RouteNetlinkMessage {
         let mut message = LinkMessage::default();
         message.attributes.push(LinkAttribute::IfName(name.into()));
@@ -252,6 +281,16 @@ mod tests {
         let interest = interest();
         assert!(interest.concerns(&link("obr0", None)));
         assert!(interest.concerns(&link("vpod1-190ace0", Some("ovsmesh:lab/pod1/eth1"))));
+        let endpoint = marks::EndpointMark {
+            network: "red".into(),
+            endpoint: "4f0c".into(),
+            address: "10.31.0.64/24".parse().unwrap(),
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+        };
+        let alias = marks::Policy::new("lab").endpoint_alias(&endpoint);
+        assert!(interest.concerns(&link("ve0123", Some(&alias))));
+        let theirs = marks::Policy::new("other").endpoint_alias(&endpoint);
+        assert!(!interest.concerns(&link("ve0123", Some(&theirs))));
         let ours = marks::Policy::new("lab").route_metric();
         assert!(interest.concerns(&route("10.9.0.0/16", marks::ROUTE_PROTOCOL, ours)));
         assert!(interest.concerns(&route("172.17.2.0/24", 4, 0)));

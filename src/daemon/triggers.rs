@@ -248,6 +248,41 @@ pub fn watch_topology(path: &Path, tx: UnboundedSender<Trigger>) -> Result<(), W
     Ok(())
 }
 
+/// The Docker event watcher, started once the topology has a Docker container
+/// (at start-up or after an edit that adds the first one), then kept.
+pub struct DockerEvents {
+    pending: Option<(
+        DockerSocket,
+        i64,
+        watch::Receiver<Interest>,
+        UnboundedSender<Trigger>,
+    )>,
+}
+
+impl DockerEvents {
+    pub fn new(
+        socket: DockerSocket,
+        since: i64,
+        interest: watch::Receiver<Interest>,
+        tx: UnboundedSender<Trigger>,
+    ) -> Self {
+        Self {
+            pending: Some((socket, since, interest, tx)),
+        }
+    }
+
+    /// Start watching, if not yet; events since the daemon's start are replayed.
+    pub fn start(&mut self) {
+        if let Some((socket, since, interest, tx)) = self.pending.take() {
+            watch_docker(socket, since, interest, tx);
+        }
+    }
+
+    pub fn started(&self) -> bool {
+        self.pending.is_none()
+    }
+}
+
 /// Docker container events since `since` (unix seconds: the daemon's start);
 /// reconnects with `since=` the last event after dockerd restarts.
 pub fn watch_docker(
@@ -306,7 +341,8 @@ pub fn watch_docker(
                         .and_then(|a| a.attributes.as_ref())
                         .and_then(|a| a.get("oldName"))
                         .map(|n| n.trim_start_matches('/'));
-                    let ours = |n: Option<&str>| n.is_some_and(|n| interest.borrow().docker(n));
+                    let id = event.actor.as_ref().and_then(|a| a.id.as_deref());
+                    let ours = |n: Option<&str>| interest.borrow().docker_event(n, id);
                     let trigger = if event.action.as_deref() == Some("rename") {
                         (ours(name.map(String::as_str)) || ours(old_name))
                             .then_some(Trigger::DockerRenamed)

@@ -261,7 +261,10 @@ fn live_endpoints_are_kept_dead_ones_go_and_served_containers_are_left_to_docker
     serve(&t, "alpha", &mut want, &mut observed);
     assert!(want.ports.contains_key("endpoint/live"));
     assert!(!want.ports.contains_key("endpoint/dead"));
-    assert!(!want.containers.contains_key("bzr1/eth1"), "served by Docker: left alone");
+    assert!(
+        !want.containers.contains_key("bzr1/eth1"),
+        "served by Docker: left alone"
+    );
     assert!(!want.ports.contains_key("access/bzr1/eth1"));
     let plan = crate::plan::plan(&crate::desired::settle("m", &want, &observed));
     let ids: Vec<(String, crate::plan::Op)> = plan
@@ -270,5 +273,8 @@ fn live_endpoints_are_kept_dead_ones_go_and_served_containers_are_left_to_docker
         .filter(|c| c.id.starts_with("endpoint/") || c.id.contains("bzr1"))
         .map(|c| (c.id.clone(), c.op))
         .collect();
-    assert_eq!(ids, vec![("endpoint/dead".to_string(), crate::plan::Op::Delete)]);
+    assert_eq!(
+        ids,
+        vec![("endpoint/dead".to_string(), crate::plan::Op::Delete)]
+    );
 }

@@ -186,7 +186,11 @@ pub async fn plan_host(
     let netlink = Netlink::open()?;
     let observed = observe(session, &netlink, target, want, want).await?;
     let (want, seen) = with_endpoints(target, want, &observed.state);
-    let plan = plan(&settle(&target.topology.mesh.name, want.as_ref(), seen.as_ref()));
+    let plan = plan(&settle(
+        &target.topology.mesh.name,
+        want.as_ref(),
+        seen.as_ref(),
+    ));
     Ok((plan, observed))
 }
 
@@ -250,6 +254,38 @@ pub async fn apply_host(
 ) -> Result<Outcome, EngineError> {
     let want = desired(target.topology, target.host)?;
     converge(session, target, &want, &want, Direction::Up).await
+}
+
+/// The Docker endpoints of this mesh attached on the host (their OVS ports),
+/// each as `NETWORK ADDRESS (endpoint ID12)`.
+pub async fn docker_endpoints(
+    session: &Session,
+    topology: &Topology,
+    host: &str,
+) -> Result<Vec<String>, EngineError> {
+    let observed = ovs::observe(
+        &session.client,
+        host,
+        &topology.mesh.name,
+        &managed_bridges(topology),
+    )
+    .await?;
+    Ok(observed
+        .state
+        .ports
+        .values()
+        .filter(|p| p.role == Role::Endpoint)
+        .map(|p| {
+            let id = |k: &str| p.external_ids.get(k).cloned().unwrap_or_default();
+            let endpoint = id(crate::marks::ENDPOINT);
+            format!(
+                "{} {} (endpoint {})",
+                id(crate::marks::NETWORK),
+                id(crate::marks::ADDRESS),
+                &endpoint[..endpoint.len().min(12)]
+            )
+        })
+        .collect())
 }
 
 /// Remove this mesh's objects from the host (adopted bridges and foreign objects stay).

@@ -164,6 +164,23 @@ impl Netlink {
         self.add_veth(host_name, peer_name, peer, Some(mtu)).await
     }
 
+    /// Create a veth with both ends in this namespace, both with `mtu`, the peer
+    /// with `mac` (a Docker endpoint: Docker moves the peer into the container).
+    pub async fn create_local_veth(
+        &self,
+        host_name: &str,
+        peer_name: &str,
+        mac: Mac,
+        mtu: u32,
+    ) -> Result<(), NetlinkError> {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer_name.to_string())
+            .address(mac.0.to_vec())
+            .mtu(mtu)
+            .build();
+        self.add_veth(host_name, peer_name, peer, Some(mtu)).await
+    }
+
     /// Create a plain veth pair, the peer born in `peer_netns` (lab plumbing).
     pub async fn create_veth_pair(
         &self,
