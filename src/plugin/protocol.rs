@@ -3,9 +3,10 @@
 //! body to [`Call::parse`] and serializes what the handler answers.
 //!
 //! Unknown fields are ignored (Docker adds some between versions) and `null`
-//! stands for "not given" wherever Docker sends it. Errors go back as
-//! `{"Err": "..."}`, which `docker` prints to the user. What Docker 20.10 really
+//! stands for "not given" wherever Docker sends it; `docker` prints errors to the user. What Docker 20.10 really
 //! sends is written down in the tests below (recorded on a real dockerd).
+//! Errors go back as `{"Err": ..., "Error": ...}`: the two protocols name the
+//! field differently.
 
 use std::collections::BTreeMap;
 
@@ -277,9 +278,11 @@ pub fn default_address_spaces() -> Value {
     json!({"LocalDefaultAddressSpace": "local", "GlobalDefaultAddressSpace": "global"})
 }
 
-/// An error as Docker reads it.
+/// An error as Docker reads it: the network driver's replies carry it as
+/// `Err`, the IPAM driver's as `Error` (measured: an IPAM reply with only `Err`
+/// makes `docker run` print "No address returned"), so both are set.
 pub fn error(message: &str) -> Value {
-    json!({ "Err": message })
+    json!({ "Err": message, "Error": message })
 }
 
 /// `CreateEndpoint`'s reply: the MAC only when Docker gave none (returning a

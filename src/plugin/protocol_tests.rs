@@ -99,6 +99,11 @@ fn replies_have_dockers_field_names() {
     assert_eq!(activated()["Implements"][1], "IpamDriver");
     assert_eq!(network_capabilities()["Scope"], "local");
     assert_eq!(error("no")["Err"], "no");
+    assert_eq!(
+        error("no")["Error"],
+        "no",
+        "the IPAM protocol's name for it"
+    );
     assert_eq!(endpoint_created(None), json!({}));
     assert_eq!(
         endpoint_created(Some("02:00:00:00:00:01".into()))["Interface"]["MacAddress"],
