@@ -78,6 +78,7 @@ finish() {
         printf '\n== timings\n'
         printf '  %s\n' "${timings[@]}"
         printf '  %-44s %5d s\n' "total" "$((SECONDS - suite_start))"
+        [ -s "$state/plugin-figures" ] && { printf '\n== plugin figures\n'; sed 's/^/  /' "$state/plugin-figures"; }
         teardown
         echo "vm: $passed passed, $failed failed"
     } >&3 2>&4
@@ -267,7 +268,7 @@ must "binary for the guests" build_binary
 step "set-up: box (vagrant/box/build.sh, cached)"
 must "box built or taken from the cache" sh -c "vagrant/box/build.sh > $state/box.path"
 box=$(tail -1 "$state/box.path")
-check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh scripts/vm-checks/git-follow.sh
+check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh scripts/vm-checks/git-follow.sh scripts/vm-checks/plugin.sh
 step "set-up: private libvirtd in namespace $ns"
 must "libvirtd running, storage pool defined" start_libvirtd
 must "box added to Vagrant" vagrant_ box add --name "$OVSMESH_BOX" "$box"
@@ -419,6 +420,28 @@ check "default topology copied in" push_topology "$topology"
 check "status converged on every VM" converged_all 60
 check "check --host exit 0 on every VM" check_all
 
+step "Docker networks: docker run --network through the plugin (ovsmesh.socket)"
+# shellcheck source=scripts/vm-checks/plugin.sh
+source "$repo/scripts/vm-checks/plugin.sh"
+check "Docker networks blue, pods, red made by the daemon on every VM" pl_networks
+check "pooled address on node2 (192.0.2.96), reached from red1 on node1" pl_pooled
+check "refused addresses: Docker prints why (declared on node2, node2's pool)" pl_refused
+check "race: 50 fresh containers, address and first packet to red2 (50/50); start latency" pl_race
+plugin_variant() { # the default topology, declaring web1 (192.0.2.10 on red) on node1
+    { cat "$topology"; printf '\n[containers.web1]\nhost = "node1"\nnetns = "web1"\nnetwork = "red"\naddress = "192.0.2.10"\nmac = "02:00:5e:00:02:0a"\nmtu = 1400\nroutes = [{ to = "198.51.100.0/24", via = "192.0.2.9" }]\n'; } > "$state/plugin.toml"
+    push_topology "$state/plugin.toml" && converged_all 60
+}
+check "topology declaring web1 (192.0.2.10 on node1) copied in, converged" plugin_variant
+check "declared --ip: the entry's MAC, MTU, routes; restart keeps them; rm removes veth and port" pl_declared
+default_again() { push_topology "$topology" && converged_all 60; }
+check "default topology back, converged" default_again
+check "docker restart of a pooled container keeps address and MAC" pl_restart_keeps
+check "routed network: node1's subnet and gateway, a fresh container on node2 reaches it" pl_routed
+check "systemctl restart ovsmesh: no packet lost, the next docker run works" pl_daemon_restart
+check "systemctl restart docker: the --restart=always container is back, networked" pl_docker_restart
+check "a --restart=always container on node3 before its reboot" pl_before_reboot
+check "status converged on every VM with the plugin's containers" converged_all 60
+
 step "service: docker restart"
 mac_ip() { vm node2 "inside pod2 ip -o link show eth1 | grep -o 'link/ether [0-9a-f:]*'; inside pod2 ip -4 -o addr show eth1 | awk '{print \$4}'"; }
 before_restart=$(mac_ip 2>/dev/null)
@@ -460,6 +483,7 @@ reboot_node3() { # back means a new boot id: the old system may answer SSH while
 }
 check "node3 rebooted (new boot id) and back on SSH" reboot_node3
 check "every VM converged after the reboot (no manual step)" converged_all 120
+check "node3's --restart=always plugin container back after the reboot, reachable" pl_after_reboot
 check "check --host on every VM after the reboot" check_all
 
 step "service: topology edit copied in"
@@ -486,7 +510,10 @@ check "daemons back to the topology file" gf_back_to_file
 check "file again: every VM converged" converged_all 60
 
 step "down leaves each VM as it was"
-down_all() { on_all "systemctl stop ovsmesh && ovsmesh down --host HOST /etc/ovsmesh/topology.toml"; }
+check "ovsmesh down refuses while a Docker endpoint exists (exit 1)" pl_down_refused
+check "the plugin's containers removed one at a time, their ports gone" pl_remove_containers
+# The socket first: a connection to it would start the service again.
+down_all() { on_all "systemctl stop ovsmesh.socket ovsmesh && ovsmesh down --host HOST /etc/ovsmesh/topology.toml"; }
 check "service stopped, ovsmesh down on every VM" down_all
 as_before() {
     # shellcheck disable=SC2016 # expanded in the VM

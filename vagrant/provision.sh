@@ -3,7 +3,7 @@
 #
 # Usage: provision.sh HOST TRUNK_MAC UPLINK_NIC [DOCKER_CONTAINER...]
 # Expects the Vagrantfile's uploads in /tmp/ovsmesh-provision/: ovsmesh (binary), ovsmesh.service,
-# topology.toml. Idempotent: `vagrant provision` again changes nothing that is already right.
+# ovsmesh.socket (the Docker network plugin's socket), topology.toml. Idempotent: `vagrant provision` again changes nothing that is already right.
 #
 # 1. Open vSwitch and Docker from the distribution (skipped when the box has them);
 # 2. the trunk NIC (found by its MAC) named UPLINK_NIC and up at every boot, with no address;
@@ -13,7 +13,8 @@
 #    containers on this host (`--net=none`, restarted with the VM);
 # 5. what the host looked like before ovsmesh, under /var/lib/ovsmesh-vagrant/before/
 #    (scripts/vm-test.sh compares it after `ovsmesh down`);
-# 6. the ovsmesh service enabled and started, then its status once the host converged.
+# 6. the plugin socket (before dockerd at every boot) and the ovsmesh service enabled and started,
+#    then its status once the host converged; the daemon makes the Docker networks of the topology.
 set -euo pipefail
 
 host=$1
@@ -76,6 +77,7 @@ EOF
 # --- 3. ovsmesh --------------------------------------------------------------------------------------
 install -m 0755 "$staging/ovsmesh" /usr/local/bin/ovsmesh
 install -m 0644 "$staging/ovsmesh.service" /etc/systemd/system/ovsmesh.service
+install -m 0644 "$staging/ovsmesh.socket" /etc/systemd/system/ovsmesh.socket
 install -d /etc/ovsmesh /etc/iproute2/rt_protos.d
 install -m 0644 "$staging/topology.toml" /etc/ovsmesh/topology.toml
 echo "OVSMESH_HOST=$host" > /etc/default/ovsmesh
@@ -116,8 +118,10 @@ if [ ! -d "$before" ] && ! systemctl is-active --quiet ovsmesh; then
 fi
 
 # --- 6. the service ----------------------------------------------------------------------------------
-systemctl enable --quiet ovsmesh
-systemctl restart ovsmesh
+systemctl enable --quiet ovsmesh.socket ovsmesh
+systemctl stop ovsmesh
+systemctl restart ovsmesh.socket
+systemctl start ovsmesh
 for _ in $(seq 60); do
     if ovsmesh status --host "$host" /etc/ovsmesh/topology.toml >/dev/null 2>&1; then break; fi
     sleep 2
