@@ -78,6 +78,11 @@ pub struct EndpointLink {
     /// The host end's name (the OVS port's).
     pub host_end: String,
     pub mark: EndpointMark,
+    /// Docker moved the container end into the container (`Join`): the plugin's
+    /// `CreateEndpoint` is over. Before that, the plugin is still making the
+    /// endpoint's port, and the daemon does not make it too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joined: bool,
 }
 
 /// A place an object of this mesh needs, held by something that is not ours

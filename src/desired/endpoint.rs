@@ -422,7 +422,8 @@ pub fn in_use<'a>(
 /// The desired and observed states of a host with its live Docker endpoints
 /// taken in: the port of every endpoint whose veth host end exists is wanted
 /// (level-triggered: a dead endpoint's port goes, a live one's is never
-/// removed, and one lost with the OVS database comes back), and a topology
+/// removed, and one lost with the OVS database comes back once the container
+/// has its end — before that the plugin is making it), and a topology
 /// container whose declared address an endpoint has is left to Docker (the
 /// `--net=none` path neither plumbs nor unplumbs it).
 pub fn serve(topology: &Topology, host: &str, want: &mut HostState, observed: &mut HostState) {
@@ -431,7 +432,10 @@ pub fn serve(topology: &Topology, host: &str, want: &mut HostState, observed: &m
     }
     for link in observed.endpoints.values() {
         if let Some((key, port)) = port(topology, link) {
-            want.ports.insert(key, port);
+            // Not joined yet and no port: the plugin is making it right now.
+            if link.joined || observed.ports.contains_key(&key) {
+                want.ports.insert(key, port);
+            }
         }
     }
     let served: Vec<(String, String)> = topology

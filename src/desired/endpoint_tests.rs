@@ -186,6 +186,7 @@ fn a_pooled_endpoint_keeps_its_mac_for_the_same_address() {
 fn in_use_reads_endpoint_marks_and_plumbed_topology_containers() {
     let t = topology();
     let link = EndpointLink {
+        joined: true,
         host_end: "ve0123".into(),
         mark: EndpointMark {
             network: "red".into(),
@@ -231,6 +232,7 @@ fn a_host_with_a_pool_takes_part_in_the_vlan() {
 
 fn endpoint(id: &str, network: &str, address: &str, host_end: &str) -> EndpointLink {
     EndpointLink {
+        joined: true,
         host_end: host_end.into(),
         mark: EndpointMark {
             network: network.into(),
@@ -277,4 +279,30 @@ fn live_endpoints_are_kept_dead_ones_go_and_served_containers_are_left_to_docker
         ids,
         vec![("endpoint/dead".to_string(), crate::plan::Op::Delete)]
     );
+}
+
+#[test]
+fn an_endpoint_being_made_gets_its_port_from_the_plugin_not_the_daemon() {
+    let t = topology();
+    let mut want = crate::desired::desired(&t, "alpha").unwrap();
+    let mut making = endpoint("new", "red", "10.31.0.65/24", "venew");
+    making.joined = false;
+    let mut lost = endpoint("lost", "red", "10.31.0.66/24", "velost");
+    lost.joined = true;
+    let mut observed = crate::state::HostState {
+        host: "alpha".into(),
+        ..Default::default()
+    };
+    observed.endpoints.insert("new".into(), making.clone());
+    observed.endpoints.insert("lost".into(), lost);
+    serve(&t, "alpha", &mut want, &mut observed);
+    // Not joined, no port yet: the plugin is writing it (two writers would collide).
+    assert!(!want.ports.contains_key("endpoint/new"));
+    // Joined, its port lost (OVS database replaced): made again.
+    assert!(want.ports.contains_key("endpoint/lost"));
+    // Not joined but its port is there: kept.
+    let (key, made) = port(&t, &making).unwrap();
+    observed.ports.insert(key.clone(), made);
+    serve(&t, "alpha", &mut want, &mut observed);
+    assert!(want.ports.contains_key(&key));
 }

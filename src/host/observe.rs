@@ -153,8 +153,10 @@ pub async fn observe(
         .iter()
         .filter_map(|l| {
             let mark = policy.endpoint_identity(l.alias.as_deref())?;
+            let (_, container_end) = crate::topology::names::endpoint_ends(mesh, &mark.endpoint);
             let link = EndpointLink {
                 host_end: l.name.clone(),
+                joined: links.by_name(&container_end).is_none(),
                 mark,
             };
             Some((link.mark.endpoint.clone(), link))

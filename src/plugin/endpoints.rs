@@ -75,6 +75,7 @@ impl Plugin {
         let link = EndpointLink {
             host_end: host_end.clone(),
             mark,
+            joined: false,
         };
         let written = match endpoint::port(&topology, &link) {
             Some((key, port)) => self

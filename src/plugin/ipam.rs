@@ -366,3 +366,7 @@ impl Plugin {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ipam_tests.rs"]
+mod tests;

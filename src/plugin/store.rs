@@ -203,7 +203,8 @@ impl Store {
         };
         let tx = ovs::apply::build(&plan, &self.mesh, &observed.rows);
         let timeout = self.timeout;
-        self.with(async |session| {
+        let name = plan.changes[0].after.as_ref().and_then(Item::port).map(|p| p.name.clone());
+        let written = self.with(async |session| {
             let replies = session.client.transact(DB, tx.operations).await?;
             let next_cfg = tx
                 .next_cfg_select
@@ -214,8 +215,21 @@ impl Store {
             }
             Ok(())
         })
-        .await?;
-        Ok(())
+        .await;
+        match written {
+            // Someone else (the daemon, re-making a lost port) wrote the same port first.
+            Err(error) if op == Op::Create => {
+                let topology_bridges: Vec<&str> = observed.rows.bridges.keys().map(String::as_str).collect();
+                let again = self
+                    .with(async |session| ovs::observe(&session.client, &self.host, &self.mesh, &topology_bridges).await)
+                    .await?;
+                match again.state.ports.get(key) {
+                    Some(port) if Some(&port.name) == name.as_ref() => Ok(()),
+                    _ => Err(error.into()),
+                }
+            }
+            other => Ok(other?),
+        }
     }
 }
 
