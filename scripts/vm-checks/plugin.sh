@@ -75,7 +75,11 @@ pl_race() {
 pl_declared() {
     local before after show="docker exec web1c cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu
         docker exec web1c ip -4 -o addr show eth0 | grep -o '192.0.2.10/24'; docker exec web1c ip route | grep 198.51.100"
-    vm node1 "docker run -d --name web1c --network red --ip 192.0.2.10 $PL_IMAGE sleep infinity >/dev/null" || return 1
+    # The daemon (and so the plugin) takes the edited topology within a moment of its copy.
+    vm node1 "for _ in \$(seq 20); do
+        docker run -d --name web1c --network red --ip 192.0.2.10 $PL_IMAGE sleep infinity >/dev/null && exit 0
+        docker rm -f web1c >/dev/null 2>&1; sleep 1
+    done; exit 1" || return 1
     before=$(vm node1 "$show")
     echo "$before"
     [ "$(head -3 <<<"$before" | tr '\n' ' ')" = "02:00:5e:00:02:0a 1400 192.0.2.10/24 " ] || return 1
