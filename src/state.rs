@@ -157,6 +157,32 @@ pub struct Port {
     pub external_ids: BTreeMap<String, String>,
 }
 
+impl Port {
+    /// The port of a container's veth host end: a system device, untagged on
+    /// the overlay bridge or an access port of VLAN `tag`.
+    pub fn veth(
+        name: &str,
+        bridge: &str,
+        role: Role,
+        tag: Option<u16>,
+        external_ids: BTreeMap<String, String>,
+    ) -> Self {
+        Port {
+            name: name.to_string(),
+            bridge: bridge.to_string(),
+            role,
+            iface_type: String::new(),
+            options: BTreeMap::new(),
+            tag,
+            trunks: Vec::new(),
+            protected: false,
+            bfd: BTreeMap::new(),
+            mtu_request: None,
+            external_ids,
+        }
+    }
+}
+
 /// What an address on a host interface is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

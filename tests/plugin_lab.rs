@@ -169,6 +169,38 @@ impl Host {
         wait_until("plugin socket", Duration::from_secs(30), || plugin.exists());
     }
 
+    /// A fresh container on `network` pings `target` once: its first packet.
+    fn first_packet(&self, network: &str, target: &str) -> String {
+        let out = self.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            IMAGE,
+            "ping",
+            "-c1",
+            "-W2",
+            target,
+        ]);
+        assert!(out.contains("1 packets received"), "{out}");
+        out
+    }
+
+    /// `docker run -d --name NAME --network NETWORK [--ip IP] [--restart=always]`, sleeping.
+    fn start(&self, name: &str, network: &str, extra: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", name, "--network", network];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[IMAGE, "sleep", "1000000"]);
+        self.ok(&args);
+    }
+
+    /// What `docker run --rm --network red --ip IP IMAGE true` printed when refused.
+    fn refused(&self, ip: &str) -> String {
+        let out = self.docker(&["run", "--rm", "--network", "red", "--ip", ip, IMAGE, "true"]);
+        assert!(!out.status.success(), "{ip} was not refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// The mesh's Docker endpoint ports in this host's OVSDB.
     fn endpoint_ports(&self, netns: &str) -> String {
         let db = format!("unix:{}", self.dir.join("db.sock").display());
@@ -293,92 +325,34 @@ fn docker_run_network_gets_its_port_before_the_process_starts() {
     let netns_a = format!("{}-a", lab.lab.prefix);
 
     // A pooled address on b: the lowest of b's pool.
-    b.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "r1",
-        "--network",
-        "red",
-        IMAGE,
-        "sleep",
-        "1000000",
-    ]);
+    b.start("r1", "red", &[]);
     assert_eq!(identity(b, "r1").lines().nth(1), Some("10.31.0.96/24"));
 
     // Fresh containers on a reach r1 on b with their first packet, five times over.
+    let race = "ip -4 -o addr show eth0; ping -c1 -W2 10.31.0.96";
     for _ in 0..5 {
-        let out = a.ok(&[
-            "run",
-            "--rm",
-            "--network",
-            "red",
-            IMAGE,
-            "sh",
-            "-c",
-            "ip -4 -o addr show eth0; ping -c1 -W2 10.31.0.96",
-        ]);
-        assert!(
-            out.contains("10.31.0.64/24") && out.contains("1 packets received"),
-            "{out}"
-        );
+        let out = a.ok(&["run", "--rm", "--network", "red", IMAGE, "sh", "-c", race]);
+        let first = out.contains("10.31.0.64/24") && out.contains("1 packets received");
+        assert!(first, "{out}");
     }
-    assert_eq!(
-        a.endpoint_ports(&netns_a).trim(),
-        "",
-        "--rm removed veth and port"
-    );
+    let left = a.endpoint_ports(&netns_a);
+    assert_eq!(left.trim(), "", "--rm removed veth and port");
 
     // Refused addresses: Docker prints why.
-    let refused = a.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "red",
-        "--ip",
-        "10.31.0.2",
-        IMAGE,
-        "true",
-    ]);
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
+    let said = a.refused("10.31.0.2");
     assert!(
         said.contains("10.31.0.2 belongs to container bzr2 on host b"),
         "{said}"
     );
-    let refused = a.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "red",
-        "--ip",
-        "10.31.0.100",
-        IMAGE,
-        "true",
-    ]);
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        said.contains("10.31.0.100 is in host b's pool 10.31.0.96/27 of network red"),
-        "{said}"
-    );
+    let said = a.refused("10.31.0.100");
+    let why = "10.31.0.100 is in host b's pool 10.31.0.96/27 of network red";
+    assert!(said.contains(why), "{said}");
 
     // A declared address: exactly the topology's entry (MAC, MTU, routes), and
     // bzr2 (a --net=none namespace on b) answers its first packet.
     let topology = topology(TOPOLOGY);
     let declared = &topology.containers["web"].interfaces[0];
-    a.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--network",
-        "red",
-        "--ip",
-        "10.31.0.5",
-        IMAGE,
-        "sleep",
-        "1000000",
-    ]);
+    a.start("web", "red", &["--ip", "10.31.0.5"]);
     let web = identity(a, "web");
     assert_eq!(web, format!("{}\n10.31.0.5/24\n", declared.mac), "{web}");
     let inside = a.ok(&[
@@ -388,24 +362,12 @@ fn docker_run_network_gets_its_port_before_the_process_starts() {
         "-c",
         "cat /sys/class/net/eth0/mtu; ip route",
     ]);
-    assert!(
-        inside.starts_with("1400\n") && inside.contains("198.51.100.0/24 via 10.31.0.9"),
-        "{inside}"
-    );
+    let entry = inside.starts_with("1400\n") && inside.contains("198.51.100.0/24 via 10.31.0.9");
+    assert!(entry, "{inside}");
     a.ok(&["exec", "web", "ping", "-c1", "-W2", "10.31.0.2"]);
-    let taken = a.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "red",
-        "--ip",
-        "10.31.0.5",
-        IMAGE,
-        "true",
-    ]);
-    assert!(
-        String::from_utf8_lossy(&taken.stderr).contains("10.31.0.5 is already in use on host a")
-    );
+    assert!(a
+        .refused("10.31.0.5")
+        .contains("10.31.0.5 is already in use on host a"));
 
     // docker restart keeps address and MAC (pooled and declared).
     let r1 = identity(b, "r1");
@@ -415,18 +377,7 @@ fn docker_run_network_gets_its_port_before_the_process_starts() {
     assert_eq!(identity(a, "web"), web);
 
     // The routed network: a's subnet, its gateway, across hosts.
-    a.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "p1",
-        "--restart=always",
-        "--network",
-        "pods",
-        IMAGE,
-        "sleep",
-        "1000000",
-    ]);
+    a.start("p1", "pods", &["--restart=always"]);
     let p1 = a.ok(&[
         "exec",
         "p1",
@@ -434,22 +385,9 @@ fn docker_run_network_gets_its_port_before_the_process_starts() {
         "-c",
         "ip -4 -o addr show eth0; ip route",
     ]);
-    assert!(
-        p1.contains("172.20.1.2/24") && p1.contains("default via 172.20.1.1"),
-        "{p1}"
-    );
-    let out = b.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "pods",
-        IMAGE,
-        "ping",
-        "-c1",
-        "-W2",
-        "172.20.1.2",
-    ]);
-    assert!(out.contains("1 packets received"), "{out}");
+    let routed = p1.contains("172.20.1.2/24") && p1.contains("default via 172.20.1.1");
+    assert!(routed, "{p1}");
+    b.first_packet("pods", "172.20.1.2");
 
     // docker rm removes the veth and the port.
     let before = a.endpoint_ports(&netns_a);
@@ -460,51 +398,13 @@ fn docker_run_network_gets_its_port_before_the_process_starts() {
     let links = run("ip", &["-n", &netns_a, "-o", "link"]);
     assert_eq!(links.matches("ovsmesh-ep:").count(), 1, "{links}");
 
-    // The daemon restarts: nothing is lost, and the next docker run works.
-    let prefix = lab.lab.prefix.clone();
-    let file = lab.file.clone();
+    // The daemon restarts: nothing is lost meanwhile, and the next docker run works.
+    let (prefix, file) = (lab.lab.prefix.clone(), lab.file.clone());
     stop(&mut lab.hosts[0].daemon);
-    let out = lab.hosts[1].ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "pods",
-        IMAGE,
-        "ping",
-        "-c1",
-        "-W2",
-        "172.20.1.2",
-    ]);
-    assert!(
-        out.contains("1 packets received"),
-        "while a's daemon is down: {out}"
-    );
+    lab.hosts[1].first_packet("pods", "172.20.1.2");
     lab.hosts[0].start_daemon(&file, &prefix);
-    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
-    let out = b.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "pods",
-        IMAGE,
-        "ping",
-        "-c1",
-        "-W2",
-        "172.20.1.2",
-    ]);
-    assert!(out.contains("1 packets received"), "{out}");
-    let out = a.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "red",
-        IMAGE,
-        "ping",
-        "-c1",
-        "-W2",
-        "10.31.0.96",
-    ]);
-    assert!(out.contains("1 packets received"), "{out}");
+    lab.hosts[1].first_packet("pods", "172.20.1.2");
+    lab.hosts[0].first_packet("red", "10.31.0.96");
 
     // dockerd restarts: the --restart=always container comes back networked.
     stop(&mut lab.hosts[0].dockerd);

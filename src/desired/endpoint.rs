@@ -347,22 +347,8 @@ pub fn port(topology: &Topology, link: &EndpointLink) -> Option<(String, Port)> 
         endpoint: link.mark.endpoint.clone(),
     }
     .key();
-    Some((
-        key,
-        Port {
-            name: link.host_end.clone(),
-            bridge,
-            role: Role::Endpoint,
-            iface_type: String::new(),
-            options: BTreeMap::new(),
-            tag,
-            trunks: Vec::new(),
-            protected: false,
-            bfd: BTreeMap::new(),
-            mtu_request: None,
-            external_ids,
-        },
-    ))
+    let port = Port::veth(&link.host_end, &bridge, Role::Endpoint, tag, external_ids);
+    Some((key, port))
 }
 
 /// Whether the host's veths need transmit checksum offload off (userspace datapath).

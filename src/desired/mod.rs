@@ -433,19 +433,7 @@ impl Builder<'_> {
                         container: container.name.clone(),
                         ifname: iface.ifname.clone(),
                     },
-                    Port {
-                        name: name.clone(),
-                        bridge,
-                        role: Role::Access,
-                        iface_type: String::new(),
-                        options: BTreeMap::new(),
-                        tag,
-                        trunks: Vec::new(),
-                        protected: false,
-                        bfd: BTreeMap::new(),
-                        mtu_request: None,
-                        external_ids,
-                    },
+                    Port::veth(&name, &bridge, Role::Access, tag, external_ids),
                 );
                 let interface = ContainerInterface {
                     container: container.name.clone(),

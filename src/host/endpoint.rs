@@ -21,7 +21,7 @@ pub async fn make(
     // A leftover of an earlier attempt for the same endpoint goes first.
     remove(netlink, policy, host_end, &mark.endpoint).await?;
     netlink
-        .create_local_veth(host_end, container_end, mark.mac, mtu)
+        .create_veth(host_end, container_end, None, mark.mac, mtu)
         .await?;
     let alias = policy.endpoint_alias(mark);
     let named = async {

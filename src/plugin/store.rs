@@ -203,25 +203,34 @@ impl Store {
         };
         let tx = ovs::apply::build(&plan, &self.mesh, &observed.rows);
         let timeout = self.timeout;
-        let name = plan.changes[0].after.as_ref().and_then(Item::port).map(|p| p.name.clone());
-        let written = self.with(async |session| {
-            let replies = session.client.transact(DB, tx.operations).await?;
-            let next_cfg = tx
-                .next_cfg_select
-                .and_then(|i| replies.get(i))
-                .and_then(|r| r["rows"][0]["next_cfg"].as_i64());
-            if let Some(next_cfg) = next_cfg {
-                ovs::wait_for_vswitchd(&session.client, next_cfg, timeout).await?;
-            }
-            Ok(())
-        })
-        .await;
+        let name = plan.changes[0]
+            .after
+            .as_ref()
+            .and_then(Item::port)
+            .map(|p| p.name.clone());
+        let written = self
+            .with(async |session| {
+                let replies = session.client.transact(DB, tx.operations).await?;
+                let next_cfg = tx
+                    .next_cfg_select
+                    .and_then(|i| replies.get(i))
+                    .and_then(|r| r["rows"][0]["next_cfg"].as_i64());
+                if let Some(next_cfg) = next_cfg {
+                    ovs::wait_for_vswitchd(&session.client, next_cfg, timeout).await?;
+                }
+                Ok(())
+            })
+            .await;
         match written {
             // Someone else (the daemon, re-making a lost port) wrote the same port first.
             Err(error) if op == Op::Create => {
-                let topology_bridges: Vec<&str> = observed.rows.bridges.keys().map(String::as_str).collect();
+                let topology_bridges: Vec<&str> =
+                    observed.rows.bridges.keys().map(String::as_str).collect();
                 let again = self
-                    .with(async |session| ovs::observe(&session.client, &self.host, &self.mesh, &topology_bridges).await)
+                    .with(async |session| {
+                        ovs::observe(&session.client, &self.host, &self.mesh, &topology_bridges)
+                            .await
+                    })
                     .await?;
                 match again.state.ports.get(key) {
                     Some(port) if Some(&port.name) == name.as_ref() => Ok(()),
