@@ -98,7 +98,9 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
             (c.kind == Kind::ContainerInterface && &c.id == key)
                 || (c.kind == Kind::Port && c.id == format!("access/{key}"))
         });
-        let state = if plan.waiting.contains(&iface.container) {
+        let state = if served_by_docker(desired, observed, key) {
+            "docker endpoint"
+        } else if plan.waiting.contains(&iface.container) {
             "waiting"
         } else if conflicted {
             "conflict"
@@ -195,6 +197,26 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
         warnings,
         daemon: None,
     }
+}
+
+/// Whether a Docker endpoint has this declared interface's address on its
+/// network (same bridge and tag): Docker plugged it in, the `--net=none` path
+/// leaves it alone (see `desired::endpoint::serve`).
+fn served_by_docker(desired: &HostState, observed: &Observed, key: &str) -> bool {
+    let (Some(iface), Some(access)) = (
+        desired.containers.get(key),
+        desired.ports.get(&format!("access/{key}")),
+    ) else {
+        return false;
+    };
+    observed.state.endpoints.values().any(|link| {
+        let port = observed
+            .state
+            .ports
+            .get(&format!("endpoint/{}", link.mark.endpoint));
+        link.mark.address == iface.address
+            && port.is_some_and(|p| p.bridge == access.bridge && p.tag == access.tag)
+    })
 }
 
 /// The status as text.

@@ -368,6 +368,31 @@ fn docker_run_network_gets_its_port_before_the_process_starts() {
     assert!(a
         .refused("10.31.0.5")
         .contains("10.31.0.5 is already in use on host a"));
+    // status: web's declared interface is Docker's, its endpoint attached; converged.
+    let status = Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
+        .arg("status")
+        .arg(&lab.file)
+        .args([
+            "--lab",
+            &lab.lab.prefix,
+            "--host",
+            "a",
+            "--docker",
+            &a.socket(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    let web_line = text.lines().find(|l| l.contains("interface web/eth1"));
+    assert!(
+        web_line.is_some_and(|l| l.ends_with("docker endpoint")),
+        "{text}"
+    );
+    let endpoint = text
+        .lines()
+        .find(|l| l.contains("endpoint  red 10.31.0.5/24"));
+    assert!(endpoint.is_some_and(|l| l.contains("attached")), "{text}");
 
     // docker restart keeps address and MAC (pooled and declared).
     let r1 = identity(b, "r1");
