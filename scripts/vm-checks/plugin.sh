@@ -40,7 +40,8 @@ pl_refused() {
 }
 
 # The race test: 50 fresh containers in a row, each printing its address and reaching red2 on node2
-# with its first packet; the start latency of the first 20 next to 20 on Docker's default bridge.
+# with its first packet; the start latency of the first 20 (median), and with OVSMESH_VM_LATENCY=1
+# next to 20 on Docker's default bridge (about 4 minutes more under TCG, so not in CI).
 # Figures go to $state/plugin-figures as well.
 pl_race() {
     local out
@@ -55,14 +56,15 @@ pl_race() {
             [ "$i" -le 20 ] && awk "BEGIN { print $t1 - $t0 }" >> /tmp/red.times
             if grep -q " 192.0.2.70/24 " <<<"$got" && grep -q "1 packets received" <<<"$got"; then ok=$((ok + 1)); else echo "run $i: $got"; fi
         done
-        for i in $(seq 20); do
+        for i in $(seq '"$([ "${OVSMESH_VM_LATENCY:-0}" = 1 ] && echo 20 || echo 0)"'); do
             t0=$(date +%s.%N)
             docker run --rm --network bridge '"$PL_IMAGE"' sh -c "ip -4 -o addr show; ping -c1 -W2 127.0.0.1" >/dev/null 2>&1
             t1=$(date +%s.%N)
             awk "BEGIN { print $t1 - $t0 }" >> /tmp/bridge.times
         done
         echo "race: $ok/50 first packets"
-        echo "start latency (median of 20): --network red $(median < /tmp/red.times) s, --network bridge $(median < /tmp/bridge.times) s"
+        bridge=$([ -s /tmp/bridge.times ] && echo ", --network bridge $(median < /tmp/bridge.times) s")
+        echo "start latency (median of 20): --network red $(median < /tmp/red.times) s$bridge"
         [ "$ok" -eq 50 ]')
     local rc=$?
     echo "$out"

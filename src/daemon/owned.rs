@@ -116,11 +116,13 @@ impl Interest {
     fn link(&self, link: &LinkMessage) -> bool {
         link.attributes.iter().any(|a| match a {
             LinkAttribute::IfName(name) => self.devices.contains(name),
-            LinkAttribute::IfAlias(alias) => {
-                let policy = marks::Policy::new(&self.mesh);
-                policy.veth_identity(Some(alias)).is_some()
-                    || policy.endpoint_identity(Some(alias)).is_some()
-            }
+            // Not a Docker endpoint's veth: the plugin makes, moves and removes it
+            // (several link events per `docker run`, each a reconcile competing with
+            // the container's start); its port's OVSDB change wakes the daemon, and a
+            // veth gone without the plugin is let go at the next change or resync.
+            LinkAttribute::IfAlias(alias) => marks::Policy::new(&self.mesh)
+                .veth_identity(Some(alias))
+                .is_some(),
             _ => false,
         })
     }
@@ -288,9 +290,8 @@ mod tests {
             mac: "02:00:00:00:00:01".parse().unwrap(),
         };
         let alias = marks::Policy::new("lab").endpoint_alias(&endpoint);
-        assert!(interest.concerns(&link("ve0123", Some(&alias))));
-        let theirs = marks::Policy::new("other").endpoint_alias(&endpoint);
-        assert!(!interest.concerns(&link("ve0123", Some(&theirs))));
+        // The plugin's own veths do not wake the daemon (their ports' OVSDB rows do).
+        assert!(!interest.concerns(&link("ve0123", Some(&alias))));
         let ours = marks::Policy::new("lab").route_metric();
         assert!(interest.concerns(&route("10.9.0.0/16", marks::ROUTE_PROTOCOL, ours)));
         assert!(interest.concerns(&route("172.17.2.0/24", 4, 0)));
