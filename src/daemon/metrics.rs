@@ -3,7 +3,8 @@
 //! Reconciles by result and their duration, whether one is running, drift
 //! corrections by kind, stuck changes, container re-plumbs, waiting containers,
 //! unhealthy tunnels, the last successful reconcile, the topology generation,
-//! reload errors, and for a git source the commit in force, refusals and rollbacks.
+//! reload errors, for a git source the commit in force, refusals and rollbacks,
+//! and the time the Docker plugin takes to answer each kind of call.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,19 @@ pub struct InfoLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
+}
+
+/// A Docker plugin call by name (`CreateEndpoint`, `Join`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabel {
+    pub call: String,
+}
+
+/// Time to answer one plugin call: 1 ms to 16 s.
+pub type PluginCalls = Family<CallLabel, Histogram, fn() -> Histogram>;
+
+fn call_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
 /// Declares [`Metrics`] and registers every field under its name and help, from one table.
@@ -91,6 +105,8 @@ metrics! {
         "topology_refused", "Git commits refused before applying (untrusted, invalid, unreachable)";
     topology_rollbacks: Counter = Counter::default(),
         "topology_rollbacks", "Git commits rolled back after applying (peers lost or verify failed)";
+    plugin_calls: PluginCalls = Family::new_with_constructor(call_histogram as fn() -> Histogram),
+        "plugin_call_duration_seconds", "Docker plugin calls by name: time to answer";
 }
 
 impl Default for Metrics {

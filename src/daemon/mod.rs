@@ -28,6 +28,7 @@
 
 pub mod backoff;
 pub mod containers;
+pub mod echoes;
 pub mod follow;
 pub mod metrics;
 mod notices;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::DaemonConfig;
-use crate::plugin::{networks, server, Plugin, DEFAULT_NAME};
+use crate::plugin::{networks, server, Plugin, ToDaemon, DEFAULT_NAME};
 use crate::runtime::DockerSocket;
 use crate::topology::Topology;
 
@@ -33,6 +33,7 @@ impl Running {
         config: &DaemonConfig,
         topology: &Topology,
         remote: String,
+        to_daemon: ToDaemon,
     ) -> Result<Option<Self>, server::ServeError> {
         let inherited = server::inherited();
         let wanted = config.docker_plugin.clone().or_else(|| {
@@ -56,6 +57,7 @@ impl Running {
             topology_rx.clone(),
             remote,
             config.timeout,
+            to_daemon,
         ));
         tracing::info!(plugin = %wanted.name, socket = %path.display(), "Docker network plugin served");
         tokio::spawn(server::serve(listener, plugin.clone()));

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::backoff::Backoff;
 use super::containers::{self, Watchers};
+use super::echoes::Echoes;
 use super::metrics::{self, Metrics};
 use super::owned::{self, Interest};
 use super::rollout::{self, FetchResult};
@@ -19,6 +20,7 @@ use super::wake::{Schedule, Signals};
 use super::{
     load, notices, plugin, remote, stuck, unix_now, Daemon, DaemonConfig, DaemonError, MAX_BACKOFF,
 };
+use crate::plugin::ToDaemon;
 use crate::runtime::{DockerSocket, Runtimes};
 use crate::source::Spec;
 
@@ -71,7 +73,9 @@ impl Daemon {
         let (tx, rx) = mpsc::unbounded_channel();
         // Filled in by `loaded` below, before any watcher task first runs.
         let (interest, interested) = watch::channel(Interest::default());
-        triggers::watch_ovsdb(remote.clone(), tx.clone());
+        // The plugin's own OVSDB writes, which the monitor's watcher drops.
+        let echoes = Echoes::default();
+        triggers::watch_ovsdb(remote.clone(), echoes.clone(), tx.clone());
         owned::watch_netlink(interested.clone(), tx.clone())?;
         triggers::watch_netns(interested.clone(), tx.clone())?;
         let (fetch_tx, fetches) = mpsc::unbounded_channel();
@@ -89,7 +93,11 @@ impl Daemon {
             interested,
             tx.clone(),
         );
-        let plugin = plugin::Running::start(&config, &topology, remote.clone())?;
+        let to_daemon = ToDaemon {
+            calls: metrics.plugin_calls.clone(),
+            echoes,
+        };
+        let plugin = plugin::Running::start(&config, &topology, remote.clone(), to_daemon)?;
         let watchers = Watchers::new(tx);
         let signals = Signals::new()?;
         tracing::info!(host = %config.host, topology = %config.source.describe(), %remote, "daemon started");

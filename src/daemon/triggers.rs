@@ -30,6 +30,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::{mpsc::UnboundedSender, watch};
 
+use super::echoes::{Echoes, Mirror};
 use super::owned::Interest;
 use super::unix_now;
 use crate::ovs::columns::monitor_requests;
@@ -106,19 +107,21 @@ impl Trigger {
     }
 }
 
-/// Watch OVSDB; reconnect with backoff when the server goes away.
-pub fn watch_ovsdb(remote: String, tx: UnboundedSender<Trigger>) {
+/// Watch OVSDB; reconnect with backoff when the server goes away. The echoes
+/// of the Docker plugin's own writes do not wake the daemon (`echoes`).
+pub fn watch_ovsdb(remote: String, echoes: Echoes, tx: UnboundedSender<Trigger>) {
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(200);
         let mut first = true;
         loop {
             match ovsdb::connect(&remote, ConnectOptions::default()).await {
                 Ok((client, mut updates)) => {
-                    if client
+                    let mut mirror = Mirror::default();
+                    if let Ok(initial) = client
                         .monitor_cond(ovsdb::DB, json!("ovsmesh-daemon"), monitor_requests())
                         .await
-                        .is_ok()
                     {
+                        mirror.initial(&initial);
                         delay = Duration::from_millis(200);
                         if !first {
                             tracing::info!(%remote, "reconnected to ovsdb-server");
@@ -126,9 +129,14 @@ pub fn watch_ovsdb(remote: String, tx: UnboundedSender<Trigger>) {
                         }
                         first = false;
                         while let Some(notification) = updates.recv().await {
-                            if matches!(notification, Notification::Update { .. })
-                                && tx.send(Trigger::Ovsdb).is_err()
-                            {
+                            let Notification::Update { updates, .. } = notification else {
+                                continue;
+                            };
+                            if mirror.echo(&updates, &echoes) {
+                                tracing::debug!("ovsdb change: the Docker plugin's own write");
+                                continue;
+                            }
+                            if tx.send(Trigger::Ovsdb).is_err() {
                                 return;
                             }
                         }

@@ -9,6 +9,7 @@
 //! leave a port unusable (a tunnel key clash only shows there).
 
 pub mod apply;
+pub mod cfg;
 pub mod columns;
 pub mod observe;
 

@@ -34,15 +34,17 @@ impl Plugin {
             .address
             .parse()
             .map_err(|_| format!("{:?} is not an IPv4 address", iface.address))?;
-        let network = self.network_of(&create.network_id, asked.addr()).await?;
         let topology = self.topology();
+        // One read: the Docker network's record and the ports in use.
+        let seen = self.store.observe(&topology).await.map_err(text)?;
+        let network = self.network_of(&seen, &create.network_id, asked.addr())?;
         let mesh = &topology.mesh.name;
         let key = PortId::Endpoint {
             endpoint: create.endpoint_id.clone(),
         }
         .key();
-        let observed = self.store.observe(&topology).await.map_err(text)?;
-        let others = observed
+        let others = seen
+            .ovs
             .state
             .ports
             .iter()
@@ -80,7 +82,7 @@ impl Plugin {
         let written = match endpoint::port(&topology, &link) {
             Some((key, port)) => self
                 .store
-                .write_port(&key, Some(port), &observed)
+                .write_port(&key, Some(port), &seen.ovs)
                 .await
                 .map_err(text),
             None => Err(format!("network {network} is not in the topology")),
@@ -133,18 +135,27 @@ impl Plugin {
         let mesh = &topology.mesh.name;
         let (host_end, _) = names::endpoint_ends(mesh, endpoint_id);
         let netlink = Netlink::open().map_err(text)?;
-        host::endpoint::remove(&netlink, &Policy::new(mesh), &host_end, endpoint_id)
-            .await
-            .map_err(text)?;
+        let policy = Policy::new(mesh);
         let key = PortId::Endpoint {
             endpoint: endpoint_id.to_string(),
         }
         .key();
-        let observed = self.store.observe(&topology).await.map_err(text)?;
-        self.store
-            .write_port(&key, None, &observed)
-            .await
-            .map_err(text)?;
+        // Side by side: deleting a veth takes the kernel a while.
+        let veth = async {
+            host::endpoint::remove(&netlink, &policy, &host_end, endpoint_id)
+                .await
+                .map_err(text)
+        };
+        let port = async {
+            let seen = self.store.observe(&topology).await.map_err(text)?;
+            self.store
+                .write_port(&key, None, &seen.ovs)
+                .await
+                .map_err(text)
+        };
+        let (veth, port) = tokio::join!(veth, port);
+        veth?;
+        port?;
         tracing::info!(endpoint = %endpoint_id, port = %host_end, "Docker endpoint removed");
         Ok(protocol::empty())
     }

@@ -24,7 +24,7 @@ use ipnet::Ipv4Net;
 use serde_json::Value;
 
 use super::protocol::{self, CreateNetwork, RequestAddress, RequestPool, NETWORK_OPTION};
-use super::Plugin;
+use super::{Plugin, Seen};
 use crate::desired::endpoint;
 use crate::topology::{self, Network, Topology};
 
@@ -204,16 +204,21 @@ impl Plugin {
         Ok(protocol::empty())
     }
 
-    /// The topology network of a pool id, if it is known (pending pools: once bound).
-    async fn pool_network(&self, id: &str) -> Result<Option<String>, String> {
+    /// The topology network of a pool id, if it is known (pending pools: once
+    /// bound, as `seen` or a fresh read shows).
+    async fn pool_network(&self, id: &str, seen: Option<&Seen>) -> Result<Option<String>, String> {
         let (head, _) = parse_pool_id(id)?;
         if !head.starts_with('?') {
             return Ok(Some(head.to_string()));
         }
-        self.store
-            .recorded(None, Some(id))
-            .await
-            .map_err(|e| e.to_string())
+        match seen {
+            Some(seen) => Ok(seen.recorded(None, Some(id))),
+            None => self
+                .store
+                .recorded(None, Some(id))
+                .await
+                .map_err(|e| e.to_string()),
+        }
     }
 
     pub(super) async fn request_address(&self, request: &RequestAddress) -> Result<Value, String> {
@@ -225,9 +230,9 @@ impl Plugin {
                     .map_err(|_| format!("{text:?} is not an IPv4 address"))?,
             ),
         };
-        let network = self.pool_network(&request.pool_id).await?;
         let topology = self.topology();
         if request.for_gateway() {
+            let network = self.pool_network(&request.pool_id, None).await?;
             let gateway = match &network {
                 Some(network) => {
                     endpoint::subnet_of(&topology, &self.host, network)
@@ -254,18 +259,19 @@ impl Plugin {
                     .to_string(),
             ));
         }
-        let Some(network) = network else {
-            return Err(format!(
-                "pool {} is not bound to a topology network (its docker network create did not finish?)",
-                request.pool_id
-            ));
-        };
+        // One read: the pool's binding (if pending) and the ports in use.
         let observed = self
             .store
             .observe(&topology)
             .await
             .map_err(|e| e.to_string())?;
-        let mut in_use = endpoint::in_use(&topology, &network, observed.state.ports.values());
+        let Some(network) = self.pool_network(&request.pool_id, Some(&observed)).await? else {
+            return Err(format!(
+                "pool {} is not bound to a topology network (its docker network create did not finish?)",
+                request.pool_id
+            ));
+        };
+        let mut in_use = endpoint::in_use(&topology, &network, observed.ovs.state.ports.values());
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         memory.expire();
         for (net, address) in memory.reserved.keys() {
@@ -341,17 +347,13 @@ impl Plugin {
     /// The topology network of a Docker network id: as recorded at
     /// `CreateNetwork`, else (an id never seen: created while OVSDB was
     /// replaced) the one network of this host whose subnet holds `address`.
-    pub(super) async fn network_of(
+    pub(super) fn network_of(
         &self,
+        seen: &Seen,
         network_id: &str,
         address: Ipv4Addr,
     ) -> Result<String, String> {
-        if let Some(network) = self
-            .store
-            .recorded(Some(network_id), None)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        if let Some(network) = seen.recorded(Some(network_id), None) {
             return Ok(network);
         }
         let all = candidates(&self.topology(), &self.host);

@@ -51,6 +51,10 @@ fn plugin(host: &str) -> Plugin {
         rx,
         "unix:/nonexistent".into(),
         Duration::from_secs(1),
+        crate::plugin::ToDaemon {
+            calls: crate::daemon::metrics::Metrics::new().plugin_calls,
+            echoes: Default::default(),
+        },
     )
 }
 

@@ -34,19 +34,29 @@ pub mod server;
 mod store;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use crate::daemon::echoes::Echoes;
+use crate::daemon::metrics::{CallLabel, PluginCalls};
 use crate::topology::Topology;
 use protocol::Call;
-pub use store::Store;
+pub use store::{Seen, Store};
 
 /// Default plugin name (`--docker-plugin` without a value).
 pub const DEFAULT_NAME: &str = "ovsmesh";
 /// Label on the Docker networks the daemon makes: the mesh they belong to.
 pub const MESH_LABEL: &str = "ovsmesh.mesh";
+
+/// What the plugin tells the daemon it runs in.
+pub struct ToDaemon {
+    /// The time each call took to answer (metrics).
+    pub calls: PluginCalls,
+    /// The endpoint ports it is about to write, whose OVSDB echoes must not wake the daemon.
+    pub echoes: Echoes,
+}
 
 /// The plugin of one host.
 pub struct Plugin {
@@ -55,6 +65,8 @@ pub struct Plugin {
     topology: watch::Receiver<Arc<Topology>>,
     pub store: Store,
     memory: Mutex<ipam::Memory>,
+    /// Time to answer, by call.
+    calls: PluginCalls,
 }
 
 impl Plugin {
@@ -64,14 +76,16 @@ impl Plugin {
         topology: watch::Receiver<Arc<Topology>>,
         ovsdb: String,
         timeout: Duration,
+        to_daemon: ToDaemon,
     ) -> Self {
         let mesh = topology.borrow().mesh.name.clone();
         Self {
             name: name.to_string(),
             host: host.to_string(),
-            store: Store::new(ovsdb, &mesh, host, timeout),
+            store: Store::new(ovsdb, &mesh, host, timeout, to_daemon.echoes),
             topology,
             memory: Mutex::new(ipam::Memory::default()),
+            calls: to_daemon.calls,
         }
     }
 
@@ -83,6 +97,7 @@ impl Plugin {
     /// Answer one call; an error goes back as `{"Err": ...}`.
     pub async fn handle(&self, call: Call) -> Value {
         let name = call.name();
+        let started = Instant::now();
         let result = match call {
             Call::Activate => Ok(protocol::activated()),
             Call::NetworkCapabilities => Ok(protocol::network_capabilities()),
@@ -100,13 +115,18 @@ impl Plugin {
             Call::Join(join) => self.join(&join).await,
             Call::DeleteEndpoint(endpoint) => self.delete_endpoint(&endpoint.endpoint_id).await,
         };
+        let took = started.elapsed();
+        self.calls
+            .get_or_create(&CallLabel { call: name.into() })
+            .observe(took.as_secs_f64());
+        let ms = took.as_secs_f64() * 1000.0;
         match result {
             Ok(reply) => {
-                tracing::debug!(call = name, %reply, "plugin call");
+                tracing::debug!(call = name, ms, %reply, "plugin call");
                 reply
             }
             Err(error) => {
-                tracing::warn!(call = name, %error, "plugin call refused");
+                tracing::warn!(call = name, ms, %error, "plugin call refused");
                 protocol::error(&error)
             }
         }

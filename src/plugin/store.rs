@@ -17,8 +17,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::daemon::echoes::Echoes;
 use crate::engine;
-use crate::ovs::{self, OvsObserved, Session};
+use crate::ovs::cfg::CfgWatch;
+use crate::ovs::{self, columns, OvsObserved, Session};
 use crate::ovsdb::transact::{mutate, select};
 use crate::ovsdb::value::{Atom, Datum};
 use crate::ovsdb::{ConnectOptions, OvsdbError, DB};
@@ -36,35 +38,65 @@ fn pool_key(mesh: &str, pool_id: &str) -> String {
     format!("ovsmesh-docker-pool:{mesh}:{pool_id}")
 }
 
-/// The plugin's OVSDB connection, opened when first needed and again after it fails.
+/// The plugin's OVSDB connections (requests, and `cur_cfg` followed), opened
+/// when first needed and again after one fails.
 pub struct Store {
     remote: String,
     mesh: String,
     host: String,
     timeout: Duration,
-    session: tokio::sync::Mutex<Option<Session>>,
+    session: tokio::sync::Mutex<Option<Connection>>,
+    /// Told of each port write before it is made (see `daemon::echoes`).
+    echoes: Echoes,
+}
+
+struct Connection {
+    session: Session,
+    cfg: CfgWatch,
+}
+
+/// What one read shows: the host's OVS side (this mesh's ports with their
+/// marks) and the plugin's records in `Open_vSwitch:external_ids`.
+pub struct Seen {
+    pub ovs: OvsObserved,
+    records: BTreeMap<String, String>,
+    mesh: String,
+}
+
+impl Seen {
+    /// The topology network recorded for a Docker network id or pool id.
+    pub fn recorded(&self, network_id: Option<&str>, pool_id: Option<&str>) -> Option<String> {
+        network_id
+            .map(|id| network_key(&self.mesh, id))
+            .into_iter()
+            .chain(pool_id.map(|id| pool_key(&self.mesh, id)))
+            .find_map(|k| self.records.get(&k).cloned())
+    }
 }
 
 impl Store {
-    pub fn new(remote: String, mesh: &str, host: &str, timeout: Duration) -> Self {
+    pub fn new(remote: String, mesh: &str, host: &str, timeout: Duration, echoes: Echoes) -> Self {
         Self {
             remote,
             mesh: mesh.to_string(),
             host: host.to_string(),
             timeout,
             session: tokio::sync::Mutex::new(None),
+            echoes,
         }
     }
 
-    /// Run `work` on the session; a failed request drops it (the next call reconnects).
+    /// Run `work` on the connection; a failed request drops it (the next call reconnects).
     async fn with<T>(
         &self,
-        work: impl AsyncFnOnce(&Session) -> Result<T, OvsdbError>,
+        work: impl AsyncFnOnce(&Connection) -> Result<T, OvsdbError>,
     ) -> Result<T, OvsdbError> {
         let mut slot = self.session.lock().await;
         if slot.is_none() {
             let options = ConnectOptions::with_timeout(self.timeout);
-            *slot = Some(Session::open_with(&self.remote, &self.mesh, options).await?);
+            let session = Session::open_with(&self.remote, &self.mesh, options.clone()).await?;
+            let cfg = CfgWatch::open(&self.remote, options).await?;
+            *slot = Some(Connection { session, cfg });
         }
         let result = work(slot.as_ref().expect("opened above")).await;
         if result.is_err() {
@@ -73,50 +105,32 @@ impl Store {
         result
     }
 
-    /// This mesh's OVS side of the host (its ports with their marks).
-    pub async fn observe(&self, topology: &Topology) -> Result<OvsObserved, OvsdbError> {
+    /// Read the host's OVS side and the plugin's records, in one transaction.
+    pub async fn observe(&self, topology: &Topology) -> Result<Seen, OvsdbError> {
         let (host, mesh) = (&self.host, &self.mesh);
-        self.with(async |session| {
-            ovs::observe(
-                &session.client,
-                host,
-                mesh,
-                &engine::managed_bridges(topology),
-            )
-            .await
+        let mut reads: Vec<Value> = columns::TABLES.iter().map(|t| t.select_all()).collect();
+        reads.push(select("Open_vSwitch", json!([]), &["external_ids"]));
+        let replies = self
+            .with(async |c| c.session.client.transact(DB, reads).await)
+            .await?;
+        let rows = |i: usize| replies[i]["rows"].as_array().map_or(&[][..], Vec::as_slice);
+        let ovs = ovs::observe::interpret(
+            host,
+            mesh,
+            &engine::managed_bridges(topology),
+            rows(0),
+            rows(1),
+            rows(2),
+            rows(3),
+        );
+        let records = Datum::from_json(&replies[4]["rows"][0]["external_ids"])
+            .map(|d| d.string_map())
+            .unwrap_or_default();
+        Ok(Seen {
+            ovs,
+            records,
+            mesh: mesh.clone(),
         })
-        .await
-    }
-
-    /// The topology network recorded for a Docker network id or pool id.
-    pub async fn recorded(
-        &self,
-        network_id: Option<&str>,
-        pool_id: Option<&str>,
-    ) -> Result<Option<String>, OvsdbError> {
-        let keys: Vec<String> = network_id
-            .map(|id| network_key(&self.mesh, id))
-            .into_iter()
-            .chain(pool_id.map(|id| pool_key(&self.mesh, id)))
-            .collect();
-        let ids = self.root_ids().await?;
-        Ok(keys.iter().find_map(|k| ids.get(k).cloned()))
-    }
-
-    async fn root_ids(&self) -> Result<BTreeMap<String, String>, OvsdbError> {
-        self.with(async |session| {
-            let replies = session
-                .client
-                .transact(
-                    DB,
-                    vec![select("Open_vSwitch", json!([]), &["external_ids"])],
-                )
-                .await?;
-            Ok(Datum::from_json(&replies[0]["rows"][0]["external_ids"])
-                .map(|d| d.string_map())
-                .unwrap_or_default())
-        })
-        .await
     }
 
     /// Record (`Some`) or forget (`None`) the topology network of a Docker
@@ -151,8 +165,8 @@ impl Store {
                 Datum::map(&pairs).to_json()
             ]));
         }
-        self.with(async |session| {
-            session
+        self.with(async |c| {
+            c.session
                 .client
                 .transact(
                     DB,
@@ -164,9 +178,30 @@ impl Store {
         .await
     }
 
-    /// Create (`port` given) or delete the endpoint port `key`, then wait
-    /// (bounded) until ovs-vswitchd has it, so the container's first packet
-    /// passes. `observed` is the host's OVS side read just before.
+    /// The topology network recorded for a Docker network id or pool id.
+    pub async fn recorded(
+        &self,
+        network_id: Option<&str>,
+        pool_id: Option<&str>,
+    ) -> Result<Option<String>, OvsdbError> {
+        let read = vec![select("Open_vSwitch", json!([]), &["external_ids"])];
+        let replies = self
+            .with(async |c| c.session.client.transact(DB, read).await)
+            .await?;
+        let seen = Seen {
+            ovs: OvsObserved::default(),
+            records: Datum::from_json(&replies[0]["rows"][0]["external_ids"])
+                .map(|d| d.string_map())
+                .unwrap_or_default(),
+            mesh: self.mesh.clone(),
+        };
+        Ok(seen.recorded(network_id, pool_id))
+    }
+
+    /// Create (`port` given) or delete the endpoint port `key`; a new port is
+    /// waited for (bounded) until ovs-vswitchd has it, so the container's first
+    /// packet passes (a deleted one is not: its veth is gone already).
+    /// `observed` is the host's OVS side read just before.
     pub async fn write_port(
         &self,
         key: &str,
@@ -202,43 +237,59 @@ impl Store {
             conflicts: Vec::new(),
         };
         let tx = ovs::apply::build(&plan, &self.mesh, &observed.rows);
-        let timeout = self.timeout;
         let name = plan.changes[0]
             .after
             .as_ref()
             .and_then(Item::port)
             .map(|p| p.name.clone());
+        let written_name = plan.changes[0]
+            .before
+            .as_ref()
+            .and_then(Item::port)
+            .map(|p| &p.name);
+        match (op, written_name.or(name.as_ref())) {
+            (Op::Create, Some(name)) => self.echoes.expect(name, true),
+            (Op::Delete, Some(name)) => self.echoes.expect(name, false),
+            _ => {}
+        }
         let written = self
-            .with(async |session| {
-                let replies = session.client.transact(DB, tx.operations).await?;
-                let next_cfg = tx
-                    .next_cfg_select
-                    .and_then(|i| replies.get(i))
-                    .and_then(|r| r["rows"][0]["next_cfg"].as_i64());
-                if let Some(next_cfg) = next_cfg {
-                    ovs::wait_for_vswitchd(&session.client, next_cfg, timeout).await?;
-                }
-                Ok(())
-            })
+            .with(async |c| c.session.client.transact(DB, tx.operations).await)
             .await;
-        match written {
+        let replies = match written {
+            Ok(replies) => replies,
             // Someone else (the daemon, re-making a lost port) wrote the same port first.
             Err(error) if op == Op::Create => {
-                let topology_bridges: Vec<&str> =
-                    observed.rows.bridges.keys().map(String::as_str).collect();
+                let bridges: Vec<&str> = observed.rows.bridges.keys().map(String::as_str).collect();
                 let again = self
-                    .with(async |session| {
-                        ovs::observe(&session.client, &self.host, &self.mesh, &topology_bridges)
-                            .await
+                    .with(async |c| {
+                        ovs::observe(&c.session.client, &self.host, &self.mesh, &bridges).await
                     })
                     .await?;
-                match again.state.ports.get(key) {
-                    Some(port) if Some(&port.name) == name.as_ref() => Ok(()),
+                return match again.state.ports.get(key) {
+                    Some(port) if Some(&port.name) == name.as_ref() => {
+                        self.wait_for_vswitchd(again.rows.next_cfg).await
+                    }
                     _ => Err(error.into()),
-                }
+                };
             }
-            other => Ok(other?),
+            Err(error) => return Err(error.into()),
+        };
+        let next_cfg = tx
+            .next_cfg_select
+            .and_then(|i| replies.get(i))
+            .and_then(|r| r["rows"][0]["next_cfg"].as_i64());
+        match next_cfg {
+            Some(next_cfg) if op != Op::Delete => self.wait_for_vswitchd(next_cfg).await,
+            _ => Ok(()),
         }
+    }
+
+    /// Wait (bounded) until ovs-vswitchd has applied `next_cfg`.
+    async fn wait_for_vswitchd(&self, next_cfg: i64) -> Result<(), StoreError> {
+        let timeout = self.timeout;
+        Ok(self
+            .with(async |c| c.cfg.wait(next_cfg, timeout).await)
+            .await?)
     }
 }
 
