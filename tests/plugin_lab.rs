@@ -5,7 +5,9 @@
 //! directory, where that host's `ovsmesh daemon --docker-plugin` serves it.
 //! Proven with packets: pooled and declared addresses across hosts on a VLAN
 //! and on the routed network, the first packet of a fresh container, refusals
-//! as Docker prints them, restarts of the container, the daemon and dockerd.
+//! as Docker prints them, restarts of the container, the daemon and dockerd; and
+//! an endpoint veth left over by an interrupted `CreateEndpoint` removed by the
+//! daemon (`daemon::leftovers`).
 
 mod common;
 
@@ -317,6 +319,31 @@ fn identity(host: &Host, container: &str) -> String {
     ])
 }
 
+/// A veth as the plugin makes it for endpoint `endpoint` on `red`, without its port: what a
+/// daemon killed in the middle of `CreateEndpoint` leaves. Its host end's name.
+fn leftover_veth(netns: &str, endpoint: &str) -> String {
+    let (host_end, container_end) = ovsmesh::topology::names::endpoint_ends("pl", endpoint);
+    let mark = ovsmesh::marks::EndpointMark {
+        network: "red".into(),
+        endpoint: endpoint.into(),
+        address: "10.31.0.77/24".parse().unwrap(),
+        mac: "02:00:00:00:31:77".parse().unwrap(),
+    };
+    let alias = ovsmesh::marks::Policy::new("pl").endpoint_alias(&mark);
+    let link = |args: &[&str]| run("ip", &[&["-n", netns, "link"], args].concat());
+    link(&[
+        "add",
+        &host_end,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &container_end,
+    ]);
+    link(&["set", &host_end, "alias", &alias, "up"]);
+    host_end
+}
+
 #[test]
 #[ignore = "needs root + OVS + Docker"]
 fn docker_run_network_gets_its_port_before_the_process_starts() {
@@ -428,6 +455,9 @@ fn docker_run_network_gets_its_port_before_the_process_starts() {
     stop(&mut lab.hosts[0].daemon);
     lab.hosts[1].first_packet("pods", "172.20.1.2");
     lab.hosts[0].start_daemon(&file, &prefix);
+    // Removed by a's daemon at a periodic resync (every 10 s), found so at two 10 s apart.
+    let leftover = leftover_veth(&netns_a, &format!("left{}", std::process::id()));
+    let made = Instant::now();
     lab.hosts[1].first_packet("pods", "172.20.1.2");
     lab.hosts[0].first_packet("red", "10.31.0.96");
 
@@ -441,4 +471,18 @@ fn docker_run_network_gets_its_port_before_the_process_starts() {
     let out = a.ok(&["exec", "p1", "ping", "-c1", "-W2", "172.20.2.1"]);
     assert!(out.contains("1 packets received"), "{out}");
     assert_eq!(a.endpoint_ports(&netns_a).split_whitespace().count(), 1);
+
+    // The leftover veth is gone (no port, never joined, nobody making it); the live endpoint
+    // (p1's) stays.
+    let a = &lab.hosts[0];
+    wait_until("leftover veth removed", Duration::from_secs(90), || {
+        !run("ip", &["-n", &netns_a, "-o", "link"]).contains(&leftover)
+    });
+    assert!(
+        made.elapsed() >= Duration::from_secs(30),
+        "removed before its grace period"
+    );
+    assert_eq!(a.endpoint_ports(&netns_a).split_whitespace().count(), 1);
+    let links = run("ip", &["-n", &netns_a, "-o", "link"]);
+    assert_eq!(links.matches("ovsmesh-ep:").count(), 1, "{links}");
 }

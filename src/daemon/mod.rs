@@ -30,6 +30,7 @@ pub mod backoff;
 pub mod containers;
 pub mod echoes;
 pub mod follow;
+mod leftovers;
 pub mod metrics;
 mod notices;
 pub mod owned;
@@ -197,6 +198,7 @@ struct Daemon {
     watchers: Watchers,
     docker_events: triggers::DockerEvents,
     plugin: Option<plugin::Running>,
+    leftovers: leftovers::Leftovers,
 }
 
 /// Run until SIGTERM or SIGINT.

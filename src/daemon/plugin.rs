@@ -23,6 +23,7 @@ pub struct PluginConfig {
 
 /// The running plugin, as the daemon's loop talks to it.
 pub struct Running {
+    plugin: Arc<Plugin>,
     topology: watch::Sender<Arc<Topology>>,
     nudge: mpsc::UnboundedSender<()>,
 }
@@ -63,8 +64,9 @@ impl Running {
         tokio::spawn(server::serve(listener, plugin.clone()));
         let (nudge, nudged) = mpsc::unbounded_channel();
         let socket = DockerSocket::resolve(config.docker.as_deref());
-        tokio::spawn(networks::keep(plugin, socket, topology_rx, nudged));
+        tokio::spawn(networks::keep(plugin.clone(), socket, topology_rx, nudged));
         Ok(Some(Self {
+            plugin,
             topology: topology_tx,
             nudge,
         }))
@@ -73,6 +75,11 @@ impl Running {
     /// A topology is in force.
     pub fn loaded(&self, topology: &Topology) {
         let _ = self.topology.send(Arc::new(topology.clone()));
+    }
+
+    /// The endpoints being made right now.
+    pub fn making(&self) -> std::collections::BTreeSet<String> {
+        self.plugin.making()
     }
 
     /// Look at the Docker networks again (dockerd came back).

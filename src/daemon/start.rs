@@ -132,6 +132,7 @@ impl Daemon {
             watchers,
             docker_events,
             plugin,
+            leftovers: Default::default(),
         };
         daemon.loaded();
         daemon.publish_info();

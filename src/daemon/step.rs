@@ -91,12 +91,36 @@ impl Daemon {
         unsafe {
             libc::malloc_trim(0);
         }
+        let resync = why.contains(&"periodic resync");
         match result {
             Ok(outcome) => self.succeeded(&outcome, rx),
             Err(error) => self.failed(error),
         }
+        if resync {
+            self.sweep_leftovers().await;
+        }
         self.publish();
         None
+    }
+
+    /// Delete Docker endpoint veths left over by an interrupted `CreateEndpoint`.
+    async fn sweep_leftovers(&mut self) {
+        let Some(connection) = &self.connection else {
+            return;
+        };
+        let making = self.plugin.as_ref().map(|p| p.making()).unwrap_or_default();
+        let sweep = self.leftovers.sweep(
+            &connection.session,
+            &self.topology,
+            &self.config.host,
+            &making,
+        );
+        if tokio::time::timeout(self.config.timeout, sweep)
+            .await
+            .is_err()
+        {
+            tracing::warn!("looking for leftover Docker endpoint veths took too long");
+        }
     }
 
     fn succeeded(&mut self, outcome: &Outcome, rx: &mut mpsc::UnboundedReceiver<Trigger>) {

@@ -33,6 +33,7 @@ pub mod protocol;
 pub mod server;
 mod store;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,20 @@ pub struct Plugin {
     memory: Mutex<ipam::Memory>,
     /// Time to answer, by call.
     calls: PluginCalls,
+    /// The endpoints `CreateEndpoint` calls are making right now.
+    making: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// An endpoint being made, until dropped (also when its call is abandoned).
+struct Making(Arc<Mutex<BTreeSet<String>>>, String);
+
+impl Drop for Making {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
 }
 
 impl Plugin {
@@ -86,7 +101,16 @@ impl Plugin {
             topology,
             memory: Mutex::new(ipam::Memory::default()),
             calls: to_daemon.calls,
+            making: Arc::default(),
         }
+    }
+
+    /// The endpoints `CreateEndpoint` calls are making right now (see `daemon::leftovers`).
+    pub fn making(&self) -> BTreeSet<String> {
+        self.making
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The topology in force (the daemon's last good one).
@@ -111,7 +135,15 @@ impl Plugin {
             Call::ReleasePool(pool) => self.release_pool(&pool.pool_id).await,
             Call::RequestAddress(request) => self.request_address(&request).await,
             Call::ReleaseAddress(release) => Ok(self.release_address(&release)),
-            Call::CreateEndpoint(create) => self.create_endpoint(&create).await,
+            Call::CreateEndpoint(create) => {
+                let id = create.endpoint_id.clone();
+                self.making
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone());
+                let _making = Making(self.making.clone(), id);
+                self.create_endpoint(&create).await
+            }
             Call::Join(join) => self.join(&join).await,
             Call::DeleteEndpoint(endpoint) => self.delete_endpoint(&endpoint.endpoint_id).await,
         };
