@@ -12,8 +12,8 @@ want_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # a C toolchain for -sys crates; ovs-docker (openvswitch-common) and the uuidgen it calls, for the
 # attach benchmark's side-by-side; iptables (legacy and nft) and nftables (`nft`) for the firewall tests;
 # git (its git-daemon too) and ssh-keygen to make and serve the git-source tests' repositories and signed
-# commits (the product reads them with gix).
-for pkg in openvswitch-switch openvswitch-common uuid-runtime iproute2 iputils-ping docker.io busybox-static iptables nftables ca-certificates curl gcc pkg-config git openssh-client; do want_pkg "$pkg"; done
+# commits (the product reads them with gix); Graphviz, whose `dot` the graph tests render with.
+for pkg in openvswitch-switch openvswitch-common uuid-runtime iproute2 iputils-ping docker.io busybox-static iptables nftables ca-certificates curl gcc pkg-config git openssh-client graphviz; do want_pkg "$pkg"; done
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -9,7 +9,9 @@
 # The box is built by vagrant/box/build.sh and cached in /var/cache/ovsmesh-vm.
 # Everything is torn down at the end, also on failure or Ctrl-C.
 #
-# Environment: OVSMESH_BIN (binary for the guests; default: `cargo build --release`),
+# The guests install ovsmesh from its Debian package (scripts/package.sh), as a user's host would.
+# Environment: OVSMESH_DEB (the package for the guests; default: made by scripts/package.sh, which
+#              also builds target/release/ovsmesh for the checks run here),
 #              OVSMESH_VM_KEEP=1 (debugging: keep the VMs and print how to reach them),
 #              OVSMESH_VM_RACE=N (the plugin's race test: N fresh containers, default 15; 50 for
 #              the issue's proof), OVSMESH_VM_LATENCY=1 (also 20 runs on Docker's default bridge).
@@ -31,8 +33,8 @@ topology="$repo/topology/vagrant.toml"
 mkdir -p "$state"
 : > "$log"
 exec 3>&1 4>&2 # the terminal, for what a trap prints while a check's output goes to the log
-bin_given=${OVSMESH_BIN:-}
-bin=$(realpath -m "${OVSMESH_BIN:-$repo/target/release/ovsmesh}")
+deb=${OVSMESH_DEB:+$(realpath -m "$OVSMESH_DEB")}
+bin=$(realpath -m "$repo/target/release/ovsmesh")
 
 passed=0
 failed=0
@@ -119,12 +121,17 @@ install_packages() {
     return "$rc"
 }
 
-build_binary() { # $bin: OVSMESH_BIN as given, or built here
-    if [ -z "$bin_given" ]; then
+build_package() { # OVSMESH_DEB as given, or made here (with $bin) and named in $state/package.path
+    if [ -z "$deb" ]; then
+        ./scripts/package.sh > "$state/package.path" || return 1
+        deb=$(tail -1 "$state/package.path")
+    else
         export PATH="$HOME/.cargo/bin:$PATH"
         nice cargo build --release --locked --bin ovsmesh || return 1
     fi
+    [ -f "$deb" ] || { echo "$deb: no package"; return 1; }
     [ -x "$bin" ] || { echo "$bin is not executable"; return 1; }
+    dpkg-deb --info "$deb" | grep -E "Package|Version|Depends"
 }
 
 # --- the private libvirtd, in the lab's network namespace -------------------------------------------
@@ -165,6 +172,7 @@ export VAGRANT_HOME="$state/vagrant.d" VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DEFA
 export VAGRANT_CWD="$repo/vagrant" VAGRANT_DOTFILE_PATH="$state/dot"
 export OVSMESH_BOX=ovsmesh/debian12 OVSMESH_LIBVIRT_SOCKET="$socket" OVSMESH_LIBVIRT_QEMU_TCG=1
 export OVSMESH_NET_PREFIX="$run_id" OVSMESH_TOPOLOGY="$topology" OVSMESH_BIN="$bin"
+# OVSMESH_DEB is exported once the package is made (below).
 vagrant_() { ip netns exec "$ns" vagrant "$@"; }
 ssh_config="$state/ssh_config"
 
@@ -265,12 +273,15 @@ kernel_datapath() { # the bridges' ports in the kernel's datapath, GRE as the ke
 # =====================================================================================================
 step "set-up: host packages"
 must "packages (qemu, libvirt, vagrant, debootstrap, shellcheck)" install_packages
-step "set-up: ovsmesh binary"
-must "binary for the guests" build_binary
+step "set-up: ovsmesh package"
+must "Debian package for the guests (scripts/package.sh)" build_package
+# (check runs it in a subshell: the path it made is read back from its file)
+[ -n "$deb" ] || deb=$(tail -1 "$state/package.path")
+export OVSMESH_DEB="$deb"
 step "set-up: box (vagrant/box/build.sh, cached)"
 must "box built or taken from the cache" sh -c "vagrant/box/build.sh > $state/box.path"
 box=$(tail -1 "$state/box.path")
-check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh scripts/vm-checks/git-follow.sh scripts/vm-checks/plugin.sh
+check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh scripts/vm-checks/git-follow.sh scripts/vm-checks/plugin.sh scripts/package.sh scripts/setup-packaging.sh
 step "set-up: private libvirtd in namespace $ns"
 must "libvirtd running, storage pool defined" start_libvirtd
 must "box added to Vagrant" vagrant_ box add --name "$OVSMESH_BOX" "$box"
@@ -280,6 +291,39 @@ must "vagrant up --provider=libvirt" vagrant_ up --provider=libvirt
 must "ssh configuration" sh -c "ip netns exec $ns vagrant ssh-config > $ssh_config"
 check "every VM converged after vagrant up" converged_all 60
 check "bridges on the kernel datapath (system@ovs-system, gre_sys)" kernel_datapath
+
+step "the Debian package and the hardened Type=notify service"
+version_line=$("$bin" --version)
+# shellcheck disable=SC2016 # expanded in the VM
+check "package installed: --version, man pages, bash completion" on_all "
+    dpkg -s ovsmesh | grep -q '^Status: install ok installed' &&
+    test \"\$(ovsmesh --version)\" = '$version_line' && echo \"\$(ovsmesh --version)\" &&
+    man -w ovsmesh ovsmesh-daemon && man ovsmesh 2>/dev/null | grep -q 'Declarative multi-host' &&
+    source /usr/share/bash-completion/completions/ovsmesh && COMP_WORDS=(ovsmesh gr) COMP_CWORD=1 &&
+    _ovsmesh ovsmesh gr ovsmesh && test \"\${COMPREPLY[*]}\" = graph &&
+    test -f /usr/share/zsh/vendor-completions/_ovsmesh -a -f /usr/share/fish/vendor_completions.d/ovsmesh.fish"
+# shellcheck disable=SC2016 # expanded in the VM
+check "service: Type=notify, active after READY, status text, watchdog, unit verifies" on_all '
+    systemctl show -p Type,ActiveState,SubState,WatchdogUSec,StatusText ovsmesh | tee /dev/stderr > /tmp/show &&
+    grep -qx Type=notify /tmp/show && grep -qx ActiveState=active /tmp/show &&
+    grep -qx WatchdogUSec=2min /tmp/show && grep -q "^StatusText=converged: " /tmp/show &&
+    journalctl -u ovsmesh -o cat --no-pager | grep -q "systemd watchdog enabled" &&
+    systemd-analyze verify ovsmesh.service'
+# CapBnd of the daemon: exactly CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_SYS_ADMIN (21),
+# CAP_SYS_PTRACE (19) = 0x283000; no new privileges; /usr read-only for it.
+# shellcheck disable=SC2016 # expanded in the VM
+check "service is hardened: capability bounding set, NoNewPrivs, read-only /usr" on_all '
+    pid=$(systemctl show -p MainPID --value ovsmesh) && grep -E "^(CapBnd|NoNewPrivs)" /proc/$pid/status &&
+    grep -qx "CapBnd:	0000000000283000" /proc/$pid/status && grep -qx "NoNewPrivs:	1" /proc/$pid/status &&
+    nsenter -t $pid -m sh -c "! touch /usr/ovsmesh-write-test 2>/dev/null" &&
+    systemd-analyze security ovsmesh --no-pager | tail -1'
+# shellcheck disable=SC2016 # expanded in the VM
+check "dpkg -r stops and removes it (network left), reinstall + start converges again" vm node2 '
+    dpkg -r ovsmesh >/dev/null && ! command -v ovsmesh && ! systemctl is-active -q ovsmesh &&
+    test ! -e /usr/lib/systemd/system/ovsmesh.service && test -e /etc/ovsmesh/topology.toml &&
+    ovs-vsctl br-exists obr0 &&
+    dpkg -i /tmp/ovsmesh-provision/ovsmesh.deb >/dev/null && systemctl start ovsmesh &&
+    systemctl is-active ovsmesh && ovsmesh status --host node2 /etc/ovsmesh/topology.toml >/dev/null'
 
 step "VLAN networks over GRE, overlapping subnets"
 check "check --host on every VM (reachability, isolation by MAC, DF ping)" check_all

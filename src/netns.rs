@@ -172,6 +172,26 @@ where
         .collect()
 }
 
+/// On a thread [`run_each`] moved into `away`: run `work` back in `home` (a
+/// namespace file the thread opened before it left), then enter `away` again.
+/// For the few things only the home namespace's `/proc/sys/net` takes: the
+/// kernel resolves those files in the namespace of the thread that opens them.
+pub fn visit<T>(home: &File, away: &File, work: impl FnOnce() -> T) -> Result<T, NetnsError> {
+    let enter = |netns: &File| {
+        // SAFETY: as in `run_each`: only this dedicated thread moves, and both
+        // files outlive the call.
+        if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+            Ok(())
+        } else {
+            Err(NetnsError::Enter(std::io::Error::last_os_error()))
+        }
+    };
+    enter(home)?;
+    let out = work();
+    enter(away)?;
+    Ok(out)
+}
+
 /// [`run`] with a single-threaded tokio runtime of its own: the future `work`
 /// makes is polled inside `netns` only.
 pub fn block_on<T, F, Fut>(netns: &File, work: F) -> Result<T, NetnsError>
@@ -217,6 +237,19 @@ pub fn output(netns: &File, program: &str, args: &[&str]) -> Result<Output, Netn
         })
 }
 
+/// A fresh, unnamed namespace for tests (alive while the file is open; nothing
+/// under /run/netns). Needs root.
+#[cfg(test)]
+pub(crate) fn fresh_namespace() -> File {
+    std::thread::spawn(|| {
+        // SAFETY: unshare moves only this short-lived thread.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        File::open("/proc/thread-self/ns/net").unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,17 +268,6 @@ mod tests {
         assert!(!is_netns(&file));
         let ns = File::open("/proc/self/ns/net").unwrap();
         assert!(is_netns(&ns));
-    }
-
-    /// A fresh, unnamed namespace (alive while the file is open; nothing under /run/netns).
-    fn fresh_namespace() -> File {
-        std::thread::spawn(|| {
-            // SAFETY: unshare moves only this short-lived thread.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
-            File::open("/proc/thread-self/ns/net").unwrap()
-        })
-        .join()
-        .unwrap()
     }
 
     #[test]
@@ -267,6 +289,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn run_enters_on_its_own_thread_and_leaves_the_caller_alone() {
         let before = current();
         let caller = std::thread::current().id();
@@ -288,6 +311,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn commands_run_inside() {
         let ns = fresh_namespace();
         let out = output(&ns, "cat", &["/proc/net/dev"]).unwrap();
@@ -312,6 +336,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn a_panic_inside_is_an_error() {
         let ns = File::open("/proc/self/ns/net").unwrap();
         assert!(matches!(
@@ -321,6 +346,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn run_each_visits_every_namespace_on_at_most_the_threads_given_in_order() {
         let before = current();
         let spaces: Vec<File> = (0..5).map(|_| fresh_namespace()).collect();
@@ -354,6 +380,31 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
+    fn visit_goes_home_and_comes_back() {
+        let home = File::open("/proc/thread-self/ns/net").unwrap();
+        let before = current();
+        let away = fresh_namespace();
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", away.as_raw_fd()))
+            .unwrap()
+            .display()
+            .to_string();
+        let results = run_each(
+            vec![(&away, ())],
+            1,
+            || (),
+            |_, ()| {
+                let at_home = visit(&home, &away, current).unwrap();
+                (at_home, current())
+            },
+        );
+        let (at_home, after) = results.into_iter().next().unwrap().unwrap();
+        assert_eq!(at_home, before);
+        assert_eq!(after, target);
+    }
+
+    #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn run_each_reports_a_namespace_it_cannot_enter_and_goes_on() {
         let ns = File::open("/proc/self/ns/net").unwrap();
         let not_ns = File::open("/proc/self/status").unwrap();
@@ -363,6 +414,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn block_on_polls_inside_with_a_runtime() {
         let ns = File::open("/proc/self/ns/net").unwrap();
         let value = block_on(&ns, || async {
@@ -374,6 +426,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn commands_run_and_a_missing_program_is_named() {
         let ns = File::open("/proc/self/ns/net").unwrap();
         let out = output(&ns, "true", &[]).unwrap();

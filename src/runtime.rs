@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use crate::process::start_time;
 use crate::topology::ident::{self, Kind};
 use crate::topology::Runtime;
 
@@ -126,18 +127,6 @@ struct Seen {
     /// process (its cgroup names the container's id): only then may `locate`
     /// reuse it without asking Docker.
     started: Option<u64>,
-}
-
-/// When process `pid` started (clock ticks after boot), if it exists.
-fn start_time(pid: i64) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may hold spaces): state is the first, starttime the 20th.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
 }
 
 /// Whether process `pid` runs in the cgroup of container `id`.

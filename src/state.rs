@@ -69,6 +69,10 @@ pub struct HostState {
     /// by endpoint id (their facts come from the host end's alias, see `marks`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoints: BTreeMap<String, EndpointLink>,
+    /// Observed only: default routes of this mesh inside containers that
+    /// another default route wins over, one sentence each (for warnings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<String>,
 }
 
 /// A Docker endpoint's veth host end, as observed.
@@ -96,6 +100,11 @@ pub struct Occupied {
     pub id: String,
     /// What holds it, for the conflict message.
     pub by: String,
+    /// A container interface that is ours but holds, inside, an address or
+    /// route not ours that clashes with what the topology gives it (rather
+    /// than a foreign link under its name).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inside: bool,
 }
 
 /// An OVS bridge.
@@ -266,6 +275,11 @@ pub struct ContainerInterface {
     /// Transmit checksum offload off on the veth (userspace datapath needs it for TCP).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tx_checksum_off: bool,
+    /// Observed only: addresses and routes of this mesh on the interface that
+    /// the topology no longer gives it (an old address, a default route with
+    /// an older metric), described; never in the target, so apply removes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
 }
 
 impl ContainerInterface {

@@ -5,7 +5,8 @@
 //! plan would change it) or conflict (something not ovsmesh's holds its
 //! place). Per tunnel: up, or OVS's error, and the BFD state. The number of
 //! pending changes, the changes a running daemon reports stuck (applied, and
-//! undone again each time), and warnings: conflicts, forwarding disabled where
+//! undone again each time), and warnings: conflicts, a container whose default
+//! route from ovsmesh loses to another one, forwarding disabled where
 //! the topology routes, a firewall FORWARD policy that drops, a tunnel whose
 //! BFD is down (the tunnel protocol is likely blocked between the hosts). The
 //! firewall line says what `host::firewall` read: the backend, the FORWARD
@@ -163,6 +164,8 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
     }
     // Something not ovsmesh's holds the place of these: a person must decide.
     warnings.extend(plan.conflicts.iter().map(|c| format!("conflict: {c}")));
+    // Inside containers: another default route wins over the mesh's.
+    warnings.extend(observed.state.overridden.iter().cloned());
     for dev in desired.forwarding.keys() {
         if sysctl::forwarding(dev) == Some(false) {
             warnings.push(format!(

@@ -145,3 +145,86 @@ fn bad_arguments_and_unknown_hosts_exit_3() {
         .join("topology/lab.toml")
         .exists());
 }
+
+/// [`ovsmesh`], killed after five seconds (a daemon that should have been refused runs).
+fn ovsmesh_bounded(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, "still running after 5 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn durations_that_spin_fail_at_once_or_overflow_are_refused_as_invalid_arguments() {
+    let lab = "topology/lab.toml";
+    for (args, says) in [
+        (
+            vec!["daemon", lab, "--host", "node1", "--resync", "0s"],
+            "a period under 1s would run back to back",
+        ),
+        (
+            vec!["daemon", lab, "--host", "node1", "--resync", "999ms"],
+            "a period under 1s",
+        ),
+        (
+            vec!["plan", lab, "--host", "node1", "--timeout", "0"],
+            "a timeout of 0 fails every request at once",
+        ),
+        (
+            vec!["status", lab, "--host", "node1", "--timeout", "0ms"],
+            "a timeout of 0",
+        ),
+        // 9999999999999999 h overflows u64 seconds; 169 h is just over a week.
+        (
+            vec![
+                "plan",
+                lab,
+                "--host",
+                "node1",
+                "--timeout",
+                "9999999999999999h",
+            ],
+            "is longer than a week",
+        ),
+        (
+            vec![
+                "daemon",
+                lab,
+                "--host",
+                "node1",
+                "--resync",
+                "307445734561825861m",
+            ],
+            "is longer than a week",
+        ),
+        (
+            vec!["apply", lab, "--host", "node1", "--timeout", "169h"],
+            "is longer than a week",
+        ),
+    ] {
+        let (code, stderr) = ovsmesh_bounded(&args);
+        assert_eq!(code, Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // A week is fine: refused later, for the host that is not in the topology.
+    let (code, stderr) = ovsmesh_bounded(&["plan", lab, "--host", "nohost", "--timeout", "168h"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("nohost"), "{stderr}");
+}

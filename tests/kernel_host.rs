@@ -124,6 +124,7 @@ subnets = { A = "172.17.1.0/24", B = "172.17.2.0/24" }
 "#;
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn internal_ports_get_the_mtu_of_their_path_redirects_go_off_and_drift_is_planned_back() {
     let host = Host::new(true);
     let path = host.topology(NETDEV_A);
@@ -220,6 +221,7 @@ fn internal_ports_get_the_mtu_of_their_path_redirects_go_off_and_drift_is_planne
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn an_underlay_nic_smaller_than_the_topology_is_warned_about_in_apply_and_status() {
     let host = Host::new(true);
     host.topology(NETDEV_A);
@@ -271,6 +273,7 @@ netns = "{c1}"
 "#;
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn an_uplink_nic_with_the_hosts_address_is_refused_and_nothing_changes() {
     let host = Host::new(true);
     let c1 = Netns::new("okc");
@@ -337,6 +340,7 @@ subnets = { A = "172.17.1.0/24", B = "172.17.2.0/24" }
 "#;
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn status_warns_when_input_drops_the_tunnel_protocol_and_stops_when_a_rule_accepts_it() {
     // A kernel-datapath host: status only reads, so no vswitchd is needed.
     let host = Host::new(false);
@@ -380,4 +384,77 @@ fn status_warns_when_input_drops_the_tunnel_protocol_and_stops_when_a_rule_accep
         "-A", "INPUT", "-p", "udp", "--dport", "4790", "-j", "ACCEPT",
     ]);
     assert!(!status(&host).contains("the firewall drops"));
+}
+
+/// Host A routes its pods directly to B over the underlay: besides obr0 (made
+/// by ovs-vswitchd), a route to B's subnet, a host route and forwarding on u0.
+const DIRECT_A: &str = r#"
+[mesh]
+name = "{mesh}"
+[hosts.A]
+underlay_address = "192.0.2.1/24"
+underlay_nic = "u0"
+routes = [{ to = "198.51.100.0/24", via = "192.0.2.254" }]
+[hosts.B]
+underlay_address = "192.0.2.2/24"
+[networks.pods]
+kind = "routed"
+mode = "direct"
+subnets = { A = "172.17.1.0/24", B = "172.17.2.0/24" }
+"#;
+
+#[test]
+#[ignore = "needs root + OVS"]
+fn a_vswitchd_that_does_not_catch_up_is_reported_after_the_rest_is_applied() {
+    // ovsdb-server commits the transaction; no ovs-vswitchd ever applies it.
+    let host = Host::new(false);
+    host.topology(DIRECT_A);
+    let out = host.ovsmesh("apply", &["--wait-seconds", "1"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(exit(&out), Some(1), "{}{stderr}", text(&out.stdout));
+    assert!(
+        stderr.contains("failed: ovs-vswitchd: the change committed, but ovs-vswitchd did not apply configuration"),
+        "{stderr}"
+    );
+    // The netlink steps ran all the same: the host is not left half applied.
+    let routes = host.netns.exec("ip", &["route"]);
+    for route in [
+        "172.17.2.0/24 via 192.0.2.2 dev u0 proto 79",
+        "198.51.100.0/24 via 192.0.2.254 dev u0 proto 79",
+    ] {
+        assert!(routes.contains(route), "missing {route:?} in\n{routes}");
+    }
+    assert_eq!(host.sysctl("u0", "forwarding"), "1");
+    // What needs vswitchd's device is named as failed, not silently skipped.
+    assert!(
+        stderr.contains("failed: address obr0 172.17.1.1/24"),
+        "{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "needs root + OVS"]
+fn apply_verifies_the_host_and_exits_1_naming_what_another_tool_undid() {
+    let host = Host::new(true);
+    host.topology(NETDEV_A);
+    let fighter = Fighter::start(
+        &host.netns.name,
+        "while :; do echo 0 > /proc/sys/net/ipv4/conf/obr0/forwarding; sleep 0.005; done 2>/dev/null",
+    );
+    let out = host.ovsmesh("apply", &[]);
+    drop(fighter);
+    let stderr = text(&out.stderr);
+    assert_eq!(exit(&out), Some(1), "{}{stderr}", text(&out.stdout));
+    assert!(
+        stderr.contains("failed: verify: host A does not match after applying; still different:\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  ~ forwarding obr0  enabled: false -> true"),
+        "{stderr}"
+    );
+    let json = host.ovsmesh("apply", &["--format", "json"]);
+    assert_eq!(exit(&json), Some(0), "{}", text(&json.stdout));
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["verify"]["matches"], true, "{value}");
 }

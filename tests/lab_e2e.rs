@@ -141,6 +141,7 @@ fn assert_pair(report: &Report, from: &str, to: &str, expect: Expect) {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn pipework_vlans_over_gre_tunnels() {
     let lab = up(&as_netns(&seed("pipework-vlan.toml")), false);
     let report = lab.assert_converged();
@@ -156,6 +157,7 @@ fn pipework_vlans_over_gre_tunnels() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn pipework_vlans_over_an_uplink_trunk() {
     let lab = up(&as_netns(&seed("pipework-uplink.toml")), false);
     let report = lab.assert_converged();
@@ -164,6 +166,7 @@ fn pipework_vlans_over_an_uplink_trunk() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn vxlan_and_geneve_carry_the_vlans_too() {
     for encap in ["vxlan", "geneve"] {
         let text = as_netns(&seed("pipework-vlan.toml"))
@@ -181,6 +184,7 @@ fn vxlan_and_geneve_carry_the_vlans_too() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn routed_overlay_over_gre_and_direct() {
     for file in ["routed-gre.toml", "routed-direct.toml"] {
         // A mesh name of its own, to find what it remembers under /run/ovsmesh.
@@ -218,6 +222,7 @@ fn routed_overlay_over_gre_and_direct() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn three_host_lab_full_mesh_gateway_no_storm_idempotent_and_clean_down() {
     let lab = up(&seed("lab.toml"), false);
     let report = lab.assert_converged();
@@ -337,6 +342,7 @@ fn three_host_lab_full_mesh_gateway_no_storm_idempotent_and_clean_down() {
 }
 
 #[test]
+#[ignore = "needs root + OVS + Docker"]
 fn docker_restart_then_apply_restores_reachability_with_the_same_ip_and_mac() {
     let lab = up(&seed("pipework-vlan.toml"), true);
     let report = lab.assert_converged();
@@ -363,6 +369,7 @@ fn docker_restart_then_apply_restores_reachability_with_the_same_ip_and_mac() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn check_names_the_broken_pairs_when_an_owned_port_is_deleted_by_hand() {
     let lab = up(&as_netns(&seed("pipework-vlan.toml")), false);
     lab.assert_converged();
@@ -389,6 +396,7 @@ fn check_names_the_broken_pairs_when_an_owned_port_is_deleted_by_hand() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn status_reports_attached_drifted_waiting_and_tunnels() {
     let lab = up(&as_netns(&seed("pipework-vlan.toml")), false);
     lab.assert_converged();

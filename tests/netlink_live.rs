@@ -152,6 +152,7 @@ impl Host {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn apply_plumbs_containers_that_reach_within_a_vlan_and_not_across() {
     let host = host();
     let outcome = host.apply();
@@ -227,6 +228,7 @@ fn apply_plumbs_containers_that_reach_within_a_vlan_and_not_across() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn a_recreated_container_namespace_is_replumbed_with_the_same_mac_and_address_and_passes_traffic() {
     let host = host();
     host.apply();
@@ -263,6 +265,7 @@ fn a_recreated_container_namespace_is_replumbed_with_the_same_mac_and_address_an
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn down_removes_owned_links_routes_and_addresses_and_gives_the_underlay_back() {
     let host = host();
     host.apply();
@@ -310,6 +313,7 @@ fn down_removes_owned_links_routes_and_addresses_and_gives_the_underlay_back() {
 }
 
 #[test]
+#[ignore = "needs root + OVS + Docker"]
 fn docker_containers_are_plumbed_and_recover_after_docker_restart() {
     let dockerd = Dockerd::start();
     let server = OvsdbServer::start(None, false);
@@ -421,6 +425,7 @@ address = "192.168.0.7"
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn forwarding_enabled_by_ovsmesh_is_put_back_by_down() {
     use ovsmesh::netlink::sysctl;
     let netns = Netns::new("ofw");

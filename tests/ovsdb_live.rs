@@ -100,6 +100,7 @@ fn column(server: &OvsdbServer, table: &str, record: &str, col: &str) -> String 
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn fresh_apply_creates_exactly_the_desired_rows_and_second_apply_writes_nothing() {
     let setup = setup(false);
     let server = &setup.server;
@@ -164,6 +165,7 @@ fn fresh_apply_creates_exactly_the_desired_rows_and_second_apply_writes_nothing(
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn removing_a_peer_or_container_removes_its_rows() {
     let setup = setup(false);
     let server = &setup.server;
@@ -211,6 +213,7 @@ fn removing_a_peer_or_container_removes_its_rows() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn foreign_port_and_bridge_survive_apply_and_down() {
     let setup = setup(false);
     let server = &setup.server;
@@ -257,6 +260,7 @@ fn foreign_port_and_bridge_survive_apply_and_down() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn another_mesh_on_the_same_host_is_never_touched() {
     let setup = setup(false);
     let first = topology(&setup.text);
@@ -288,6 +292,7 @@ fn another_mesh_on_the_same_host_is_never_touched() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn a_concurrent_change_between_plan_and_apply_is_detected_and_retried() {
     let setup = setup(false);
     let server = &setup.server;
@@ -328,6 +333,7 @@ fn a_concurrent_change_between_plan_and_apply_is_detected_and_retried() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn a_tunnel_key_clash_with_a_foreign_tunnel_is_reported() {
     let setup = setup(false);
     let server = &setup.server;
@@ -399,6 +405,7 @@ fn a_tunnel_key_clash_with_a_foreign_tunnel_is_reported() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn server_killed_mid_session_gives_a_clean_error() {
     let server = OvsdbServer::start(None, false);
     runtime().block_on(async {
@@ -430,6 +437,7 @@ fn server_killed_mid_session_gives_a_clean_error() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn a_monitor_sees_a_row_deleted_by_ovs_vsctl() {
     let server = OvsdbServer::start(None, false);
     server.vsctl(&["add-br", "brm"]);
@@ -482,6 +490,7 @@ fn a_monitor_sees_a_row_deleted_by_ovs_vsctl() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn tcp_connection_answers_server_echo_and_probes_the_server() {
     let server = OvsdbServer::start(None, true);
     let remote = format!("tcp:127.0.0.1:{}", server.tcp_port.unwrap());
@@ -521,6 +530,7 @@ fn tcp_connection_answers_server_echo_and_probes_the_server() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn a_schema_without_a_needed_column_is_refused_with_its_name() {
     let mut schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string("/usr/share/openvswitch/vswitch.ovsschema").unwrap(),
@@ -546,6 +556,7 @@ fn a_schema_without_a_needed_column_is_refused_with_its_name() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn cli_plan_apply_down_against_a_live_server() {
     let setup = setup(false);
     let server = &setup.server;

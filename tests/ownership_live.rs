@@ -13,6 +13,7 @@ use ovsmesh::marks::Policy;
 use ownership::*;
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn an_admins_br_phy_holding_the_nic_is_adopted_as_it_is() {
     let host = host();
     // The userspace-datapath recipe of the OVS docs, done by an admin.
@@ -66,6 +67,7 @@ fn an_admins_br_phy_holding_the_nic_is_adopted_as_it_is() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn an_extra_address_on_the_underlay_bridge_is_the_admins_and_stays() {
     let host = host();
     let a = Mesh::new(&host, 1);
@@ -82,6 +84,7 @@ fn an_extra_address_on_the_underlay_bridge_is_the_admins_and_stays() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn routes_with_protocol_79_that_are_not_this_meshs_are_kept() {
     let host = host();
     let a = Mesh::new(&host, 1);
@@ -128,6 +131,7 @@ fn routes_with_protocol_79_that_are_not_this_meshs_are_kept() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn a_foreign_route_holding_our_destination_and_metric_is_a_conflict_never_overwritten() {
     let host = host();
     let a = Mesh::new(&host, 1);
@@ -178,6 +182,7 @@ fn a_foreign_route_holding_our_destination_and_metric_is_a_conflict_never_overwr
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn a_foreign_link_with_our_ifname_in_a_container_is_a_named_conflict_and_left_alone() {
     let host = host();
     let a = Mesh::new(&host, 1);
@@ -235,6 +240,7 @@ fn a_foreign_link_with_our_ifname_in_a_container_is_a_named_conflict_and_left_al
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn a_foreign_device_with_our_host_end_name_is_never_deleted_or_bridged() {
     let host = host();
     let a = Mesh::new(&host, 1);
@@ -258,6 +264,7 @@ fn a_foreign_device_with_our_host_end_name_is_never_deleted_or_bridged() {
 }
 
 #[test]
+#[ignore = "needs root + OVS"]
 fn an_adopted_bridge_keeps_its_datapath_type_and_gets_no_marks() {
     // No vswitchd needed: only what is written to OVSDB is checked.
     let server = OvsdbServer::start(None, false);

@@ -2,19 +2,20 @@
 # Provision one VM of the ovsmesh Vagrant lab (run as root by the Vagrantfile's shell provisioner).
 #
 # Usage: provision.sh HOST TRUNK_MAC UPLINK_NIC [DOCKER_CONTAINER...]
-# Expects the Vagrantfile's uploads in /tmp/ovsmesh-provision/: ovsmesh (binary), ovsmesh.service,
-# ovsmesh.socket (the Docker network plugin's socket), topology.toml. Idempotent: `vagrant provision` again changes nothing that is already right.
+# Expects the Vagrantfile's uploads in /tmp/ovsmesh-provision/: ovsmesh.deb (scripts/package.sh; it
+# carries ovsmesh.service and ovsmesh.socket, the Docker network plugin's socket), topology.toml.
+# Idempotent: `vagrant provision` again changes nothing that is already right.
 #
 # 1. Open vSwitch and Docker from the distribution (skipped when the box has them);
 # 2. the trunk NIC (found by its MAC) named UPLINK_NIC and up at every boot, with no address;
-# 3. the ovsmesh binary, its systemd unit, the topology at /etc/ovsmesh/topology.toml and
-#    OVSMESH_HOST in /etc/default/ovsmesh;
+# 3. ovsmesh from its Debian package (binary, unit, man pages, completions), the topology at
+#    /etc/ovsmesh/topology.toml and OVSMESH_HOST in /etc/default/ovsmesh;
 # 4. a busybox image (`docker import` of busybox-static: nothing is pulled) and the topology's
 #    containers on this host (`--net=none`, restarted with the VM);
 # 5. what the host looked like before ovsmesh, under /var/lib/ovsmesh-vagrant/before/
 #    (scripts/vm-test.sh compares it after `ovsmesh down`);
-# 6. the plugin socket (before dockerd at every boot) and the ovsmesh service enabled and started,
-#    then its status once the host converged; the daemon makes the Docker networks of the topology.
+# 6. the plugin socket (before dockerd at every boot) and the ovsmesh service enabled and started
+#    (ready: converged once), then its status; the daemon makes the Docker networks of the topology.
 set -euo pipefail
 
 host=$1
@@ -28,7 +29,7 @@ say() { echo "ovsmesh-provision[$host]: $*"; }
 
 # --- 1. packages -----------------------------------------------------------------------------------
 missing=()
-for pkg in openvswitch-switch docker.io apparmor busybox-static iptables iproute2 iputils-ping; do
+for pkg in openvswitch-switch docker.io apparmor busybox-static iptables iproute2 iputils-ping man-db bash-completion; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -75,14 +76,10 @@ WantedBy=multi-user.target
 EOF
 
 # --- 3. ovsmesh --------------------------------------------------------------------------------------
-install -m 0755 "$staging/ovsmesh" /usr/local/bin/ovsmesh
-install -m 0644 "$staging/ovsmesh.service" /etc/systemd/system/ovsmesh.service
-install -m 0644 "$staging/ovsmesh.socket" /etc/systemd/system/ovsmesh.socket
-install -d /etc/ovsmesh /etc/iproute2/rt_protos.d
+dpkg -i "$staging/ovsmesh.deb" >/dev/null
 install -m 0644 "$staging/topology.toml" /etc/ovsmesh/topology.toml
 echo "OVSMESH_HOST=$host" > /etc/default/ovsmesh
-echo "79 ovsmesh" > /etc/iproute2/rt_protos.d/ovsmesh.conf
-/usr/local/bin/ovsmesh validate /etc/ovsmesh/topology.toml
+ovsmesh validate /etc/ovsmesh/topology.toml
 systemctl daemon-reload
 systemctl enable --now --quiet ovsmesh-trunk-up.service
 
@@ -121,7 +118,11 @@ fi
 systemctl enable --quiet ovsmesh.socket ovsmesh
 systemctl stop ovsmesh
 systemctl restart ovsmesh.socket
-systemctl start ovsmesh
+# Type=notify: this returns once the first reconcile succeeded (the checks after it say why not).
+if ! systemctl start ovsmesh; then
+    say "ovsmesh did not become ready:"
+    journalctl -u ovsmesh -n 30 --no-pager -o cat || true
+fi
 for _ in $(seq 60); do
     if ovsmesh status --host "$host" /etc/ovsmesh/topology.toml >/dev/null 2>&1; then break; fi
     sleep 2

@@ -1,8 +1,8 @@
 //! Sending the check's packets from inside container namespaces.
 //!
 //! Pings run the system `ping` inside the source namespace (entered between
-//! fork and exec, [`crate::netns::command`]); the neighbour table is read from
-//! the same namespace; TCP transfers run on two dedicated threads, one in each
+//! fork and exec, [`crate::netns::command`]); the neighbour table is dumped over
+//! rtnetlink in the same namespace; TCP transfers run on two dedicated threads, one in each
 //! namespace ([`crate::netns::run`]). One thread per
 //! source interface keeps the whole matrix to a few seconds.
 
@@ -13,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::{judge, Endpoint, Expect, Probe, ProbeResult, Report, Seen, TcpResult};
+use crate::netlink::in_netns;
 use crate::netns;
 use crate::runtime::{Located, Runtimes};
 use crate::topology::Mac;
@@ -42,25 +43,21 @@ fn ping(netns: &File, ifname: &str, address: Ipv4Addr, size: Option<u32>) -> boo
     command.output().is_ok_and(|o| o.status.success())
 }
 
-/// The MAC the namespace's neighbour table holds for `address` on `ifname`.
+/// The MAC the namespace's neighbour table holds for `address` on `ifname`
+/// (an rtnetlink dump inside the namespace).
 fn neighbour(netns: &File, ifname: &str, address: Ipv4Addr) -> Option<Mac> {
-    let out = netns::command(netns, "cat")
-        .arg("/proc/net/arp")
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() >= 6
-            && fields[0] == address.to_string()
-            && fields[5] == ifname
-            && fields[2] != "0x0"
-        {
-            fields[3].parse().ok()
-        } else {
-            None
-        }
-    })
+    let ifname = ifname.to_string();
+    let found = in_netns(netns, |netlink| async move {
+        let Some(link) = netlink.link_by_name(&ifname).await? else {
+            return Ok(None);
+        };
+        let neighbours = netlink.neighbours().await?;
+        Ok(neighbours
+            .into_iter()
+            .find(|n| n.index == link.index && n.address == address)
+            .map(|n| n.mac))
+    });
+    found.ok().flatten()
 }
 
 fn observe(netns: &File, from: &Endpoint, to: &Endpoint, probe: &Probe) -> Seen {
@@ -299,5 +296,60 @@ pub fn check(
     Report {
         probes: results,
         tcp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netns::fresh_namespace;
+
+    #[test]
+    #[ignore = "needs root (network namespaces) + iproute2"]
+    fn the_neighbour_table_is_read_inside_the_namespace_by_interface() {
+        let ns = fresh_namespace();
+        for args in [
+            &["link", "add", "d0", "type", "veth", "peer", "name", "d1"][..],
+            &["link", "set", "d0", "up"],
+            &["link", "set", "d1", "up"],
+            &[
+                "neigh",
+                "add",
+                "192.0.2.9",
+                "lladdr",
+                "02:00:00:00:00:09",
+                "dev",
+                "d0",
+                "nud",
+                "permanent",
+            ],
+            &[
+                "neigh",
+                "add",
+                "192.0.2.7",
+                "dev",
+                "d1",
+                "nud",
+                "incomplete",
+            ],
+        ] {
+            let out = netns::output(&ns, "ip", args).unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let nine = Ipv4Addr::new(192, 0, 2, 9);
+        assert_eq!(
+            neighbour(&ns, "d0", nine),
+            Some("02:00:00:00:00:09".parse().unwrap())
+        );
+        // Only on the interface asked about, only resolved entries, and only in that namespace.
+        assert_eq!(neighbour(&ns, "d1", nine), None);
+        assert_eq!(neighbour(&ns, "d1", Ipv4Addr::new(192, 0, 2, 7)), None);
+        assert_eq!(neighbour(&ns, "nope", nine), None);
+        let here = File::open("/proc/self/ns/net").unwrap();
+        assert_eq!(neighbour(&here, "d0", nine), None);
     }
 }

@@ -13,23 +13,57 @@ use crate::daemon::{self, DaemonConfig, DaemonError, Rewrite};
 use crate::lab::Lab;
 use crate::source::{git, Spec};
 
-/// `30s`, `5m`, `1h` or plain seconds.
+/// The longest duration an option takes: a week. Longer is a mistake, and
+/// deadlines that far off would overflow the clocks they are added to.
+const LONGEST: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The shortest period of a loop (`--resync`, `--poll`): shorter would run it
+/// back to back.
+const SHORTEST_PERIOD: Duration = Duration::from_secs(1);
+
+/// A duration flag: `humantime`'s syntax (`500ms`, `30s`, `5m`, `1h 30m`), or
+/// plain seconds (`--wait-seconds 10` kept working when it became `--wait`);
+/// at most a week.
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 60s"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        "ms" => return Ok(Duration::from_millis(value)),
-        _ => return Err(format!("{text:?}: use s, m, h or ms")),
+    let text = text.trim();
+    let too_long = || format!("{text:?} is longer than a week");
+    let duration = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // Only an overflow fails here: the text is all digits.
+        Duration::from_secs(text.parse().map_err(|_| too_long())?)
+    } else {
+        humantime::parse_duration(text).map_err(|error| match error {
+            humantime::DurationError::NumberOverflow => too_long(),
+            error => format!("{text:?} is not a duration like 500ms, 60s or 5m: {error}"),
+        })?
     };
-    Ok(Duration::from_secs(seconds))
+    if duration > LONGEST {
+        return Err(too_long());
+    }
+    Ok(duration)
+}
+
+/// `--timeout`: a deadline above zero (a zero deadline fails every request at once).
+pub(super) fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout.is_zero() {
+        return Err(format!(
+            "{:?}: a timeout of 0 fails every request at once; give one above 0, e.g. 10s",
+            text.trim()
+        ));
+    }
+    Ok(timeout)
+}
+
+/// `--resync`, `--poll`: at least [`SHORTEST_PERIOD`].
+pub(super) fn parse_period(text: &str) -> Result<Duration, String> {
+    let period = parse_duration(text)?;
+    if period < SHORTEST_PERIOD {
+        return Err(format!(
+            "{:?}: a period under 1s would run back to back; give at least 1s",
+            text.trim()
+        ));
+    }
+    Ok(period)
 }
 
 pub(super) fn daemon(args: DaemonArgs) -> i32 {
@@ -133,5 +167,57 @@ pub(super) fn daemon(args: DaemonArgs) -> i32 {
             eprintln!("ovsmesh: {error}");
             EXIT_FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_duration, parse_period, parse_timeout};
+    use std::time::Duration;
+
+    #[test]
+    fn durations_in_humantime_syntax_or_plain_seconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration(" 60s "), Ok(Duration::from_secs(60)));
+        for bad in ["", "s", "10 parsecs", "-1s", "99999999999999999999"] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(
+                error.contains(&format!("{:?}", bad.trim())),
+                "{bad:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_over_a_week_zero_timeouts_and_sub_second_periods_are_refused() {
+        assert_eq!(
+            parse_duration("168h"),
+            Ok(Duration::from_secs(7 * 24 * 3600))
+        );
+        for overflowing in [
+            "169h",
+            "604801",
+            "99999999999999999999",
+            "9999999999999999h",
+        ] {
+            let error = parse_duration(overflowing).unwrap_err();
+            assert!(
+                error.contains("longer than a week"),
+                "{overflowing}: {error}"
+            );
+        }
+        for zero in ["0", "0s", "0ms"] {
+            let error = parse_timeout(zero).unwrap_err();
+            assert!(error.contains("a timeout of 0"), "{zero}: {error}");
+        }
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
+        for short in ["0s", "999ms"] {
+            let error = parse_period(short).unwrap_err();
+            assert!(error.contains("under 1s"), "{short}: {error}");
+        }
+        assert_eq!(parse_period("1s"), Ok(Duration::from_secs(1)));
     }
 }

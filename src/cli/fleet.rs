@@ -176,8 +176,10 @@ fn ask(address: SocketAddr, timeout: Duration) -> Result<Report, String> {
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(head.lines().next().unwrap_or_default().to_string());
+    // The status line of HTTP/1.0 and 1.1 alike: a daemon answers a 1.0 request in 1.0.
+    let status_line = head.lines().next().unwrap_or_default();
+    if status_line.split_whitespace().nth(1) != Some("200") {
+        return Err(status_line.to_string());
     }
     serde_json::from_str(body).map_err(|e| format!("not a daemon report: {e}"))
 }

@@ -9,7 +9,9 @@
 
 mod check;
 mod daemon;
+mod docs;
 mod fleet;
+mod graph;
 mod lab;
 mod live;
 mod load;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::engine::render::Action;
+pub use docs::command;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
@@ -30,21 +33,51 @@ pub const EXIT_CHANGES: i32 = 2;
 pub const EXIT_INVALID: i32 = 3;
 pub const EXIT_MISMATCH: i32 = 4;
 
+/// The version `--version` prints: the crate's and the git revision it was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("OVSMESH_GIT_REVISION"),
+    ")"
+);
+
+/// What `--help` and the man page say after the commands.
+const AFTER_HELP: &str = "\
+Environment:
+  OVSMESH_HOST   this host's name in the topology (--host), else the machine's hostname
+  OVSMESH_OVSDB  the OVSDB remote (--ovsdb), else the host's `ovsdb` key, else the system socket
+  DOCKER_HOST    the Docker API socket (--docker), else /var/run/docker.sock
+  OVSMESH_LOG    log filter on stderr (daemon, apply, down), e.g. debug or ovsmesh=debug
+
+Exit status:
+  0  success / nothing to change
+  1  runtime failure, or a conflict (something not ovsmesh's holds an object's place)
+  2  changes pending (plan) or not converged (status)
+  3  invalid topology or arguments
+  4  check found mismatches";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ovsmesh",
-    version,
-    about = "Declarative multi-host Open vSwitch networking for containers"
+    version = VERSION,
+    about = "Declarative multi-host Open vSwitch networking for containers",
+    long_about = "Declarative multi-host Open vSwitch networking for containers.\n\n\
+        ovsmesh turns one TOML topology, kept in git, into VLAN segments stretched across hosts \
+        over tunnels, a routed overlay with a subnet per host, and fixed container addresses: \
+        validate it, plan and apply it per host, keep it applied with the daemon, check it with packets.",
+    after_help = AFTER_HELP
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
 enum Format {
+    /// Lines for people.
     #[default]
     Text,
+    /// One JSON document, for scripts.
     Json,
 }
 
@@ -55,6 +88,7 @@ enum Command {
         /// Topology file.
         #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
+        /// Output format of the verdict and the problems.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -79,6 +113,7 @@ enum Command {
         /// Plan against an empty host instead of reading the live one.
         #[arg(long)]
         offline: bool,
+        /// Output format of the plan.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -97,8 +132,10 @@ enum Command {
         topology: PathBuf,
         #[command(flatten)]
         live: LiveArgs,
-        /// Go down although Docker containers are attached through the plugin
-        /// (their endpoints' ports go too; the containers lose the network).
+        /// Take the host down although a daemon of this mesh runs for it (it
+        /// puts everything back at its next reconcile; stop it first instead),
+        /// or Docker containers are attached through the plugin (their
+        /// endpoints' ports go too; the containers lose the network).
         #[arg(long)]
         force: bool,
     },
@@ -115,6 +152,7 @@ enum Command {
         /// The status of a lab host (the lab twin of the topology, inside its namespace).
         #[arg(long, value_parser = crate::topology::ident::lab_prefix)]
         lab: Option<String>,
+        /// Output format of the report.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -142,15 +180,51 @@ enum Command {
         /// Docker API socket [default: the lab's, else $DOCKER_HOST].
         #[arg(long)]
         docker: Option<String>,
+        /// Output format of the matrix and the mismatches.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Draw the mesh: hosts, bridges, VLANs, tunnels, the routed overlay, containers.
+    Graph {
+        #[arg(help = TOPOLOGY)]
+        topology: PathBuf,
+        /// Mermaid (renders in Markdown on code-hosting sites) or Graphviz DOT (`dot -Tsvg`).
+        #[arg(long, value_enum, default_value_t)]
+        format: GraphFormat,
+        /// Only this host, with its links to its peers (the whole mesh by default).
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Print a shell completion script (e.g. `ovsmesh completions bash > /etc/bash_completion.d/ovsmesh`).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one page per command into a directory.
+    Man {
+        /// Write ovsmesh.1 and one ovsmesh-COMMAND.1 per command here instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+const TOPOLOGY: &str = "The topology file (TOML)";
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+enum GraphFormat {
+    /// A Mermaid flowchart.
+    #[default]
+    Mermaid,
+    /// A Graphviz graph.
+    Dot,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
 enum LogFormat {
+    /// Human-readable lines.
     #[default]
     Text,
+    /// One JSON object per line (journald, log shippers).
     Json,
 }
 
@@ -161,6 +235,7 @@ enum LabAction {
         /// Topology file.
         #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
+        /// Lab prefix: names its namespaces PREFIX-HOST (1 to 12 letters or digits).
         #[arg(long, default_value = "om", value_parser = crate::topology::ident::lab_prefix)]
         prefix: String,
         /// Also run the topology's Docker containers (private dockerd unless $DOCKER_HOST).
@@ -172,6 +247,7 @@ enum LabAction {
         /// Topology file.
         #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
+        /// Lab prefix given to `lab up`.
         #[arg(long, default_value = "om", value_parser = crate::topology::ident::lab_prefix)]
         prefix: String,
     },
@@ -180,6 +256,7 @@ enum LabAction {
         /// Topology file.
         #[arg(env = "OVSMESH_TOPOLOGY", default_value = crate::source::DEFAULT_TOPOLOGY)]
         topology: PathBuf,
+        /// Lab prefix given to `lab up`.
         #[arg(long, default_value = "om", value_parser = crate::topology::ident::lab_prefix)]
         prefix: String,
     },
@@ -197,11 +274,12 @@ enum FleetAction {
         #[arg(long, default_value_t = 9475)]
         port: u16,
         /// Bound on each host's answer, e.g. 3s.
-        #[arg(long, default_value = "3s", value_parser = daemon::parse_duration)]
+        #[arg(long, default_value = "3s", value_parser = daemon::parse_timeout)]
         timeout: Duration,
         /// Ask the daemons of this lab's hosts (inside each host's namespace, on 127.0.0.1).
         #[arg(long, value_parser = crate::topology::ident::lab_prefix)]
         lab: Option<String>,
+        /// Output format of the per-host lines.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -213,14 +291,14 @@ struct HostArgs {
     /// Host [default: $OVSMESH_HOST, else this machine's hostname].
     #[arg(long, env = "OVSMESH_HOST")]
     host: Option<String>,
-    /// OVSDB remote [default: $OVSMESH_OVSDB, else the host's `ovsdb`, else the system socket].
-    #[arg(long)]
+    /// OVSDB remote, e.g. unix:/var/run/openvswitch/db.sock or tcp:IP:PORT [default: the host's `ovsdb`, else the system socket].
+    #[arg(long, env = "OVSMESH_OVSDB")]
     ovsdb: Option<String>,
     /// Docker API socket [default: $DOCKER_HOST, else /var/run/docker.sock].
     #[arg(long)]
     docker: Option<String>,
     /// Deadline of each OVSDB request and of waiting for the mesh lock, e.g. 10s, 500ms.
-    #[arg(long, default_value = "10s", value_parser = daemon::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = daemon::parse_timeout)]
     timeout: Duration,
 }
 
@@ -238,9 +316,10 @@ struct DaemonArgs {
     /// for `fleet status`) here, e.g. 127.0.0.1:9475.
     #[arg(long, env = "OVSMESH_METRICS")]
     metrics: Option<std::net::SocketAddr>,
-    /// Full resync period, e.g. 60s, 5m.
-    #[arg(long, default_value = "60s", value_parser = daemon::parse_duration)]
+    /// Full resync period, e.g. 60s, 5m (at least 1s).
+    #[arg(long, default_value = "60s", value_parser = daemon::parse_period)]
     resync: Duration,
+    /// Log format on stderr.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
     /// Keep the lab twin with this prefix converged (runs inside the lab host's namespace).
@@ -279,8 +358,8 @@ struct GitArgs {
     /// Path of the topology file in the repository.
     #[arg(long, default_value = "topology.toml", env = "OVSMESH_GIT_PATH")]
     path: String,
-    /// Poll period of the remote (± 20 % jitter); SIGHUP fetches at once.
-    #[arg(long, default_value = "30s", value_parser = daemon::parse_duration, env = "OVSMESH_GIT_POLL")]
+    /// Poll period of the remote (± 20 % jitter, at least 1s); SIGHUP fetches at once.
+    #[arg(long, default_value = "30s", value_parser = daemon::parse_period, env = "OVSMESH_GIT_POLL")]
     poll: Duration,
     /// Apply only commits signed by a key in this file (git's
     /// gpg.ssh.allowedSignersFile format); without it, the remote is trusted unsigned.
@@ -303,9 +382,10 @@ struct LiveArgs {
     /// Do not wait for ovs-vswitchd to apply the change (like `ovs-vsctl --no-wait`).
     #[arg(long)]
     no_wait: bool,
-    /// How long to wait for ovs-vswitchd, in seconds.
-    #[arg(long, default_value_t = 10)]
-    wait_seconds: u64,
+    /// How long to wait for ovs-vswitchd to apply the change, e.g. 10s, 1m (plain numbers are seconds).
+    #[arg(long, default_value = "10s", value_parser = daemon::parse_duration, alias = "wait-seconds")]
+    wait: Duration,
+    /// Output format of what changed.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -365,6 +445,13 @@ pub fn main() -> i32 {
             docker,
             format,
         } => check::check(&topology, lab, host, docker, format),
+        Command::Graph {
+            topology,
+            format,
+            host,
+        } => graph::graph(&topology, format, host.as_deref()),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(dir.as_deref()),
     }
 }
 

@@ -3,7 +3,7 @@
 //! Notifications about a container's interfaces are sent in the container's
 //! namespace, where the daemon's own socket does not listen. So for every
 //! container the last reconcile plumbed, the daemon opens a netlink socket
-//! inside its namespace (on a short-lived thread: `netlink::in_netns`), joined
+//! inside its namespace (on a short-lived thread: `netns::run`; the socket is `netlink-sys`'s), joined
 //! to the link, IPv4 address and IPv4 route groups, and any notification there
 //! wakes it. Idle, that costs one socket per container and no CPU.
 //!
@@ -14,19 +14,17 @@
 //! (which also wakes it, as a container event).
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use netlink_sys::protocols::NETLINK_ROUTE;
+use netlink_sys::{AsyncSocket, AsyncSocketExt, Socket, SocketAddr, TokioSocket};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use super::triggers::Trigger;
-use crate::netlink::in_netns;
-use crate::netns::is_netns;
+use crate::netns::{self, is_netns};
 use crate::runtime::Runtimes;
 use crate::state::HostState;
 use crate::topology::Runtime;
@@ -135,39 +133,29 @@ fn watch(path: &Path, tx: UnboundedSender<Trigger>) -> std::io::Result<Watch> {
         return Err(std::io::Error::other("not a network namespace (yet)"));
     }
     let meta = file.metadata()?;
-    let socket =
-        in_netns(&file, |_| async { Ok(multicast_socket()) }).map_err(std::io::Error::other)??;
-    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same until dropped.
-    let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
+    // Made on a thread inside the namespace, registered with this runtime's reactor.
+    let runtime = tokio::runtime::Handle::current();
+    let socket = netns::run(&file, move || {
+        let _entered = runtime.enter();
+        multicast_socket()
+    })
+    .map_err(std::io::Error::other)??;
     let task = tokio::spawn(async move {
+        // Only the arrival matters, not the message: a few bytes of each are read
+        // and the rest of the datagram discarded, so an idle watch holds no buffer
+        // (a 16 KiB one each was half the daemon's RSS at 1000 containers).
+        let mut buffer = [0u8; 64];
         loop {
-            let Ok(mut ready) = socket.readable().await else {
-                return;
-            };
-            // Drain: one wake-up for a burst (ENOBUFS, an overrun, counts as news too).
-            // Only the arrival matters, not the message: a few bytes of each are read
-            // and the rest of the datagram discarded, so an idle watch holds no buffer
-            // (a 16 KiB one each was half the daemon's RSS at 1000 containers).
-            let mut buffer = [0u8; 64];
-            loop {
-                // SAFETY: recv writes at most `buffer.len()` bytes into the buffer.
-                let n = unsafe {
-                    libc::recv(
-                        socket.get_ref().as_raw_fd(),
-                        buffer.as_mut_ptr().cast(),
-                        buffer.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
-                {
-                    break;
-                }
-                if n == 0 {
+            match socket.recv(&mut &mut buffer[..]).await {
+                Ok(()) => {}
+                // An overrun: news too.
+                Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "container netlink socket failed");
                     return;
                 }
             }
-            ready.clear_ready();
+            drain(socket.socket_ref(), &mut buffer);
             if tx.send(Trigger::ContainerDrift).is_err() {
                 return;
             }
@@ -180,38 +168,25 @@ fn watch(path: &Path, tx: UnboundedSender<Trigger>) -> std::io::Result<Watch> {
     })
 }
 
+/// Read whatever else is pending, so a burst makes one wake-up.
+fn drain(socket: &Socket, buffer: &mut [u8]) {
+    loop {
+        match socket.recv(&mut &mut buffer[..], libc::MSG_DONTWAIT) {
+            Ok(_) => {}
+            Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// A non-blocking rtnetlink socket in the calling thread's namespace, joined to
-/// the link, IPv4 address and IPv4 route groups.
-fn multicast_socket() -> std::io::Result<OwnedFd> {
-    // SAFETY: plain socket creation; the descriptor is owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_nl is plain data; zeroed is a valid start.
-    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    address.nl_groups =
-        (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV4_ROUTE) as u32;
-    // SAFETY: the address is a valid sockaddr_nl of the given size.
-    let bound = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            (&address as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if bound != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+/// the link, IPv4 address and IPv4 route groups (on the entered runtime).
+fn multicast_socket() -> std::io::Result<TokioSocket> {
+    let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
+    let groups = libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV4_ROUTE;
+    socket
+        .socket_mut()
+        .bind(&SocketAddr::new(0, groups as u32))?;
     Ok(socket)
 }
 

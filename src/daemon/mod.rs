@@ -12,7 +12,9 @@
 //! fails validation is logged with its located errors and counted; the last
 //! good one stays in force. SIGTERM/SIGINT exit 0 within two seconds without
 //! touching the network, abandoning a step that does not finish (the next
-//! start observes the host afresh); SIGHUP reloads the topology.
+//! start observes the host afresh); SIGHUP reloads the topology. Under systemd
+//! it is `Type=notify`: ready after the first successful reconcile, its status
+//! after each, watchdog keep-alives from this loop (`systemd`).
 //!
 //! The topology comes from a file (every hop of its symlinks watched; every
 //! resync re-reads it and applies a changed text) or from a git remote, polled
@@ -39,9 +41,11 @@ mod probe;
 pub mod reconcile;
 pub mod report;
 mod rollout;
+pub mod running;
 mod start;
 mod step;
 pub mod stuck;
+pub mod systemd;
 pub mod triggers;
 mod wake;
 
@@ -65,6 +69,7 @@ use follow::Follower;
 use metrics::Metrics;
 use owned::Interest;
 use reconcile::Connection;
+use systemd::Systemd;
 use triggers::{Trigger, WatchError};
 use wake::{Received, Schedule};
 
@@ -170,8 +175,8 @@ struct Daemon {
     /// The git source, when following one.
     follower: Option<Follower>,
     /// Whether the host verified after the last change of topology: `None`
-    /// until a reconcile ran; `Err` says what remained. (The seam for the
-    /// engine's verify step: today the plan of the reconcile after apply.)
+    /// until a reconcile ran; `Err` says what remained (the engine's verify
+    /// step, or why the reconcile failed).
     verified: Option<Result<(), String>>,
     warnings: Vec<String>,
     report: Option<report::Report>,
@@ -199,6 +204,9 @@ struct Daemon {
     docker_events: triggers::DockerEvents,
     plugin: Option<plugin::Running>,
     leftovers: leftovers::Leftovers,
+    systemd: Systemd,
+    /// The record `ovsmesh down` finds this daemon by (see `running`).
+    registration: Option<running::Registration>,
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -213,6 +221,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let mut probation = tokio::time::interval(rollout::PROBATION_TICK);
     // A check takes a while (pings); ticks missed meanwhile are not made up for.
     probation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // In the main loop, not a task of its own: a wedged loop stops the keep-alives.
+    let keepalive_every = daemon.systemd.keepalive_every();
+    let mut keepalive = tokio::time::interval(keepalive_every.unwrap_or(Duration::from_secs(3600)));
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let resync = daemon.next_resync;
         let wake = daemon.schedule.due.map_or(resync, |d| d.min(resync));
@@ -227,6 +239,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             Some(trigger) = rx.recv() => daemon.wake_for(trigger),
             Some(fetched) = fetches.recv() => daemon.fetched(fetched).await,
             _ = probation.tick() => daemon.check_probation().await,
+            _ = keepalive.tick(), if keepalive_every.is_some() => daemon.systemd.alive(),
             _ = prune.tick() => {
                 if daemon.watchers.prune() {
                     daemon.wake_for(Trigger::ContainerNetns);
@@ -333,6 +346,7 @@ impl Daemon {
                 self.verified = None;
                 self.loaded();
                 self.publish();
+                self.update_registration();
             }
             Ok(_) => {
                 self.metrics.reload_errors.inc();

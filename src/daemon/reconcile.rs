@@ -1,15 +1,12 @@
 //! One reconcile of the daemon: observe → plan → apply through the engine, with
 //! every change logged with its reason and counted.
 
-use serde_json::json;
-
 use super::metrics::{KindLabel, Metrics};
 use super::DaemonConfig;
 use crate::engine::{self, EngineError, HostTarget, Outcome};
 use crate::marks::Role;
 use crate::ovs::{self, Session};
-use crate::ovsdb::transact::select;
-use crate::ovsdb::{ConnectOptions, OvsdbError, DB};
+use crate::ovsdb::{ConnectOptions, OvsdbError};
 use crate::plan::{Kind, Op};
 use crate::runtime::Runtimes;
 use crate::topology::Topology;
@@ -43,14 +40,7 @@ impl Connection {
         options: ConnectOptions,
     ) -> Result<Self, OvsdbError> {
         let session = Session::open_with(remote, mesh, options).await?;
-        let replies = session
-            .client
-            .transact(DB, vec![select("Open_vSwitch", json!([]), &["_uuid"])])
-            .await?;
-        let root = replies[0]["rows"][0]["_uuid"][1]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let root = ovs::root_uuid(&session.client).await?;
         Ok(Self { session, root })
     }
 }
@@ -120,6 +110,10 @@ pub async fn reconcile(
         let unhealthy = tunnel_health(session, topology, &config.host).await;
         metrics.unhealthy_tunnels.set(unhealthy as i64);
     }
+    if !outcome.verified.matches() {
+        // The engine logged each difference; count the reconcile.
+        metrics.verify_failures.inc();
+    }
     if outcome.failed() {
         let failures: Vec<String> = outcome
             .ovs
@@ -133,6 +127,22 @@ pub async fn reconcile(
                     .iter()
                     .map(|f| format!("{}: {}", f.id, f.error)),
             )
+            .chain(outcome.ovs.unconfirmed.clone())
+            .chain(
+                outcome
+                    .verified
+                    .error
+                    .iter()
+                    .map(|e| format!("verify: {e}")),
+            )
+            .chain(outcome.verified.remaining.iter().map(|c| {
+                format!(
+                    "verify: {} {} still differs ({})",
+                    c.kind.as_str(),
+                    c.id,
+                    c.reason
+                )
+            }))
             .collect();
         return Err(ReconcileError::Partial {
             failures,

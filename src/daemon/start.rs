@@ -15,6 +15,8 @@ use super::echoes::Echoes;
 use super::metrics::{self, Metrics};
 use super::owned::{self, Interest};
 use super::rollout::{self, FetchResult};
+use super::running;
+use super::systemd::Systemd;
 use super::triggers::{self, Trigger};
 use super::wake::{Schedule, Signals};
 use super::{
@@ -55,6 +57,16 @@ impl Daemon {
         if !topology.hosts.contains_key(&config.host) {
             return Err(DaemonError::UnknownHost(config.host.clone()));
         }
+        // From here on `ovsmesh down` of this mesh and host refuses to run under us.
+        let registration = running::Registration::register(
+            std::path::Path::new(running::DIR),
+            &topology.mesh.name,
+            &config.host,
+        )
+        .map_err(
+            |error| tracing::warn!(%error, "no record for `ovsmesh down` to find this daemon by"),
+        )
+        .ok();
         let metrics = Metrics::new();
         metrics.generation.set(1);
         let published = rollout::Published::default();
@@ -133,6 +145,8 @@ impl Daemon {
             docker_events,
             plugin,
             leftovers: Default::default(),
+            systemd: Systemd::new(),
+            registration,
         };
         daemon.loaded();
         daemon.publish_info();

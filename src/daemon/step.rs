@@ -12,7 +12,7 @@ use super::metrics::ResultLabel;
 use super::reconcile::{self, ReconcileError};
 use super::triggers::Trigger;
 use super::wake::{self, Received, Schedule, Signals};
-use super::{containers, report, stuck, unix_now, Daemon, STOP_GRACE, VERIFY_AFTER};
+use super::{containers, report, stuck, systemd, unix_now, Daemon, STOP_GRACE, VERIFY_AFTER};
 use crate::engine::Outcome;
 
 impl Daemon {
@@ -86,6 +86,7 @@ impl Daemon {
         if let Some(connection) = &self.connection {
             self.root = Some(connection.root.clone());
         }
+        self.update_registration();
         // A reconcile of many containers allocates a lot briefly; give it back while idle.
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe {
@@ -137,14 +138,9 @@ impl Daemon {
         let warnings = self.notices.update(&outcome.warnings);
         metrics.host_warnings.set(warnings as i64);
         self.warnings = outcome.warnings.clone();
-        self.verified = Some(if outcome.plan.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} change(s) were still to make",
-                outcome.plan.changes.len()
-            ))
-        });
+        // The engine's verify step observed the host again after any change
+        // (a host that still differed failed the reconcile, see `failed`).
+        self.verified = Some(outcome.verified.result());
         self.follow_containers(outcome);
         if self.tracker.applied(&outcome.plan.changes) {
             self.publish_stuck();
@@ -184,6 +180,8 @@ impl Daemon {
         if self.schedule.due.is_none() {
             self.retry_waiting(outcome);
         }
+        let status = systemd::converged_status(self.want.as_ref(), outcome, stuck.len());
+        self.systemd.reconciled(&status);
     }
 
     /// Watch inside the containers this outcome left plumbed.
@@ -219,16 +217,35 @@ impl Daemon {
         let delay = self.failures.delay();
         tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
         self.verified = Some(Err(error.to_string()));
+        self.systemd.status(&format!(
+            "reconcile failed, retrying in {} ms: {error}",
+            delay.as_millis()
+        ));
         self.reasons.insert("retry after failure");
         self.schedule.at(delay);
         match error {
             // Objects failed on a healthy server: the session stays, and what was
             // applied (containers plumbed, some waiting) counts.
             ReconcileError::Partial { outcome, .. } => {
+                // Applied cleanly and undone before the verify step looked: a
+                // change that keeps coming back, as a later reconcile would find.
+                if outcome.applied_cleanly() && self.tracker.applied(&outcome.plan.changes) {
+                    self.publish_stuck();
+                }
                 self.follow_containers(&outcome);
                 self.retry_waiting(&outcome);
             }
             _ => self.connection = None,
+        }
+    }
+
+    /// Keep the record `down` finds this daemon by up to date (mesh, server).
+    pub(super) fn update_registration(&mut self) {
+        if let Some(registration) = &mut self.registration {
+            let mesh = &self.topology.mesh.name;
+            if let Err(error) = registration.update(mesh, &self.config.host, self.root.as_deref()) {
+                tracing::warn!(%error, "could not update the record `ovsmesh down` finds this daemon by");
+            }
         }
     }
 
@@ -254,6 +271,7 @@ impl Daemon {
     /// within [`STOP_DEADLINE`] of the signal whatever still runs.
     pub(super) async fn stop(&mut self, signal: &'static str) {
         tracing::info!("{signal}: exiting, network left as it is");
+        self.systemd.stopping();
         wake::exit_by_deadline(self.record());
         report::remove(&self.config.lab, &self.config.host);
         self.tracker.clear();

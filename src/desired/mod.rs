@@ -144,6 +144,24 @@ impl Builder<'_> {
             },
         );
         self.address(&bridge, self.host.underlay_address, AddressRole::Underlay);
+        self.switch_port_nic(&self.host.underlay_nic.clone().unwrap_or_default());
+    }
+
+    /// A NIC that becomes a port of a userspace-datapath bridge is only a
+    /// switch port: the host must not answer ARP on it (see
+    /// [`marks::SWITCH_PORT_ARP_IGNORE`]). A claimed setting: `down` puts the
+    /// NIC's own value back.
+    fn switch_port_nic(&mut self, nic: &str) {
+        if self.host.datapath != Datapath::Netdev {
+            return;
+        }
+        let setting = Sysctl {
+            dev: nic.to_string(),
+            key: "arp_ignore".to_string(),
+            value: marks::SWITCH_PORT_ARP_IGNORE,
+            claimed: true,
+        };
+        self.state.sysctls.insert(setting.name(), setting);
     }
 
     fn tunnel(&mut self, role: BridgeRole, bridge: &str, key: u32, peer: &Host, trunks: Vec<u16>) {
@@ -232,6 +250,7 @@ impl Builder<'_> {
             }
             VlanTransport::Uplink => {
                 if let Some(nic) = self.host.uplink_nic.clone() {
+                    self.switch_port_nic(&nic);
                     let external_ids = self.marks(Role::Uplink, &[]);
                     self.port(
                         PortId::Uplink {
@@ -454,6 +473,7 @@ impl Builder<'_> {
                         routes
                     },
                     tx_checksum_off: self.host.datapath == Datapath::Netdev,
+                    stale: Vec::new(),
                 };
                 self.state.containers.insert(interface.key(), interface);
             }

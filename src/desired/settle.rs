@@ -17,7 +17,10 @@
 //!   handed over with its underlay port and address instead of being removed;
 //! - where something not ours holds the place an object needs (a port name, a
 //!   route's destination and metric, a container interface's name), the object
-//!   is a *conflict*: not made, and reported;
+//!   is a *conflict*: not made, and reported; so is a container interface
+//!   holding, inside, an address or route not ours that clashes with what the
+//!   topology gives it (the same address with another prefix, a route to the
+//!   same destination): the interface is left as it is;
 //! - an `Interface.mtu_request` is this mesh's only where the desired state
 //!   sets one (the internal ports it puts addresses on); elsewhere (a NIC, a
 //!   tunnel, `ovs0`'s own interface) the owner's value is left alone, so it
@@ -61,6 +64,15 @@ pub fn settle(mesh: &str, desired: &HostState, observed: &HostState) -> Settled 
     };
     for place in &occupied {
         let conflict = match place.kind {
+            Kind::ContainerInterface if place.inside => {
+                // Reported even if an earlier clash already left it alone.
+                let (container, ifname) = place.id.split_once('/').unwrap_or((&place.id, ""));
+                leave_container(&mut target, &mut seen, container, Some(ifname));
+                format!(
+                    "inside container {container}, on its interface {ifname}: {}; ovsmesh neither removes it nor changes the interface",
+                    place.by
+                )
+            }
             Kind::ContainerInterface if target.containers.contains_key(&place.id) => {
                 let (container, ifname) = place.id.split_once('/').unwrap_or((&place.id, ""));
                 leave_container(&mut target, &mut seen, container, Some(ifname));

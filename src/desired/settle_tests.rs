@@ -140,11 +140,13 @@ fn occupied_places_are_conflicts_and_what_is_there_is_left_alone() {
             kind: Kind::Route,
             id: "172.17.2.0/24".into(),
             by: "172.17.2.0/24 via 203.0.113.2".into(),
+            inside: false,
         },
         Occupied {
             kind: Kind::ContainerInterface,
             id: "c1/eth1".into(),
             by: "link eth1".into(),
+            inside: false,
         },
     ];
     seen.containers.remove("c1/eth1");
@@ -159,6 +161,27 @@ fn occupied_places_are_conflicts_and_what_is_there_is_left_alone() {
     let ids: Vec<&str> = settled.conflicts.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, vec!["172.17.2.0/24", "c1/eth1"]);
     assert!(settled.conflicts[1].reason.contains("container c1"));
+}
+
+#[test]
+fn a_clash_inside_a_container_interface_is_a_conflict_and_the_interface_stays_as_it_is() {
+    let want = desired_a();
+    let mut seen = want.clone();
+    seen.containers.get_mut("c1/eth1").unwrap().mtu = 1280;
+    seen.occupied = vec![Occupied {
+        kind: Kind::ContainerInterface,
+        id: "c1/eth1".into(),
+        by: "address 192.168.0.1/16 (not ovsmesh's) has the topology's address 192.168.0.1/24 with another prefix".into(),
+        inside: true,
+    }];
+    let settled = settle("t", &want, &seen);
+    let plan = crate::plan::plan(&settled);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert_eq!(settled.conflicts.len(), 1);
+    assert_eq!(
+        settled.conflicts[0].reason,
+        "inside container c1, on its interface eth1: address 192.168.0.1/16 (not ovsmesh's) has the topology's address 192.168.0.1/24 with another prefix; ovsmesh neither removes it nor changes the interface"
+    );
 }
 
 #[test]

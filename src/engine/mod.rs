@@ -1,12 +1,20 @@
-//! One host's observe → plan → apply, shared by the CLI, the lab and the daemon.
+//! One host's observe → plan → apply → verify, shared by the CLI, the lab and
+//! the daemon.
 //!
 //! Every run starts from what the host has now: the engine never remembers
 //! what it did, so a concurrent change, a restarted container or a half-applied
 //! earlier run are all handled the same way. When a write fails its guards
 //! (someone changed the host between plan and apply) the engine re-observes and
-//! re-plans, a few times at most.
+//! re-plans, a few times at most. Once the OVS transaction has committed, the
+//! netlink and firewall steps always run; what failed is reported with the
+//! rest applied. Then [`verify`] observes the host afresh: what still differs
+//! is reported too. All of it, the IPv4 settings `down` restores included,
+//! happens under the mesh's OVSDB lock.
 
 pub mod render;
+mod verify;
+
+pub use verify::{verify, Verified};
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -158,6 +166,7 @@ async fn observe(
     state.containers = links.containers;
     state.waiting = links.waiting;
     state.occupied = links.occupied;
+    state.overridden = links.overridden;
     state.foreign_links = links.foreign_links;
     state.endpoints = links.endpoints;
     let facts = host::facts::read(netlink, &rows.links, topology, target.host).await?;
@@ -236,24 +245,67 @@ pub struct Outcome {
     pub netlink: NetlinkReport,
     /// What the host's own settings do to the mesh (`host::warnings`).
     pub warnings: Vec<String>,
+    /// What the verify step found after the changes (nothing: it matches).
+    pub verified: Verified,
 }
 
 impl Outcome {
-    /// Whether any object failed, or could not be made for a conflict.
+    /// Whether any object failed, could not be made for a conflict, was not
+    /// confirmed by ovs-vswitchd, or still differs after the apply.
     pub fn failed(&self) -> bool {
         !self.ovs.failures.is_empty()
+            || self.ovs.unconfirmed.is_some()
             || !self.netlink.failures.is_empty()
             || !self.plan.conflicts.is_empty()
+            || !self.verified.matches()
+    }
+
+    /// Whether everything was applied without a failure (the verify step aside).
+    pub fn applied_cleanly(&self) -> bool {
+        self.ovs.failures.is_empty()
+            && self.ovs.unconfirmed.is_none()
+            && self.netlink.failures.is_empty()
     }
 }
 
-/// Bring the host to the topology, under the mesh lock.
+/// Run `work` under the mesh's OVSDB lock: the lock is taken first (waiting at
+/// most the session's deadline) and given back whatever `work` returns.
+macro_rules! locked {
+    ($session:expr, $work:expr) => {{
+        let timeout = $session.timeout();
+        $session.lock(timeout).await?;
+        let result = $work.await;
+        $session.unlock().await;
+        result
+    }};
+}
+
+/// Bring the host to the topology, under the mesh lock, and verify it.
 pub async fn apply_host(
     session: &mut Session,
     target: &HostTarget<'_>,
 ) -> Result<Outcome, EngineError> {
     let want = desired(target.topology, target.host)?;
-    converge(session, target, &want, &want, Direction::Up).await
+    locked!(session, async {
+        let mut outcome = converge_locked(session, target, &want, &want, Direction::Up).await?;
+        verify_outcome(session, target, &want, &want, &mut outcome).await;
+        Ok(outcome)
+    })
+}
+
+/// The verify step of an apply or down that changed something and reported
+/// no failure (a failure already says the host does not match).
+async fn verify_outcome(
+    session: &Session,
+    target: &HostTarget<'_>,
+    want: &HostState,
+    known: &HostState,
+    outcome: &mut Outcome,
+) {
+    if outcome.plan.changes.is_empty() || !outcome.applied_cleanly() {
+        return;
+    }
+    outcome.verified = verify::verify_against(session, target, want, known).await;
 }
 
 /// The Docker endpoints of this mesh attached on the host (their OVS ports),
@@ -298,21 +350,27 @@ pub async fn down_host(
         ..HostState::default()
     };
     let known = desired(target.topology, target.host).unwrap_or_else(|_| nothing.clone());
-    let mut outcome = converge(session, target, &nothing, &known, Direction::Down).await?;
-    // Forwarding and send_redirects back to what they were before ovsmesh
-    // changed them (unless another mesh still claims them, see `marks`).
-    match host::apply::restore_forwarding(&target.topology.mesh.name) {
-        Ok(settings) if !settings.is_empty() => {
-            tracing::info!(?settings, "IPv4 settings restored")
+    locked!(session, async {
+        let mut outcome =
+            converge_locked(session, target, &nothing, &known, Direction::Down).await?;
+        // Forwarding, send_redirects and the NIC's arp_ignore back to what they
+        // were before ovsmesh changed them (unless another mesh still claims
+        // them, see `marks`) — under the lock, so a daemon of this mesh that
+        // takes it next finds them restored, not half done.
+        match host::apply::restore_forwarding(&target.topology.mesh.name) {
+            Ok(settings) if !settings.is_empty() => {
+                tracing::info!(?settings, "IPv4 settings restored")
+            }
+            Ok(_) => {}
+            Err(error) => outcome.netlink.failures.push(host::Failure {
+                kind: Kind::Forwarding,
+                id: "restore".into(),
+                error: error.to_string(),
+            }),
         }
-        Ok(_) => {}
-        Err(error) => outcome.netlink.failures.push(host::Failure {
-            kind: Kind::Forwarding,
-            id: "restore".into(),
-            error: error.to_string(),
-        }),
-    }
-    Ok(outcome)
+        verify_outcome(session, target, &nothing, &known, &mut outcome).await;
+        Ok(outcome)
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,19 +379,6 @@ enum Direction {
     Up,
     /// Netlink first: the underlay address goes back to the NIC before the bridge goes.
     Down,
-}
-
-async fn converge(
-    session: &mut Session,
-    target: &HostTarget<'_>,
-    want: &HostState,
-    known: &HostState,
-    direction: Direction,
-) -> Result<Outcome, EngineError> {
-    session.lock(session.timeout()).await?;
-    let result = converge_locked(session, target, want, known, direction).await;
-    session.unlock().await;
-    result
 }
 
 async fn converge_locked(
@@ -372,7 +417,11 @@ async fn converge_locked(
             "phase: observed and planned"
         );
         let warnings = match direction {
-            Direction::Up => host::warnings::warnings(target.topology, want, &observed.facts),
+            Direction::Up => {
+                let mut warnings = host::warnings::warnings(target.topology, want, &observed.facts);
+                warnings.extend(observed.state.overridden.iter().cloned());
+                warnings
+            }
             Direction::Down => Vec::new(),
         };
         if plan.changes.is_empty() {
@@ -381,6 +430,7 @@ async fn converge_locked(
                 plan,
                 netlink: NetlinkReport::default(),
                 warnings,
+                verified: Verified::default(),
             });
         }
         if direction == Direction::Up {
@@ -417,6 +467,7 @@ async fn converge_locked(
                     ovs: report,
                     netlink: links,
                     warnings,
+                    verified: Verified::default(),
                 });
             }
             Err(ApplyError::Conflict(reason)) => {

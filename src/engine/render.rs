@@ -1,9 +1,10 @@
 //! What `apply` and `down` tell their user about an [`Outcome`].
 //!
 //! Text: what changed (the plan's lines, under "applied"/"removed"), bridges
-//! kept because they hold foreign ports, failed ports and host objects (the
-//! firewall's batch among them) and warnings about the host's own settings
-//! (on stderr); JSON: the same as one object. Rendering
+//! kept because they hold foreign ports; on stderr what failed (ports, host
+//! objects — the firewall's batch among them —, an ovs-vswitchd that did not
+//! confirm the change), what the verify step found still different, and
+//! warnings about the host's own settings; JSON: the same as one object. Rendering
 //! only; the CLI prints and picks the exit code.
 
 use serde_json::json;
@@ -45,8 +46,20 @@ pub fn render_json(outcome: &Outcome) -> String {
                 format!("conflict: {}", c.reason),
             )
         }))
+        .chain(
+            outcome
+                .ovs
+                .unconfirmed
+                .iter()
+                .map(|why| ("ovs-vswitchd".to_string(), why.clone())),
+        )
         .map(|(what, error)| json!({"object": what, "error": error}))
         .collect();
+    let verify = json!({
+        "matches": outcome.verified.matches(),
+        "remaining": outcome.verified.remaining,
+        "error": outcome.verified.error,
+    });
     let kept: Vec<_> = outcome
         .ovs
         .kept_bridges
@@ -63,7 +76,7 @@ pub fn render_json(outcome: &Outcome) -> String {
         "{}\n",
         json!({"host": outcome.plan.host, "changed": changed,
                "waiting": outcome.plan.waiting, "kept_bridges": kept, "failures": failures,
-               "warnings": outcome.warnings})
+               "warnings": outcome.warnings, "verify": verify})
     )
 }
 
@@ -98,6 +111,9 @@ pub fn render_text(outcome: &Outcome, action: Action) -> Rendered {
             failure.id, failure.name, failure.error
         );
     }
+    if let Some(why) = &outcome.ovs.unconfirmed {
+        out.stderr += &format!("failed: ovs-vswitchd: {why}\n");
+    }
     for failure in &outcome.netlink.failures {
         out.stderr += &format!(
             "failed: {} {}: {}\n",
@@ -105,6 +121,24 @@ pub fn render_text(outcome: &Outcome, action: Action) -> Rendered {
             failure.id,
             failure.error
         );
+    }
+    if let Some(error) = &outcome.verified.error {
+        out.stderr += &format!("failed: verify: could not observe the host again: {error}\n");
+    }
+    if !outcome.verified.remaining.is_empty() {
+        let remaining = crate::plan::Plan {
+            host: host.clone(),
+            changes: outcome.verified.remaining.clone(),
+            waiting: Vec::new(),
+            kept: Vec::new(),
+            conflicts: Vec::new(),
+        };
+        out.stderr += &format!(
+            "failed: verify: host {host} does not match after applying; still different:\n"
+        );
+        for line in plan_text(&remaining).lines().skip(1) {
+            out.stderr += &format!("  {line}\n");
+        }
     }
     for warning in &outcome.warnings {
         out.stderr += &format!("warning: {warning}\n");
@@ -117,6 +151,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::engine::Verified;
     use crate::host::NetlinkReport;
     use crate::ovs::{OvsReport, PortFailure};
     use crate::state::HostState;
@@ -162,6 +197,7 @@ address = "192.168.0.1"
             },
             netlink: NetlinkReport::default(),
             warnings: Vec::new(),
+            verified: Verified::default(),
         }
     }
 
@@ -212,5 +248,36 @@ address = "192.168.0.1"
         assert_eq!(value["host"], "a");
         assert_eq!(value["failures"][0]["object"], "port c1/eth0 (vp1)");
         assert_eq!(value["kept_bridges"][0]["foreign_ports"][0], "eth9");
+    }
+    #[test]
+    fn what_vswitchd_did_not_confirm_and_what_verify_found_go_to_stderr_and_json() {
+        let mut outcome = outcome(true);
+        outcome.ovs.failures.clear();
+        outcome.ovs.unconfirmed =
+            Some("the change committed, but ovs-vswitchd did not apply configuration 2".into());
+        outcome.netlink.failures.push(crate::host::Failure {
+            kind: crate::plan::Kind::Address,
+            id: "obr0 172.17.1.1/24".into(),
+            error: "device obr0: does not exist".into(),
+        });
+        outcome.verified.remaining = outcome.plan.changes[..1].to_vec();
+        let text = render_text(&outcome, Action::Apply);
+        let first = &outcome.plan.changes[0];
+        assert!(text.stderr.starts_with(
+            "failed: ovs-vswitchd: the change committed, but ovs-vswitchd did not apply configuration 2\n\
+             failed: address obr0 172.17.1.1/24: device obr0: does not exist\n\
+             failed: verify: host a does not match after applying; still different:\n"
+        ), "{}", text.stderr);
+        assert!(
+            text.stderr
+                .contains(&format!("  + {} {}", first.kind.as_str(), first.id)),
+            "{}",
+            text.stderr
+        );
+        let value: serde_json::Value = serde_json::from_str(&render_json(&outcome)).unwrap();
+        assert_eq!(value["verify"]["matches"], false);
+        assert_eq!(value["verify"]["remaining"][0]["id"], first.id.as_str());
+        assert_eq!(value["failures"][0]["object"], "address obr0 172.17.1.1/24");
+        assert_eq!(value["failures"][1]["object"], "ovs-vswitchd");
     }
 }

@@ -12,7 +12,7 @@
 
 use std::fs::File;
 
-use crate::marks::{Policy, RouteMark};
+use crate::marks::{Policy, RouteMark, ROUTE_PROTOCOL};
 use crate::netlink::index::LinkIndex;
 use crate::netlink::many::Home;
 use crate::netlink::{ethtool, sysctl, LinkChange, Netlink, NetlinkError, Route};
@@ -240,6 +240,9 @@ pub(super) async fn container_interface(
         // recognised (or removed) again, so it goes if the alias cannot be set.
         let alias = context.policy().veth_alias(&want.container, &want.ifname);
         let named = async {
+            // Silent before it comes up: the container's first ARP for its
+            // gateway must get only the gateway's answer.
+            quiet_host_end(home, netns, &want.host_end)?;
             let index = index_of(netlink, &want.host_end).await?;
             let up = LinkChange {
                 up: true,
@@ -274,16 +277,30 @@ pub(super) async fn container_interface(
             .set_tx_checksum(&want.host_end, false)
             .map_err(io(format!("tx checksum off on {}", want.host_end)))?;
     }
-    let mark = context.policy().route_mark();
-    configure_inside(inner, want, mark).await
+    configure_inside(inner, want, context.policy()).await
+}
+
+/// A new veth host end is a switch port only: the host's IP stack answers
+/// nothing on it ([`sysctl::quiet_switch_port`]). Its settings live in the
+/// host's namespace, where this thread (inside `container`) goes back for them.
+fn quiet_host_end(home: &Home, container: &File, host_end: &str) -> Result<(), NetlinkError> {
+    let quiet = || {
+        sysctl::quiet_switch_port(host_end).map_err(io(format!("quiet the host end {host_end}")))
+    };
+    match &home.netns {
+        Some(home_netns) => crate::netns::visit(home_netns, container, quiet)?,
+        None => quiet(),
+    }
 }
 
 /// Everything inside the container: lo up, the interface's MAC, MTU, address,
-/// default route and routes; stale addresses and routes on it removed.
+/// default route and routes. On the interface, only what `marks` says is this
+/// mesh's is removed when the topology no longer has it; an address or route
+/// someone else put there stays.
 async fn configure_inside(
     netlink: &Netlink,
     want: &ContainerInterface,
-    mark: RouteMark,
+    policy: Policy<'_>,
 ) -> Result<(), NetlinkError> {
     if let Some(lo) = netlink.link_by_name("lo").await? {
         if !lo.up {
@@ -308,38 +325,32 @@ async fn configure_inside(
             },
         )
         .await?;
-    for (index, address) in netlink.addresses().await? {
-        if index == link.index && address != want.address {
-            netlink.delete_address(index, address).await?;
+    for address in netlink.addresses_marked().await? {
+        let ours = policy.owns_container_address(address.address, address.protocol, want.address);
+        if address.index == link.index && ours && address.address != want.address {
+            netlink.delete_address(link.index, address.address).await?;
         }
     }
-    netlink.add_address(link.index, want.address).await?;
-    let mut wanted: Vec<Route> = want
-        .routes
-        .iter()
-        .map(|r| Route {
-            to: r.to,
-            via: Some(r.via),
-            oif: Some(link.index),
-            onlink: false,
-            protocol: mark.protocol,
-            metric: mark.metric,
-        })
-        .collect();
-    if let Some(gateway) = want.gateway {
-        wanted.push(Route {
-            to: ipnet::Ipv4Net::default(),
-            via: Some(gateway),
-            oif: Some(link.index),
-            onlink: false,
-            protocol: mark.protocol,
-            metric: mark.metric,
-        });
-    }
-    // Our interface: routes on it that are not wanted (with our marks) are stale.
+    netlink
+        .add_address_marked(link.index, want.address, ROUTE_PROTOCOL)
+        .await?;
+    let route = |to: ipnet::Ipv4Net, via| Route {
+        to,
+        via: Some(via),
+        oif: Some(link.index),
+        onlink: false,
+        protocol: ROUTE_PROTOCOL,
+        metric: policy.container_route_metric(to),
+    };
+    let extra: Vec<Route> = want.routes.iter().map(|r| route(r.to, r.via)).collect();
+    let default = want
+        .gateway
+        .map(|gateway| route(ipnet::Ipv4Net::default(), gateway));
+    let wanted: Vec<&Route> = extra.iter().chain(&default).collect();
+    // Routes of ours on the interface that the topology no longer has are stale.
     for existing in netlink.routes().await? {
         let stale = existing.oif == Some(link.index)
-            && existing.via.is_some()
+            && policy.owns_container_route(existing.to, existing.protocol, existing.metric)
             && !wanted.iter().any(|w| {
                 w.to == existing.to && w.via == existing.via && w.metric == existing.metric
             });
@@ -347,8 +358,13 @@ async fn configure_inside(
             netlink.delete_route(&existing).await?;
         }
     }
-    for route in &wanted {
+    for route in &extra {
         netlink.replace_route(route).await?;
+    }
+    if let Some(default) = &default {
+        // First among the default routes of its metric, replacing none of them
+        // (Docker's on eth0 has the same metric, see `marks`).
+        netlink.prepend_route(default).await?;
     }
     if want.tx_checksum_off {
         ethtool::set_tx_checksum(&want.ifname, false)

@@ -6,7 +6,7 @@
 //! once, so there are no half-made veths nobody owns.
 
 use crate::marks::{EndpointMark, Policy};
-use crate::netlink::{ethtool, LinkChange, Netlink, NetlinkError};
+use crate::netlink::{ethtool, sysctl, LinkChange, Netlink, NetlinkError};
 
 /// Make the veth of endpoint `mark`: host end `host_end` (up, aliased),
 /// container end `container_end` with the endpoint's MAC and `mtu`.
@@ -25,6 +25,12 @@ pub async fn make(
         .await?;
     let alias = policy.endpoint_alias(mark);
     let named = async {
+        // Silent before it comes up, like a container's host end: the
+        // container's first ARP for its gateway gets only the gateway's answer.
+        sysctl::quiet_switch_port(host_end).map_err(|source| NetlinkError::Io {
+            what: format!("quiet the host end {host_end}"),
+            source,
+        })?;
         netlink
             .set_link_by_name(
                 host_end,

@@ -6,18 +6,26 @@
 //! One container after the other, each on a fresh thread with a fresh runtime,
 //! made observing a host cost a few milliseconds per container before anything
 //! was compared; side by side it is a fraction of that.
+//!
+//! Inside, only what `marks` says is this mesh's counts as the interface's
+//! state ([`classify`]); the rest is someone else's (a keepalived address, an
+//! application's route, Docker's `eth0`): left alone, a conflict where it
+//! clashes with what the topology gives the interface, and a warning where
+//! another default route wins over this mesh's.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::net::Ipv4Addr;
 
 use futures::StreamExt;
+use ipnet::Ipv4Net;
 
-use crate::netlink::{ethtool, many, Link, Netlink, NetlinkError};
+use crate::marks::Policy;
+use crate::netlink::{ethtool, many, Address, Link, Netlink, NetlinkError, Route};
 use crate::runtime::{Located, Runtimes};
 use crate::state::ContainerInterface;
-use crate::topology::Route;
 
-use super::observe::ObserveError;
+use super::observe::{describe_route, ObserveError};
 
 /// Docker inspections in flight at once.
 const LOCATE_AT_ONCE: usize = 16;
@@ -25,9 +33,12 @@ const LOCATE_AT_ONCE: usize = 16;
 /// Container side of one interface, read inside the container.
 pub(super) struct Inside {
     pub link: Option<Link>,
-    pub addresses: Vec<ipnet::Ipv4Net>,
-    pub gateway: Option<std::net::Ipv4Addr>,
+    /// The addresses on the interface, whoever added them.
+    pub addresses: Vec<Address>,
+    /// Every IPv4 route of the container's main table, in the kernel's order.
     pub routes: Vec<Route>,
+    /// The container's link names by index (to name other routes' devices).
+    pub names: BTreeMap<u32, String>,
     pub tx_checksum_on: bool,
 }
 
@@ -116,8 +127,9 @@ pub(super) async fn find_all<'a>(
 /// Read interfaces `ifnames` inside a container's namespace (the caller's thread is in it).
 async fn read_inside(netlink: &Netlink, ifnames: &[String]) -> Result<Vec<Inside>, NetlinkError> {
     let links = netlink.links().await?;
-    let addresses = netlink.addresses().await?;
+    let addresses = netlink.addresses_marked().await?;
     let routes = netlink.routes().await?;
+    let names: BTreeMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
     Ok(ifnames
         .iter()
         .map(|ifname| {
@@ -126,38 +138,135 @@ async fn read_inside(netlink: &Netlink, ifnames: &[String]) -> Result<Vec<Inside
                 return Inside {
                     link: None,
                     addresses: Vec::new(),
-                    gateway: None,
                     routes: Vec::new(),
+                    names: BTreeMap::new(),
                     tx_checksum_on: false,
                 };
             };
-            let mine = |oif: Option<u32>| oif == Some(found.index);
-            let gateway = routes
-                .iter()
-                .find(|r| mine(r.oif) && r.to.prefix_len() == 0)
-                .and_then(|r| r.via);
-            let mut extra: Vec<Route> = routes
-                .iter()
-                .filter(|r| mine(r.oif) && r.to.prefix_len() > 0)
-                .filter_map(|r| {
-                    Some(Route {
-                        to: r.to,
-                        via: r.via?,
-                    })
-                })
-                .collect();
-            extra.sort();
             Inside {
                 addresses: addresses
                     .iter()
-                    .filter(|(i, _)| *i == found.index)
-                    .map(|(_, a)| *a)
+                    .filter(|a| a.index == found.index)
+                    .copied()
                     .collect(),
-                gateway,
-                routes: extra,
+                routes: routes.clone(),
+                names: names.clone(),
                 tx_checksum_on: ethtool::tx_checksum(ifname).unwrap_or(true),
                 link,
             }
         })
         .collect())
 }
+
+/// One container interface as `marks` sees it: what of it is this mesh's.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct View {
+    /// The mesh's address on it (the wanted one if there, else another of its own).
+    pub address: Option<Ipv4Net>,
+    /// The gateway of the mesh's default route (with the container default metric).
+    pub gateway: Option<Ipv4Addr>,
+    /// The mesh's other routes through it (with the mesh's metric), sorted.
+    pub routes: Vec<crate::topology::Route>,
+    /// The mesh's addresses and routes on it that `want` does not have.
+    pub stale: Vec<String>,
+    /// What is not the mesh's and clashes with `want`, one description each.
+    pub conflicts: Vec<String>,
+    /// Another default route that wins over the mesh's, described.
+    pub overridden: Option<String>,
+}
+
+/// Sort the addresses and routes on the interface `index` (`inside`) into the
+/// mesh's and everyone else's, against `want`. Pure.
+pub(super) fn classify(
+    policy: &Policy,
+    want: &ContainerInterface,
+    index: u32,
+    inside: &Inside,
+) -> View {
+    let mut view = View::default();
+    let describe =
+        |route: &Route| describe_route(route, |i| inside.names.get(&i).map(String::as_str));
+    let ours: Vec<Ipv4Net> = inside
+        .addresses
+        .iter()
+        .filter(|a| policy.owns_container_address(a.address, a.protocol, want.address))
+        .map(|a| a.address)
+        .collect();
+    view.address = ours
+        .iter()
+        .find(|a| **a == want.address)
+        .or(ours.first())
+        .copied();
+    for address in ours.iter().filter(|a| Some(**a) != view.address) {
+        view.stale.push(format!("address {address}"));
+    }
+    for address in inside.addresses.iter().map(|a| a.address) {
+        if !ours.contains(&address) && address.addr() == want.address.addr() {
+            view.conflicts.push(format!(
+                "address {address} (not ovsmesh's) has the topology's address {} with another prefix",
+                want.address
+            ));
+        }
+    }
+    // Destinations the topology routes through this interface.
+    let mut wanted: Vec<Ipv4Net> = want.routes.iter().map(|r| r.to).collect();
+    if want.gateway.is_some() {
+        wanted.push(Ipv4Net::default());
+    }
+    let mut ours_default = None;
+    for route in inside.routes.iter().filter(|r| r.oif == Some(index)) {
+        if !policy.owns_container_route(route.to, route.protocol, route.metric) {
+            // The kernel's own route to the interface's subnet is no clash.
+            let kernel = route.protocol == RTPROT_KERNEL;
+            if wanted.contains(&route.to) && !kernel {
+                view.conflicts.push(format!(
+                    "route {} (not ovsmesh's) goes to a destination the topology routes through it",
+                    describe(route)
+                ));
+            }
+            continue;
+        }
+        let fits = route.metric == policy.container_route_metric(route.to);
+        match route.via {
+            Some(via) if fits && route.to.prefix_len() == 0 && view.gateway.is_none() => {
+                view.gateway = Some(via);
+                ours_default = Some(route);
+            }
+            Some(via) if fits && route.to.prefix_len() > 0 => {
+                view.routes
+                    .push(crate::topology::Route { to: route.to, via });
+            }
+            _ => view.stale.push(format!("route {}", describe(route))),
+        }
+    }
+    view.routes.sort();
+    if let Some(ours) = ours_default {
+        let winner = default_route_winner(&inside.routes);
+        if let Some(winner) = winner.filter(|w| *w != ours) {
+            view.overridden = Some(format!(
+                "its default route via {} loses to {}, which is not ovsmesh's: traffic to other networks leaves the other way",
+                ours.via.map(|v| v.to_string()).unwrap_or_default(),
+                describe(winner)
+            ));
+        }
+    }
+    view
+}
+
+/// `RTPROT_KERNEL`: a route the kernel made for an address's subnet.
+const RTPROT_KERNEL: u8 = 2;
+
+/// The default route the kernel uses: the lowest metric, the first of equals.
+fn default_route_winner(routes: &[Route]) -> Option<&Route> {
+    routes.iter().filter(|r| r.to.prefix_len() == 0).fold(
+        None,
+        |best: Option<&Route>, r| match best {
+            Some(b) if b.metric <= r.metric => Some(b),
+            _ => Some(r),
+        },
+    )
+}
+
+#[cfg(test)]
+#[path = "inside_tests.rs"]
+mod tests;

@@ -25,7 +25,7 @@ use crate::state::{
 };
 use crate::topology::Runtime;
 
-use super::inside::{find_all, Found};
+use super::inside::{classify, find_all, Found};
 
 /// What apply needs beyond the state: the namespaces, held for this reconcile
 /// only; and the host's links as observe dumped them (the reconcile's one link
@@ -99,7 +99,8 @@ pub async fn observe(
             state.occupied.push(Occupied {
                 kind: Kind::Route,
                 id: route.to.to_string(),
-                by: describe_route(&route, &by_index),
+                by: describe_route(&route, |i| by_index.get(&i).map(|l| l.name.as_str())),
+                inside: false,
             });
         }
         if !policy.owns_route(route.protocol, route.metric) {
@@ -192,7 +193,7 @@ pub async fn observe(
             None => continue,
         };
         for (iface, inside) in ifaces.iter().zip(inside) {
-            let Some(link) = inside.link else { continue };
+            let Some(link) = &inside.link else { continue };
             let host_end = link
                 .peer_index
                 .and_then(|i| by_index.get(&i))
@@ -203,8 +204,25 @@ pub async fn observe(
                     kind: Kind::ContainerInterface,
                     id: iface.key(),
                     by: format!("link {} (index {})", link.name, link.index),
+                    inside: false,
                 });
                 continue;
+            }
+            // Only what is ours on it is its state; the rest is someone else's.
+            let view = classify(&policy, iface, link.index, &inside);
+            for clash in view.conflicts {
+                state.occupied.push(Occupied {
+                    kind: Kind::ContainerInterface,
+                    id: iface.key(),
+                    by: clash,
+                    inside: true,
+                });
+            }
+            if let Some(overridden) = view.overridden {
+                state.overridden.push(format!(
+                    "container {container}, interface {}: {overridden}",
+                    iface.ifname
+                ));
             }
             let host_tx_on = host_end.is_some_and(|l| {
                 host_ethtool
@@ -212,11 +230,6 @@ pub async fn observe(
                     .and_then(|s| s.tx_checksum(&l.name).ok())
                     .unwrap_or(true)
             });
-            let wanted_address = inside
-                .addresses
-                .iter()
-                .find(|a| **a == iface.address)
-                .or(inside.addresses.first());
             let observed = ContainerInterface {
                 container: container.to_string(),
                 runtime: runtime.clone(),
@@ -224,10 +237,11 @@ pub async fn observe(
                 host_end: host_end.map(|l| l.name.clone()).unwrap_or_default(),
                 mac: link.mac.unwrap_or(crate::topology::Mac([0; 6])),
                 mtu: link.mtu,
-                address: wanted_address.copied().unwrap_or_default(),
-                gateway: inside.gateway,
-                routes: inside.routes,
+                address: view.address.unwrap_or_default(),
+                gateway: view.gateway,
+                routes: view.routes,
                 tx_checksum_off: !inside.tx_checksum_on && !host_tx_on,
+                stale: view.stale,
             };
             state.containers.insert(observed.key(), observed);
         }
@@ -253,6 +267,7 @@ pub async fn observe(
                 gateway: None,
                 routes: Vec::new(),
                 tx_checksum_off: false,
+                stale: Vec::new(),
             },
         );
     }
@@ -260,14 +275,22 @@ pub async fn observe(
     Ok((state, rows))
 }
 
-/// A foreign route, as a conflict message names it.
-fn describe_route(route: &crate::netlink::Route, by_index: &BTreeMap<u32, &Link>) -> String {
-    let mut text = format!("{}", route.to);
+/// A route as conflict messages and warnings name it, e.g. `default via
+/// 172.17.0.1 dev eth0 proto 3 metric 0` (`dev` names a device by index).
+pub(super) fn describe_route<'a>(
+    route: &crate::netlink::Route,
+    dev: impl Fn(u32) -> Option<&'a str>,
+) -> String {
+    let mut text = if route.to.prefix_len() == 0 {
+        "default".to_string()
+    } else {
+        route.to.to_string()
+    };
     if let Some(via) = route.via {
         text.push_str(&format!(" via {via}"));
     }
-    if let Some(dev) = route.oif.and_then(|i| by_index.get(&i)) {
-        text.push_str(&format!(" dev {}", dev.name));
+    if let Some(name) = route.oif.and_then(dev) {
+        text.push_str(&format!(" dev {name}"));
     }
     format!("{text} proto {} metric {}", route.protocol, route.metric)
 }

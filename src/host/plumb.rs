@@ -73,6 +73,7 @@ pub async fn container_interfaces(
     let home = Home {
         netlink: netlink.clone(),
         ethtool: std::sync::Arc::new(ethtool),
+        netns: None,
     };
     for (position, change) in here {
         let result = container_interface(&home, None, context, change).await;

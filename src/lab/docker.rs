@@ -172,7 +172,7 @@ pub fn remove_all(lab: &Lab) -> Vec<String> {
         }
     }
     let dir = lab.dir.join("docker");
-    if let Some(pid) = kill_pidfile(&dir.join("docker.pid")) {
+    if let Some(pid) = kill_pidfile(&dir.join("docker.pid"), "dockerd") {
         removed.push(format!("dockerd (pid {pid})"));
         let _ = Command::new("umount")
             .arg("-R")

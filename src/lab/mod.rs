@@ -18,6 +18,7 @@
 pub mod docker;
 mod error;
 pub mod namespaces;
+mod pidfile;
 mod render;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use crate::runtime::Runtimes;
 use crate::topology::ident::under;
 use crate::topology::{Datapath, Runtime, Topology, VlanTransport};
 pub use error::LabError;
+pub use pidfile::kill_pidfile;
 pub use render::render_up;
 
 /// Where a lab lives.
@@ -390,8 +392,11 @@ pub async fn down(lab: &Lab) -> Result<Vec<String>, LabError> {
     let hosts_dir = lab.dir.join("hosts");
     if let Ok(hosts) = std::fs::read_dir(&hosts_dir) {
         for host in hosts.flatten() {
-            for pidfile in ["vswitchd.pid", "ovsdb.pid"] {
-                if let Some(pid) = kill_pidfile(&host.path().join(pidfile)) {
+            for (pidfile, program) in [
+                ("vswitchd.pid", "ovs-vswitchd"),
+                ("ovsdb.pid", "ovsdb-server"),
+            ] {
+                if let Some(pid) = kill_pidfile(&host.path().join(pidfile), program) {
                     removed.push(format!(
                         "{} of host {} (pid {pid})",
                         pidfile.trim_end_matches(".pid"),
@@ -411,25 +416,6 @@ pub async fn down(lab: &Lab) -> Result<Vec<String>, LabError> {
         removed.push(format!("state {}", lab.dir.display()));
     }
     Ok(removed)
-}
-
-/// Kill the process in a pid file; its pid if it was alive.
-pub fn kill_pidfile(path: &Path) -> Option<String> {
-    let pid = std::fs::read_to_string(path).ok()?.trim().to_string();
-    let number: i32 = pid.parse().ok()?;
-    // SAFETY: plain kill(2) on a pid read from our own pid file.
-    let alive = unsafe { libc::kill(number, libc::SIGTERM) } == 0;
-    if alive {
-        for _ in 0..50 {
-            if !Path::new(&format!("/proc/{number}")).exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // SAFETY: as above.
-        unsafe { libc::kill(number, libc::SIGKILL) };
-    }
-    alive.then_some(pid)
 }
 
 /// What runs in a lab, for `lab status`.

@@ -16,6 +16,13 @@
 //!   ([`Policy::route_metric`]). The metric is part of the kernel's key of a
 //!   route, so a write of one mesh can never land on another's route; a foreign
 //!   route that holds our key is a conflict, never overwritten.
+//! - Inside a container, only on the interface ovsmesh made (the peer of its
+//!   veth host end, which is the mesh's by its alias): routes with protocol
+//!   [`ROUTE_PROTOCOL`] and the mesh's metric, or, for the default route,
+//!   [`CONTAINER_DEFAULT_METRIC`]; addresses that are the topology's exact
+//!   address or carry [`ROUTE_PROTOCOL`] as their protocol (`IFA_PROTO`,
+//!   Linux 6.1+). Everything else there is someone else's: left alone, and a
+//!   conflict where it holds what the topology gives the interface.
 //! - IPv4 settings (`net.ipv4.conf.DEV.KEY`: forwarding, `send_redirects`)
 //!   carry no mark, and meshes may share one (`all`). A mesh claims a setting
 //!   by remembering, per network namespace, the value it had before: the first
@@ -60,8 +67,30 @@ pub const USER_PREFIX: &str = "ovsmesh-user:";
 /// Add `79 ovsmesh` to `/etc/iproute2/rt_protos.d/ovsmesh.conf` to see it by name.
 pub const ROUTE_PROTOCOL: u8 = 79;
 
+/// `net.ipv4.conf.DEV.arp_ignore` on a device that is only a switch port of
+/// a userspace-datapath bridge (a veth host end, the underlay or uplink NIC of
+/// a netdev host): answer no ARP request on it at all. OVS reads such ports as
+/// ordinary devices, so the host's IP stack sees every frame too and, by
+/// default, answers ARP for any of its addresses on any device — racing the
+/// OVS internal port that owns the address (`obr0`, the underlay bridge) with
+/// the switch port's MAC. A neighbour that keeps that first answer sends its
+/// traffic to the port's MAC, where the host drops it (forwarding is off there)
+/// or takes a tunnel packet for itself. A veth host end is ovsmesh's and gets
+/// it when made; a NIC's own value is claimed and put back by `down`.
+pub const SWITCH_PORT_ARP_IGNORE: u32 = 8;
+
 /// Route metrics of meshes: 79 in the top byte, 24 bits of the mesh's hash below.
 const METRIC_BASE: u32 = (ROUTE_PROTOCOL as u32) << 24;
+
+/// Metric of the default route ovsmesh gives a container: the lowest there
+/// is, so that the gateway the topology names wins over a default route
+/// another network put in the container (Docker's on `eth0` has metric 0 too;
+/// ovsmesh adds its own first among equals, `ip route prepend`, so the kernel
+/// uses it, and replaces nothing). Still recognisably ours: protocol 79, on the
+/// container interface ovsmesh made. The mesh's own metric (about 1.3e9) would
+/// lose to any other default route. Other container routes keep the mesh's
+/// metric.
+pub const CONTAINER_DEFAULT_METRIC: u32 = 0;
 
 /// Start of every veth host end's alias.
 const ALIAS_PREFIX: &str = "ovsmesh:";
@@ -415,6 +444,33 @@ impl<'a> Policy<'a> {
     /// Whether a route of the main table is this mesh's.
     pub fn owns_route(&self, protocol: u8, metric: u32) -> bool {
         protocol == ROUTE_PROTOCOL && metric == self.route_metric()
+    }
+
+    /// The metric of a route this mesh makes inside a container (see
+    /// [`CONTAINER_DEFAULT_METRIC`]).
+    pub fn container_route_metric(&self, to: Ipv4Net) -> u32 {
+        if to.prefix_len() == 0 {
+            CONTAINER_DEFAULT_METRIC
+        } else {
+            self.route_metric()
+        }
+    }
+
+    /// Whether a route on one of this mesh's container interfaces is this
+    /// mesh's: protocol 79 and the metric it gives such a route (or the mesh's
+    /// metric, which an older ovsmesh gave the default route: stale, ours to
+    /// remove).
+    pub fn owns_container_route(&self, to: Ipv4Net, protocol: u8, metric: u32) -> bool {
+        protocol == ROUTE_PROTOCOL
+            && (metric == self.container_route_metric(to) || metric == self.route_metric())
+    }
+
+    /// Whether an address on one of this mesh's container interfaces is this
+    /// mesh's: the topology's exact address (`wanted`), or one ovsmesh added
+    /// (protocol 79; a kernel before 6.1 keeps no address protocol, and then
+    /// only the exact address is recognised).
+    pub fn owns_container_address(&self, address: Ipv4Net, protocol: u8, wanted: Ipv4Net) -> bool {
+        address == wanted || protocol == ROUTE_PROTOCOL
     }
 
     /// Whether a route not ours holds the key a route of ours needs (same

@@ -213,3 +213,29 @@ fn an_endpoint_alias_carries_its_facts_and_only_this_mesh_reads_it() {
         None
     );
 }
+
+#[test]
+fn inside_a_container_only_the_topologys_address_and_the_meshs_marked_routes_are_ours() {
+    let policy = Policy::new("m1");
+    let wanted = net("172.17.1.2/24");
+    assert!(policy.owns_container_address(wanted, 0, wanted));
+    assert!(policy.owns_container_address(net("172.17.1.7/24"), ROUTE_PROTOCOL, wanted));
+    assert!(!policy.owns_container_address(net("172.17.1.100/32"), 0, wanted));
+    assert!(!policy.owns_container_address(net("172.17.1.2/16"), 0, wanted));
+
+    let default = Ipv4Net::default();
+    let other = net("198.51.100.0/24");
+    let mine = policy.route_metric();
+    // The default route gets the lowest metric (it must win over Docker's, also 0).
+    assert_eq!(policy.container_route_metric(default), 0);
+    assert_eq!(policy.container_route_metric(other), mine);
+    assert!(policy.owns_container_route(default, ROUTE_PROTOCOL, 0));
+    assert!(policy.owns_container_route(other, ROUTE_PROTOCOL, mine));
+    // An older ovsmesh's default route (the mesh's metric) is ours too: stale.
+    assert!(policy.owns_container_route(default, ROUTE_PROTOCOL, mine));
+    // Docker's default route (protocol boot/static, metric 0) and another mesh's are not.
+    assert!(!policy.owns_container_route(default, 3, 0));
+    let theirs = Policy::new("m2").route_metric();
+    assert!(!policy.owns_container_route(other, ROUTE_PROTOCOL, theirs));
+    assert!(!policy.owns_container_route(other, ROUTE_PROTOCOL, 0));
+}

@@ -21,6 +21,9 @@ use super::{ethtool, Netlink, NetlinkError};
 pub struct Home {
     pub netlink: Netlink,
     pub ethtool: Arc<ethtool::Socket>,
+    /// The caller's namespace itself, for [`crate::netns::visit`]; `None` where
+    /// the work never leaves it.
+    pub netns: Option<Arc<File>>,
 }
 
 struct Worker {
@@ -39,11 +42,14 @@ fn start_worker() -> Result<Worker, String> {
         Netlink::open().map_err(|e| e.to_string())?
     };
     let ethtool = ethtool::Socket::open().map_err(|e| format!("open an ethtool socket: {e}"))?;
+    let netns = File::open("/proc/thread-self/ns/net")
+        .map_err(|e| format!("open the caller's namespace: {e}"))?;
     Ok(Worker {
         runtime,
         home: Home {
             netlink,
             ethtool: Arc::new(ethtool),
+            netns: Some(Arc::new(netns)),
         },
     })
 }

@@ -9,6 +9,7 @@ mod counters;
 pub mod ethtool;
 pub mod index;
 pub mod many;
+mod neighbour;
 pub mod sysctl;
 
 use std::fs::File;
@@ -18,7 +19,7 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressProtocol};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage,
 };
@@ -31,6 +32,7 @@ use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBu
 use crate::topology::Mac;
 use counters::wrote;
 pub use counters::{link_dumps, writes};
+pub use neighbour::{resolved, Neighbour};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -95,6 +97,15 @@ pub struct Route {
     pub protocol: u8,
     /// The route's priority (`metric`): with the destination, its key in the table.
     pub metric: u32,
+}
+
+/// An IPv4 address of a link, and the protocol that added it (`IFA_PROTO`,
+/// Linux 6.1 and later; 0 where unset or unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address {
+    pub index: u32,
+    pub address: Ipv4Net,
+    pub protocol: u8,
 }
 
 /// An rtnetlink socket in the namespace it was opened in (clones share it).
@@ -295,6 +306,16 @@ impl Netlink {
 
     /// IPv4 addresses, with the index of their link.
     pub async fn addresses(&self) -> Result<Vec<(u32, Ipv4Net)>, NetlinkError> {
+        Ok(self
+            .addresses_marked()
+            .await?
+            .into_iter()
+            .map(|a| (a.index, a.address))
+            .collect())
+    }
+
+    /// IPv4 addresses, with their link and the protocol that added them.
+    pub async fn addresses_marked(&self) -> Result<Vec<Address>, NetlinkError> {
         let messages: Vec<AddressMessage> = self
             .handle
             .address()
@@ -306,17 +327,49 @@ impl Netlink {
         Ok(messages
             .iter()
             .filter_map(|m| {
-                let address = m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Local(IpAddr::V4(ip))
-                    | AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-                    _ => None,
-                })?;
-                Some((
-                    m.header.index,
-                    Ipv4Net::new(address, m.header.prefix_len).ok()?,
-                ))
+                let mut local = None;
+                let mut protocol = 0;
+                for attribute in &m.attributes {
+                    match attribute {
+                        AddressAttribute::Local(IpAddr::V4(ip))
+                        | AddressAttribute::Address(IpAddr::V4(ip)) => {
+                            local = local.or(Some(*ip));
+                        }
+                        AddressAttribute::Protocol(p) => protocol = u8::from(*p),
+                        _ => {}
+                    }
+                }
+                Some(Address {
+                    index: m.header.index,
+                    address: Ipv4Net::new(local?, m.header.prefix_len).ok()?,
+                    protocol,
+                })
             })
             .collect())
+    }
+
+    /// [`Self::add_address`] with the protocol that adds it (`IFA_PROTO`): a
+    /// mark a kernel before 6.1 ignores.
+    pub async fn add_address_marked(
+        &self,
+        index: u32,
+        address: Ipv4Net,
+        protocol: u8,
+    ) -> Result<(), NetlinkError> {
+        wrote();
+        let mut request = self
+            .handle
+            .address()
+            .add(index, IpAddr::V4(address.addr()), address.prefix_len())
+            .replace();
+        request
+            .message_mut()
+            .attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::from(protocol)));
+        request
+            .execute()
+            .await
+            .map_err(nl(format!("add address {address} to link {index}")))
     }
 
     pub async fn add_address(&self, index: u32, address: Ipv4Net) -> Result<(), NetlinkError> {
@@ -403,6 +456,33 @@ impl Netlink {
             .execute()
             .await
             .map_err(nl(format!("add route {}", route.to)))
+    }
+
+    /// Add a route first among those with its destination and metric (`ip
+    /// route prepend`): the kernel uses the first of equals, and none of them is
+    /// replaced. The very same route already there is fine.
+    pub async fn prepend_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        use rtnetlink::packet_core::{
+            NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
+        };
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        wrote();
+        let mut request =
+            NetlinkMessage::from(RouteNetlinkMessage::NewRoute(Self::route_message(route)));
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
+        let what = || format!("add route {} metric {}", route.to, route.metric);
+        let mut handle = self.handle.clone();
+        let mut replies = handle.request(request).map_err(nl(what()))?;
+        while let Some(reply) = futures::StreamExt::next(&mut replies).await {
+            if let NetlinkPayload::Error(error) = reply.payload {
+                // 0: the acknowledgement; EEXIST: this very route is there.
+                if [0, -libc::EEXIST].contains(&error.raw_code()) {
+                    return Ok(());
+                }
+                return Err(nl(what())(rtnetlink::Error::NetlinkError(error)));
+            }
+        }
+        Ok(())
     }
 
     /// Add a route; fails (EEXIST) if a route with this destination and metric

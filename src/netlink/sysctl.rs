@@ -4,7 +4,7 @@
 //! For IPv4 the kernel checks forwarding on the interface a packet arrives on,
 //! so ovsmesh enables it only where routed container traffic enters
 //! (`net.ipv4.conf.DEV.forwarding`); `all` is the global switch. Other settings
-//! (`send_redirects`) are set the same way. Every value ovsmesh replaces is
+//! (`send_redirects`, the underlay NIC's `arp_ignore`) are set the same way. Every value ovsmesh replaces is
 //! remembered the first time, under `/run/ovsmesh/KEY/MESH/NETNS/DEV` (volatile like
 //! the setting itself, and per network namespace), so `down` puts it back;
 //! meshes that share a setting share its memory (`marks` says how).
@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::marks::{Policy, Removal};
+use crate::marks::{Policy, Removal, SWITCH_PORT_ARP_IGNORE};
 use crate::topology::ident::under;
 
 /// The settings ovsmesh may change, each remembered in a directory of its own.
-pub const KEYS: &[&str] = &["forwarding", "send_redirects"];
+pub const KEYS: &[&str] = &["forwarding", "send_redirects", "arp_ignore"];
 
 fn path(dev: &str, key: &str) -> io::Result<PathBuf> {
     Ok(under(Path::new("/proc/sys/net/ipv4/conf"), dev)?.join(key))
@@ -35,6 +35,21 @@ pub fn read(dev: &str, key: &str) -> Option<u32> {
 pub fn write(dev: &str, key: &str, value: u32) -> io::Result<()> {
     super::wrote();
     std::fs::write(path(dev, key)?, format!("{value}\n"))
+}
+
+/// Make the host's IP stack silent on a device ovsmesh just created as a
+/// switch port (a veth host end, still down): no ARP answers
+/// ([`SWITCH_PORT_ARP_IGNORE`], why there) and no IPv6 (no link-local address, no
+/// neighbour discovery). Nothing to restore: the settings go with the device.
+/// A host without IPv6 has no IPv6 setting to turn off.
+pub fn quiet_switch_port(dev: &str) -> io::Result<()> {
+    write(dev, "arp_ignore", SWITCH_PORT_ARP_IGNORE)?;
+    super::wrote();
+    let ipv6 = under(Path::new("/proc/sys/net/ipv6/conf"), dev)?.join("disable_ipv6");
+    match std::fs::write(ipv6, "1\n") {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Forwarding on `dev`, or `None` if the device does not exist.

@@ -3,8 +3,11 @@
 //! Interface → Port → `Bridge.ports` (and new bridges → `Open_vSwitch.bridges`)
 //! are inserted and referenced in the same transaction, since Port and
 //! Interface are not root tables. Every row the plan read and now changes is
-//! guarded by a `wait` on its `_version`, so a concurrent edit fails the whole
-//! transaction cleanly (and the caller re-plans). Tunnel ports are created with
+//! guarded by a `wait` on the columns ovsmesh manages (`columns`' config
+//! columns, as observed), so a concurrent edit of them fails the whole
+//! transaction cleanly (and the caller re-plans) — but not ovs-vswitchd
+//! rewriting an Interface's statistics or status every few seconds, which a
+//! guard on `_version` turned into needless retries at scale. Tunnel ports are created with
 //! `protected=true` in the same insert, never set afterwards. The transaction
 //! also bumps `next_cfg` so the caller can wait for vswitchd's `cur_cfg`.
 
@@ -13,12 +16,14 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::marks::{self, Policy};
-use crate::ovsdb::transact::{comment, insert, mutate, select, update, wait_absent, wait_version};
+use crate::ovsdb::transact::{
+    comment, insert, mutate, select, update, wait_absent, wait_unchanged,
+};
 use crate::ovsdb::value::{named_json, uuid_json, Atom, Datum};
 use crate::plan::{Kind, Op, Plan};
 use crate::state::{Bridge, Item, Port};
 
-use super::observe::Rows;
+use super::observe::{RowRef, Rows};
 
 /// A built transaction and what it is for.
 #[derive(Debug, Default)]
@@ -26,6 +31,11 @@ pub struct Transaction {
     pub operations: Vec<Value>,
     /// Index of the `select` of `next_cfg` (after the bump), if any.
     pub next_cfg_select: Option<usize>,
+}
+
+/// The guard of a row the plan read: its managed columns are as observed.
+fn guard(table: &str, row: &RowRef) -> Value {
+    wait_unchanged(table, &row.uuid, &row.config)
 }
 
 fn port_columns(port: &Port) -> Value {
@@ -126,6 +136,9 @@ fn owner_mutation(before: Option<&Port>, after: &Port) -> Option<Value> {
 pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
     let mut tx = Transaction::default();
     let ops = &mut tx.operations;
+    // Guards compare columns as the transaction has them so far: they all go
+    // first, before any operation changes a row they look at.
+    let mut guards = Vec::new();
     let ovs_changes = plan
         .changes
         .iter()
@@ -177,7 +190,7 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
             Op::Update | Op::Replace => {
                 if let Some(row) = rows.bridges.get(&change.id) {
                     let before = change.before.as_ref().and_then(Item::bridge);
-                    ops.push(wait_version("Bridge", &row.uuid, &row.version));
+                    guards.push(guard("Bridge", row));
                     // Only what differs: an adopted bridge's settings are never written.
                     if before.is_none_or(|b| b.datapath_type != bridge.datapath_type) {
                         ops.push(update(
@@ -218,7 +231,7 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
         let observed = rows.ports.get(&change.id);
         if matches!(change.op, Op::Delete | Op::Replace) {
             if let Some((port_row, _, bridge)) = observed {
-                ops.push(wait_version("Port", &port_row.uuid, &port_row.version));
+                guards.push(guard("Port", port_row));
                 if let Some(bridge_row) = rows.bridges.get(bridge) {
                     ops.push(mutate(
                         "Bridge",
@@ -265,12 +278,8 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
             }
             Op::Update => {
                 if let Some((port_row, iface_row, _)) = observed {
-                    ops.push(wait_version("Port", &port_row.uuid, &port_row.version));
-                    ops.push(wait_version(
-                        "Interface",
-                        &iface_row.uuid,
-                        &iface_row.version,
-                    ));
+                    guards.push(guard("Port", port_row));
+                    guards.push(guard("Interface", iface_row));
                     ops.push(update("Port", &port_row.uuid, port_columns(port)));
                     ops.push(update(
                         "Interface",
@@ -320,7 +329,7 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
         .filter(|c| c.kind == Kind::Bridge && c.op == Op::Delete)
     {
         if let Some(row) = rows.bridges.get(&change.id) {
-            ops.push(wait_version("Bridge", &row.uuid, &row.version));
+            guards.push(guard("Bridge", row));
             ops.push(mutate(
                 "Open_vSwitch",
                 json!([]),
@@ -333,6 +342,7 @@ pub fn build(plan: &Plan, mesh: &str, rows: &Rows) -> Transaction {
         }
     }
 
+    tx.operations.splice(1..1, guards);
     tx.operations.push(mutate(
         "Open_vSwitch",
         json!([]),

@@ -5,8 +5,12 @@
 //! daemon never interleave; every write transaction asserts that lock, so a
 //! client that lost it (stolen) cannot write. Each change set is one
 //! transaction; after it, ovsmesh waits (bounded) for vswitchd to catch up (`cur_cfg`) and reads back
-//! `Interface.error` and `ofport`, because a committed transaction can still
-//! leave a port unusable (a tunnel key clash only shows there).
+//! `Interface.error` and `ofport` of every port it made or changed, because a
+//! committed transaction can still leave a port unusable (a tunnel key clash,
+//! a device vswitchd cannot open only show there). Once committed, the change
+//! is made: a vswitchd that does not catch up, or a read-back that fails, is
+//! reported ([`OvsReport::unconfirmed`]), never an error that would stop the
+//! caller before the rest of the host is applied.
 
 pub mod apply;
 pub mod cfg;
@@ -18,7 +22,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::marks::Role;
 use crate::ovsdb::transact::{assert_lock, select};
 use crate::ovsdb::{connect, Client, ConnectOptions, Notification, OvsdbError, DB};
 use crate::plan::{Change, Kind, Plan};
@@ -150,6 +153,17 @@ impl Session {
     }
 }
 
+/// The uuid of the server's Open_vSwitch row: which switch this is.
+pub async fn root_uuid(client: &Client) -> Result<String, OvsdbError> {
+    let replies = client
+        .transact(DB, vec![select("Open_vSwitch", json!([]), &["_uuid"])])
+        .await?;
+    Ok(replies[0]["rows"][0]["_uuid"][1]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// The OVSDB lock of a mesh: an OVSDB <id> (letters, digits, '_').
 pub fn lock_name(mesh: &str) -> String {
     let safe: String = mesh
@@ -175,6 +189,9 @@ pub struct OvsReport {
     pub failures: Vec<PortFailure>,
     /// Whether vswitchd confirmed the change (false with `--no-wait`).
     pub vswitchd_confirmed: bool,
+    /// Why vswitchd's side could not be confirmed although the transaction
+    /// committed: it did not catch up in time, or the read-back failed.
+    pub unconfirmed: Option<String>,
 }
 
 impl OvsReport {
@@ -237,14 +254,28 @@ pub async fn apply(
         "OVSDB transaction committed"
     );
     if let (Some(timeout), Some(next_cfg)) = (wait, next_cfg) {
+        // Committed: from here on a problem is reported, never returned.
         let waiting = Instant::now();
-        wait_for_vswitchd(&session.client, next_cfg, timeout).await?;
-        tracing::debug!(
-            ms = waiting.elapsed().as_secs_f64() * 1e3,
-            "ovs-vswitchd caught up"
-        );
-        report.vswitchd_confirmed = true;
-        report.failures = port_failures(&session.client, plan).await?;
+        match wait_for_vswitchd(&session.client, next_cfg, timeout).await {
+            Ok(()) => {
+                tracing::debug!(
+                    ms = waiting.elapsed().as_secs_f64() * 1e3,
+                    "ovs-vswitchd caught up"
+                );
+                report.vswitchd_confirmed = true;
+                match port_failures(&session.client, plan).await {
+                    Ok(failures) => report.failures = failures,
+                    Err(error) => {
+                        report.unconfirmed = Some(format!(
+                            "the change committed, but reading Interface.error back failed: {error}"
+                        ))
+                    }
+                }
+            }
+            Err(error) => {
+                report.unconfirmed = Some(format!("the change committed, but {error}"));
+            }
+        }
     }
     Ok(report)
 }
@@ -274,15 +305,15 @@ pub async fn wait_for_vswitchd(
     }
 }
 
-/// Created or updated ports whose interface vswitchd refused. Access ports are
-/// left to the netlink step: their veth may not exist yet.
+/// Created or updated ports whose interface vswitchd refused, access ports
+/// included (their veths are made before the transaction, so a missing device
+/// is a failure).
 async fn port_failures(client: &Client, plan: &Plan) -> Result<Vec<PortFailure>, OvsdbError> {
     let wanted: Vec<(&String, &crate::state::Port)> = plan
         .changes
         .iter()
         .filter(|c| c.kind == Kind::Port)
         .filter_map(|c| c.after.as_ref().and_then(Item::port).map(|p| (&c.id, p)))
-        .filter(|(_, p)| p.role != Role::Access)
         .collect();
     if wanted.is_empty() {
         return Ok(Vec::new());

@@ -4,8 +4,9 @@
 //! Interface (the columns listed in `columns`). Of those, ovsmesh keeps the bridges it holds and every port of
 //! this mesh, keyed by the identity its marks spell out — `marks` decides what
 //! is ours. Foreign rows are only named (per bridge), so `down` knows whether a
-//! bridge still holds someone else's ports. Row uuids and `_version`s are kept
-//! for apply's guards.
+//! bridge still holds someone else's ports. Row uuids and the values of the
+//! columns ovsmesh manages (`columns`' config columns) are kept for apply's
+//! guards.
 
 use std::collections::BTreeMap;
 
@@ -18,11 +19,13 @@ use crate::state::{Bridge, HostState, Port};
 
 use super::columns;
 
-/// A row's identity for guards.
+/// A row's identity for guards: its uuid, and the values its managed
+/// (config) columns had when it was read — what a change must find unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowRef {
     pub uuid: String,
     pub version: String,
+    pub config: serde_json::Map<String, Value>,
 }
 
 /// Status of an interface as vswitchd reports it.
@@ -105,10 +108,15 @@ impl Row<'_> {
             .map(|d| d.atoms().iter().filter_map(Atom::as_i64).collect())
             .unwrap_or_default()
     }
-    fn row_ref(&self) -> RowRef {
+    fn row_ref(&self, table: &columns::Table) -> RowRef {
         RowRef {
             uuid: self.uuid("_uuid"),
             version: self.uuid("_version"),
+            config: table
+                .config
+                .iter()
+                .filter_map(|c| Some((c.to_string(), self.0.get(*c)?.clone())))
+                .collect(),
         }
     }
 }
@@ -238,9 +246,14 @@ pub fn interpret(
                     external_ids: port_ids.clone(),
                 },
             );
-            out.rows
-                .ports
-                .insert(key.clone(), (port.row_ref(), iface.row_ref(), name.clone()));
+            out.rows.ports.insert(
+                key.clone(),
+                (
+                    port.row_ref(&columns::PORT),
+                    iface.row_ref(&columns::INTERFACE),
+                    name.clone(),
+                ),
+            );
             let ofport = iface.integers("ofport").first().copied();
             let error = iface.datum("error").and_then(|d| {
                 d.atoms()
@@ -273,7 +286,9 @@ pub fn interpret(
                     mtu_request: local_mtu_request,
                 },
             );
-            out.rows.bridges.insert(name, bridge.row_ref());
+            out.rows
+                .bridges
+                .insert(name, bridge.row_ref(&columns::BRIDGE));
         }
     }
     // Bridges report "" for the default datapath: that is "system".

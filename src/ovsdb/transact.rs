@@ -44,6 +44,20 @@ pub fn wait_version(table: &str, uuid: &str, version: &str) -> Value {
     })
 }
 
+/// Fail the transaction unless the row with this uuid still has these column
+/// values (`columns`: column → value, as a `select` returned them). Unlike a
+/// `_version` guard, a column it does not name (statistics, status, anything
+/// ovs-vswitchd rewrites on its own) may change meanwhile.
+pub fn wait_unchanged(table: &str, uuid: &str, columns: &serde_json::Map<String, Value>) -> Value {
+    let names: Vec<&String> = columns.keys().collect();
+    json!({
+        "op": "wait", "timeout": 0, "table": table,
+        "where": [["_uuid", "==", ["uuid", uuid]]],
+        "columns": names, "until": "==",
+        "rows": [columns]
+    })
+}
+
 /// Fail the transaction if a row with this `name` exists.
 pub fn wait_absent(table: &str, name: &str) -> Value {
     json!({

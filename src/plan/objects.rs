@@ -358,6 +358,9 @@ impl Object for Sysctl {
             ("send_redirects", _) => {
                 "the routing bridge hairpins peers' traffic: no ICMP redirects to the containers".into()
             }
+            ("arp_ignore", _) => {
+                "a port of a userspace-datapath bridge: the host answers ARP only through the bridge's own port, never on the NIC".into()
+            }
             _ => "the routed overlay needs it".into(),
         }
     }
@@ -402,6 +405,7 @@ impl Object for ContainerInterface {
                 &want.tx_checksum_off,
                 flag("off"),
             )
+            .field("stale", &self.stale, &want.stale, |s| join(s))
             .done()
     }
 

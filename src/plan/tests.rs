@@ -59,8 +59,12 @@ fn empty_host_gets_everything_created() {
             + want.addresses.len()
             + want.routes.len()
             + want.forwarding.len()
+            + want.sysctls.len()
             + want.containers.len()
     );
+    // The netdev host's underlay NIC is only a switch port: it answers no ARP.
+    let nic = &want.sysctls["net.ipv4.conf.u0.arp_ignore"];
+    assert_eq!((nic.value, nic.claimed), (8, true));
 }
 
 #[test]

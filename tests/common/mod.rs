@@ -158,6 +158,28 @@ impl Drop for Netns {
     }
 }
 
+/// Another tool at work in a namespace: a shell script (e.g. one that turns a
+/// setting back off, pausing between writes), killed when dropped.
+pub struct Fighter(std::process::Child);
+
+impl Fighter {
+    pub fn start(netns: &str, script: &str) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, "sh", "-c", script])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for Fighter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// ovs-vswitchd for a server, inside its own netns with its own OVS_RUNDIR.
 pub struct Vswitchd {
     pub netns: Netns,

@@ -18,7 +18,7 @@ BOX_NAME=ovsmesh-debian12.box
 # Everything the lab's provisioning would otherwise install, and what Vagrant needs of a guest.
 PACKAGES=linux-image-amd64,systemd-sysv,udev,kmod,dbus,openssh-server,openssh-sftp-server,sudo,\
 openvswitch-switch,docker.io,apparmor,busybox-static,iproute2,iputils-ping,iptables,procps,netbase,\
-ethtool,ca-certificates,less
+ethtool,ca-certificates,less,man-db,bash-completion
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${OVSMESH_VM_CACHE:-/var/cache/ovsmesh-vm}

@@ -194,6 +194,7 @@ impl Snapshot {
                         kind: Kind::Firewall,
                         id: id.clone(),
                         by: dropped.explain(accept),
+                        inside: false,
                     });
                 }
             }
