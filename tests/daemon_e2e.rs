@@ -248,6 +248,7 @@ fn a_new_container_under_a_renamed_ones_name_is_plumbed() {
 /// the retries for waiting containers are over, only its `start` event (matched
 /// by id) can wake the daemon before the next resync (in 600 s).
 #[test]
+#[ignore = "needs root + OVS + Docker"]
 fn a_container_named_by_id_and_added_by_an_edit_is_plumbed_on_its_start_event() {
     let text = seed("lab.toml");
     let setup = prepare(&text, "node1", false);
