@@ -168,7 +168,8 @@ pl_after_reboot() {
 # ovsmesh down refuses while Docker endpoints of the mesh exist.
 pl_down_refused() {
     local out
-    out=$(vm node1 "ovsmesh down --host node1 /etc/ovsmesh/topology.toml 2>&1; echo exit \$?")
+    # The service stopped first: `down` under the mesh's daemon is refused for that reason alone.
+    out=$(vm node1 "systemctl stop ovsmesh; ovsmesh down --host node1 /etc/ovsmesh/topology.toml 2>&1; echo exit \$?; systemctl start ovsmesh")
     echo "$out"
     grep -q "refusing to go down: 1 Docker endpoint(s) of mesh vagrant" <<<"$out" && grep -q "exit 1" <<<"$out" &&
         vm node1 "test -n \"\$(ovs-vsctl --bare --columns=name find port external_ids:ovsmesh-role=endpoint)\""
