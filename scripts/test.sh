@@ -9,6 +9,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --no-fail-fast -- --include-ignored 2>&1 | tee target/test-output.txt
+echo "--- the tests again as an unprivileged user (a contributor's plain cargo test)"
+./scripts/test-unprivileged.sh
 echo "--- benchmarks (figures only, no pass/fail)"
 # attach runs its quick set here (N = 10, 50, 200; a few minutes); the full set,
 # N = 1000 included, is `cargo bench --bench attach` (docs/benchmarks.md).

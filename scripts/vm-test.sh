@@ -12,7 +12,9 @@
 # The guests install ovsmesh from its Debian package (scripts/package.sh), as a user's host would.
 # Environment: OVSMESH_DEB (the package for the guests; default: made by scripts/package.sh, which
 #              also builds target/release/ovsmesh for the checks run here),
-#              OVSMESH_VM_KEEP=1 (debugging: keep the VMs and print how to reach them).
+#              OVSMESH_VM_KEEP=1 (debugging: keep the VMs and print how to reach them),
+#              OVSMESH_VM_RACE=N (the plugin's race test: N fresh containers, default 15; 50 for
+#              the issue's proof), OVSMESH_VM_LATENCY=1 (also 20 runs on Docker's default bridge).
 # Prints one line per check with its time, per-step timings, and `N passed, N failed` last.
 # Checks are functions run through `check NAME FUNCTION ...`, which shellcheck cannot follow.
 # shellcheck disable=SC2317
@@ -80,6 +82,7 @@ finish() {
         printf '\n== timings\n'
         printf '  %s\n' "${timings[@]}"
         printf '  %-44s %5d s\n' "total" "$((SECONDS - suite_start))"
+        [ -s "$state/plugin-figures" ] && { printf '\n== plugin figures\n'; sed 's/^/  /' "$state/plugin-figures"; }
         teardown
         echo "vm: $passed passed, $failed failed"
     } >&3 2>&4
@@ -278,7 +281,7 @@ export OVSMESH_DEB="$deb"
 step "set-up: box (vagrant/box/build.sh, cached)"
 must "box built or taken from the cache" sh -c "vagrant/box/build.sh > $state/box.path"
 box=$(tail -1 "$state/box.path")
-check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh scripts/vm-checks/git-follow.sh scripts/package.sh scripts/setup-packaging.sh
+check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh scripts/vm-checks/git-follow.sh scripts/vm-checks/plugin.sh scripts/package.sh scripts/setup-packaging.sh
 step "set-up: private libvirtd in namespace $ns"
 must "libvirtd running, storage pool defined" start_libvirtd
 must "box added to Vagrant" vagrant_ box add --name "$OVSMESH_BOX" "$box"
@@ -315,12 +318,15 @@ check "service is hardened: capability bounding set, NoNewPrivs, read-only /usr"
     nsenter -t $pid -m sh -c "! touch /usr/ovsmesh-write-test 2>/dev/null" &&
     systemd-analyze security ovsmesh --no-pager | tail -1'
 # shellcheck disable=SC2016 # expanded in the VM
+# The package enables and starts nothing: after a reinstall the admin starts the plugin socket and
+# the service again (the socket first: the service takes it over).
 check "dpkg -r stops and removes it (network left), reinstall + start converges again" vm node2 '
     dpkg -r ovsmesh >/dev/null && ! command -v ovsmesh && ! systemctl is-active -q ovsmesh &&
+    ! systemctl is-active -q ovsmesh.socket &&
     test ! -e /usr/lib/systemd/system/ovsmesh.service && test -e /etc/ovsmesh/topology.toml &&
     ovs-vsctl br-exists obr0 &&
-    dpkg -i /tmp/ovsmesh-provision/ovsmesh.deb >/dev/null && systemctl start ovsmesh &&
-    systemctl is-active ovsmesh && ovsmesh status --host node2 /etc/ovsmesh/topology.toml >/dev/null'
+    dpkg -i /tmp/ovsmesh-provision/ovsmesh.deb >/dev/null && systemctl start ovsmesh.socket ovsmesh &&
+    systemctl is-active ovsmesh.socket ovsmesh && ovsmesh status --host node2 /etc/ovsmesh/topology.toml >/dev/null'
 
 step "VLAN networks over GRE, overlapping subnets"
 check "check --host on every VM (reachability, isolation by MAC, DF ping)" check_all
@@ -463,6 +469,28 @@ check "default topology copied in" push_topology "$topology"
 check "status converged on every VM" converged_all 60
 check "check --host exit 0 on every VM" check_all
 
+step "Docker networks: docker run --network through the plugin (ovsmesh.socket)"
+# shellcheck source=scripts/vm-checks/plugin.sh
+source "$repo/scripts/vm-checks/plugin.sh"
+check "Docker networks blue, pods, red made by the daemon on every VM" pl_networks
+check "pooled address on node2 (192.0.2.96), reached from red1 on node1" pl_pooled
+check "refused addresses: Docker prints why (declared on node2, node2's pool)" pl_refused
+check "race: ${OVSMESH_VM_RACE:-15} fresh containers, address and first packet to red2; start latency" pl_race
+plugin_variant() { # the default topology, declaring web1 (192.0.2.10 on red) on node1
+    { cat "$topology"; printf '\n[containers.web1]\nhost = "node1"\nnetns = "web1"\nnetwork = "red"\naddress = "192.0.2.10"\nmac = "02:00:5e:00:02:0a"\nmtu = 1400\nroutes = [{ to = "198.51.100.0/24", via = "192.0.2.9" }]\n'; } > "$state/plugin.toml"
+    push_topology "$state/plugin.toml" && converged_all 60
+}
+check "topology declaring web1 (192.0.2.10 on node1) copied in, converged" plugin_variant
+check "declared --ip: the entry's MAC, MTU, routes; restart keeps them; rm removes veth and port" pl_declared
+default_again() { push_topology "$topology" && converged_all 60; }
+check "default topology back, converged" default_again
+check "docker restart of a pooled container keeps address and MAC" pl_restart_keeps
+check "routed network: node1's subnet and gateway, reached from pod2 on node2" pl_routed
+check "systemctl restart ovsmesh: no packet lost; the next docker run's first packet reaches pod2 (routed)" pl_daemon_restart
+check "systemctl restart docker: the --restart=always container is back, networked" pl_docker_restart
+check "a --restart=always container on node3 before its reboot" pl_before_reboot
+check "status converged on every VM with the plugin's containers" converged_all 60
+
 step "service: docker restart"
 mac_ip() { vm node2 "inside pod2 ip -o link show eth1 | grep -o 'link/ether [0-9a-f:]*'; inside pod2 ip -4 -o addr show eth1 | awk '{print \$4}'"; }
 before_restart=$(mac_ip 2>/dev/null)
@@ -504,6 +532,7 @@ reboot_node3() { # back means a new boot id: the old system may answer SSH while
 }
 check "node3 rebooted (new boot id) and back on SSH" reboot_node3
 check "every VM converged after the reboot (no manual step)" converged_all 120
+check "node3's --restart=always plugin container back after the reboot, reachable" pl_after_reboot
 check "check --host on every VM after the reboot" check_all
 
 step "service: topology edit copied in"
@@ -530,7 +559,10 @@ check "daemons back to the topology file" gf_back_to_file
 check "file again: every VM converged" converged_all 60
 
 step "down leaves each VM as it was"
-down_all() { on_all "systemctl stop ovsmesh && ovsmesh down --host HOST /etc/ovsmesh/topology.toml"; }
+check "ovsmesh down refuses while a Docker endpoint exists (exit 1)" pl_down_refused
+check "the plugin's containers removed one at a time, their ports gone" pl_remove_containers
+# The socket first: a connection to it would start the service again.
+down_all() { on_all "systemctl stop ovsmesh.socket ovsmesh && ovsmesh down --host HOST /etc/ovsmesh/topology.toml"; }
 check "service stopped, ovsmesh down on every VM" down_all
 as_before() {
     # shellcheck disable=SC2016 # expanded in the VM

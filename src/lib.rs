@@ -21,6 +21,7 @@ pub mod netns;
 pub mod ovs;
 pub mod ovsdb;
 pub mod plan;
+pub mod plugin;
 pub mod process;
 pub mod runtime;
 pub mod source;

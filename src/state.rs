@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 pub use crate::marks::PortId;
-use crate::marks::Role;
+use crate::marks::{EndpointMark, Role};
 use crate::topology::{Mac, Route, Runtime};
 
 mod firewall;
@@ -65,10 +65,28 @@ pub struct HostState {
     /// Observed only: places this mesh's objects need that something not ours holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub occupied: Vec<Occupied>,
+    /// Observed only: Docker endpoints of this mesh whose veth host end exists,
+    /// by endpoint id (their facts come from the host end's alias, see `marks`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, EndpointLink>,
     /// Observed only: default routes of this mesh inside containers that
     /// another default route wins over, one sentence each (for warnings).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overridden: Vec<String>,
+}
+
+/// A Docker endpoint's veth host end, as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointLink {
+    /// The host end's name (the OVS port's).
+    pub host_end: String,
+    pub mark: EndpointMark,
+    /// Docker moved the container end into the container (`Join`): the plugin's
+    /// `CreateEndpoint` is over. Before that, the plugin is still making the
+    /// endpoint's port, and the daemon does not make it too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joined: bool,
 }
 
 /// A place an object of this mesh needs, held by something that is not ours
@@ -146,6 +164,32 @@ pub struct Port {
     /// Ownership marks (see `marks`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: BTreeMap<String, String>,
+}
+
+impl Port {
+    /// The port of a container's veth host end: a system device, untagged on
+    /// the overlay bridge or an access port of VLAN `tag`.
+    pub fn veth(
+        name: &str,
+        bridge: &str,
+        role: Role,
+        tag: Option<u16>,
+        external_ids: BTreeMap<String, String>,
+    ) -> Self {
+        Port {
+            name: name.to_string(),
+            bridge: bridge.to_string(),
+            role,
+            iface_type: String::new(),
+            options: BTreeMap::new(),
+            tag,
+            trunks: Vec::new(),
+            protected: false,
+            bfd: BTreeMap::new(),
+            mtu_request: None,
+            external_ids,
+        }
+    }
 }
 
 /// What an address on a host interface is for.

@@ -38,6 +38,16 @@ struct InterfaceStatus {
     drift: Vec<String>,
 }
 
+/// A Docker container attached through the network plugin.
+#[derive(Debug, Serialize)]
+struct EndpointStatus {
+    endpoint: String,
+    network: String,
+    address: String,
+    port: String,
+    state: &'static str,
+}
+
 #[derive(Debug, Serialize)]
 struct TunnelStatus {
     tunnel: String,
@@ -54,6 +64,8 @@ pub struct Status {
     pub converged: bool,
     pub pending_changes: usize,
     interfaces: Vec<InterfaceStatus>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    endpoints: Vec<EndpointStatus>,
     tunnels: Vec<TunnelStatus>,
     /// Changes the daemon of this host keeps re-applying (see `daemon::stuck`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -87,7 +99,9 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
             (c.kind == Kind::ContainerInterface && &c.id == key)
                 || (c.kind == Kind::Port && c.id == format!("access/{key}"))
         });
-        let state = if plan.waiting.contains(&iface.container) {
+        let state = if served_by_docker(desired, observed, key) {
+            "docker endpoint"
+        } else if plan.waiting.contains(&iface.container) {
             "waiting"
         } else if conflicted {
             "conflict"
@@ -102,6 +116,22 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
             drift,
         });
     }
+    let endpoints = observed
+        .state
+        .endpoints
+        .values()
+        .map(|link| {
+            let key = format!("endpoint/{}", link.mark.endpoint);
+            let pending = plan.changes.iter().any(|c| c.id == key);
+            EndpointStatus {
+                endpoint: link.mark.endpoint.chars().take(12).collect(),
+                network: link.mark.network.clone(),
+                address: link.mark.address.to_string(),
+                port: link.host_end.clone(),
+                state: if pending { "drifted" } else { "attached" },
+            }
+        })
+        .collect();
     let mut tunnels = Vec::new();
     let mut warnings = Vec::new();
     for (key, port) in desired.ports.iter().filter(|(_, p)| p.role == Role::Tunnel) {
@@ -163,12 +193,33 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
         converged: plan.is_empty(),
         pending_changes: plan.changes.len(),
         interfaces,
+        endpoints,
         tunnels,
         stuck,
         firewall: Some(check),
         warnings,
         daemon: None,
     }
+}
+
+/// Whether a Docker endpoint has this declared interface's address on its
+/// network (same bridge and tag): Docker plugged it in, the `--net=none` path
+/// leaves it alone (see `desired::endpoint::serve`).
+fn served_by_docker(desired: &HostState, observed: &Observed, key: &str) -> bool {
+    let (Some(iface), Some(access)) = (
+        desired.containers.get(key),
+        desired.ports.get(&format!("access/{key}")),
+    ) else {
+        return false;
+    };
+    observed.state.endpoints.values().any(|link| {
+        let port = observed
+            .state
+            .ports
+            .get(&format!("endpoint/{}", link.mark.endpoint));
+        link.mark.address == iface.address
+            && port.is_some_and(|p| p.bridge == access.bridge && p.tag == access.tag)
+    })
 }
 
 /// The status as text.
@@ -187,6 +238,16 @@ pub fn render_text(status: &Status) -> String {
         for drift in &iface.drift {
             let _ = writeln!(out, "      {drift}");
         }
+    }
+    for endpoint in &status.endpoints {
+        let _ = writeln!(
+            out,
+            "  endpoint  {:<24} {} (Docker endpoint {}, port {})",
+            format!("{} {}", endpoint.network, endpoint.address),
+            endpoint.state,
+            endpoint.endpoint,
+            endpoint.port
+        );
     }
     for tunnel in &status.tunnels {
         let bfd = tunnel

@@ -20,8 +20,9 @@ fn values(unit: &str, key: &str) -> Vec<String> {
 #[test]
 fn unit_orders_after_ovs_and_docker_and_restarts_on_failure() {
     let unit = unit();
+    // Not after docker: dockerd, starting, waits for the plugin this unit serves.
     for line in [
-        "After=network-online.target openvswitch-switch.service docker.service",
+        "After=network-online.target openvswitch-switch.service",
         "Wants=network-online.target openvswitch-switch.service docker.service",
         "Restart=on-failure",
         "ExecReload=/bin/kill -HUP $MAINPID",
@@ -94,4 +95,27 @@ fn unit_is_hardened_to_the_capabilities_the_daemon_needs() {
         .split_whitespace()
         .any(|p| p == "/run/ovsmesh"));
     assert!(values(&unit, "ProtectKernelTunables").is_empty());
+}
+
+#[test]
+fn the_plugin_socket_is_there_before_dockerd_and_handed_to_the_service() {
+    let socket = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/systemd/ovsmesh.socket"
+    ))
+    .unwrap();
+    for line in [
+        "Before=docker.service",
+        "ListenStream=/run/docker/plugins/ovsmesh.sock",
+        "WantedBy=sockets.target",
+    ] {
+        assert!(socket.lines().any(|l| l == line), "missing {line:?}");
+    }
+    // Same name as the service: systemd hands it the socket without a Sockets= line.
+    assert!(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/systemd/ovsmesh.service"
+    ))
+    .exists());
+    assert!(socket.contains(&format!("/{}.sock", ovsmesh::plugin::DEFAULT_NAME)));
 }

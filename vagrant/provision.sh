@@ -2,8 +2,9 @@
 # Provision one VM of the ovsmesh Vagrant lab (run as root by the Vagrantfile's shell provisioner).
 #
 # Usage: provision.sh HOST TRUNK_MAC UPLINK_NIC [DOCKER_CONTAINER...]
-# Expects the Vagrantfile's uploads in /tmp/ovsmesh-provision/: ovsmesh.deb (scripts/package.sh),
-# topology.toml. Idempotent: `vagrant provision` again changes nothing that is already right.
+# Expects the Vagrantfile's uploads in /tmp/ovsmesh-provision/: ovsmesh.deb (scripts/package.sh; it
+# carries ovsmesh.service and ovsmesh.socket, the Docker network plugin's socket), topology.toml.
+# Idempotent: `vagrant provision` again changes nothing that is already right.
 #
 # 1. Open vSwitch and Docker from the distribution (skipped when the box has them);
 # 2. the trunk NIC (found by its MAC) named UPLINK_NIC and up at every boot, with no address;
@@ -13,7 +14,8 @@
 #    containers on this host (`--net=none`, restarted with the VM);
 # 5. what the host looked like before ovsmesh, under /var/lib/ovsmesh-vagrant/before/
 #    (scripts/vm-test.sh compares it after `ovsmesh down`);
-# 6. the ovsmesh service enabled and started (ready: converged once), then its status.
+# 6. the plugin socket (before dockerd at every boot) and the ovsmesh service enabled and started
+#    (ready: converged once), then its status; the daemon makes the Docker networks of the topology.
 set -euo pipefail
 
 host=$1
@@ -113,9 +115,11 @@ if [ ! -d "$before" ] && ! systemctl is-active --quiet ovsmesh; then
 fi
 
 # --- 6. the service ----------------------------------------------------------------------------------
-systemctl enable --quiet ovsmesh
+systemctl enable --quiet ovsmesh.socket ovsmesh
+systemctl stop ovsmesh
+systemctl restart ovsmesh.socket
 # Type=notify: this returns once the first reconcile succeeded (the checks after it say why not).
-if ! systemctl restart ovsmesh; then
+if ! systemctl start ovsmesh; then
     say "ovsmesh did not become ready:"
     journalctl -u ovsmesh -n 30 --no-pager -o cat || true
 fi

@@ -8,6 +8,7 @@ use super::load::host_name;
 use super::{
     runtime, DaemonArgs, GitArgs, HostArgs, LogFormat, EXIT_FAILURE, EXIT_INVALID, EXIT_OK,
 };
+use crate::daemon::plugin::PluginConfig;
 use crate::daemon::{self, DaemonConfig, DaemonError, Rewrite};
 use crate::lab::Lab;
 use crate::source::{git, Spec};
@@ -89,6 +90,7 @@ pub(super) fn daemon(args: DaemonArgs) -> i32 {
         resync,
         log_format,
         lab,
+        docker_plugin,
     } = args;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OVSMESH_LOG")
         .unwrap_or_else(|_| "info".into());
@@ -120,6 +122,15 @@ pub(super) fn daemon(args: DaemonArgs) -> i32 {
         }),
         None => Spec::File(topology),
     };
+    // A lab host's dockerd looks for plugins in the lab host's own directory.
+    let plugin_dir = match &lab {
+        Some(lab) => lab.host_dir(&host).join("plugins"),
+        None => std::path::PathBuf::from("/run/docker/plugins"),
+    };
+    let docker_plugin = docker_plugin.map(|name| PluginConfig {
+        name,
+        dir: plugin_dir,
+    });
     let config = DaemonConfig {
         source,
         poll,
@@ -134,6 +145,7 @@ pub(super) fn daemon(args: DaemonArgs) -> i32 {
         wait: Duration::from_secs(10),
         rewrite,
         timeout,
+        docker_plugin,
     };
     let result = match on_host(lab.as_ref(), &host, || {
         runtime().block_on(daemon::run(config))

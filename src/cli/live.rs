@@ -59,13 +59,28 @@ pub(super) fn live(path: &Path, live: LiveArgs, action: Action, force: bool) -> 
             }
         }
         match action {
-            Action::Apply => engine::apply_host(&mut session, &target).await,
-            Action::Down => engine::down_host(&mut session, &target).await,
+            Action::Apply => engine::apply_host(&mut session, &target).await.map(Some),
+            Action::Down => {
+                let endpoints = engine::docker_endpoints(&session, &topology, &host)
+                    .await
+                    .map_err(Refused::Failed)?;
+                if !endpoints.is_empty() && !force {
+                    eprintln!(
+                        "ovsmesh: refusing to go down: {} Docker endpoint(s) of mesh {} are attached on this host ({}); stop those containers first, or use --force (they lose the network)",
+                        endpoints.len(),
+                        topology.mesh.name,
+                        endpoints.join(", ")
+                    );
+                    return Ok(None);
+                }
+                engine::down_host(&mut session, &target).await.map(Some)
+            }
         }
         .map_err(Refused::Failed)
     });
     let outcome = match result {
-        Ok(outcome) => outcome,
+        Ok(Some(outcome)) => outcome,
+        Ok(None) => return EXIT_FAILURE,
         Err(Refused::Failed(error)) => {
             eprintln!("ovsmesh: {error}");
             return EXIT_FAILURE;

@@ -133,7 +133,9 @@ enum Command {
         #[command(flatten)]
         live: LiveArgs,
         /// Take the host down although a daemon of this mesh runs for it (it
-        /// puts everything back at its next reconcile; stop it first instead).
+        /// puts everything back at its next reconcile; stop it first instead),
+        /// or Docker containers are attached through the plugin (their
+        /// endpoints' ports go too; the containers lose the network).
         #[arg(long)]
         force: bool,
     },
@@ -323,6 +325,24 @@ struct DaemonArgs {
     /// Keep the lab twin with this prefix converged (runs inside the lab host's namespace).
     #[arg(long, value_parser = crate::topology::ident::lab_prefix)]
     lab: Option<String>,
+    /// Serve Docker's network and IPAM plugin NAME on /run/docker/plugins/NAME.sock
+    /// (`docker network create -d NAME --ipam-driver NAME`) and make a Docker network per
+    /// topology network of this host; also served when systemd hands a socket over.
+    #[arg(long, env = "OVSMESH_DOCKER_PLUGIN", num_args = 0..=1,
+          default_missing_value = crate::plugin::DEFAULT_NAME, value_parser = plugin_name)]
+    docker_plugin: Option<String>,
+}
+
+/// A plugin name is a file name under /run/docker/plugins.
+fn plugin_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !text.starts_with('.');
+    ok.then(|| text.to_string())
+        .ok_or_else(|| format!("{text:?} is not a plugin name (letters, digits, '-', '_', '.')"))
 }
 
 /// Following a git remote instead of a file.

@@ -4,7 +4,8 @@
 //! corrections by kind, stuck changes, container re-plumbs, waiting containers,
 //! unhealthy tunnels, the last successful reconcile, the topology generation,
 //! reload errors, failed verifies (the host still different after a reconcile),
-//! and for a git source the commit in force, refusals and rollbacks.
+//! for a git source the commit in force, refusals and rollbacks, and the time
+//! the Docker plugin takes to answer each kind of call.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,19 @@ pub struct InfoLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
+}
+
+/// A Docker plugin call by name (`CreateEndpoint`, `Join`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabel {
+    pub call: String,
+}
+
+/// Time to answer one plugin call: 1 ms to 16 s.
+pub type PluginCalls = Family<CallLabel, Histogram, fn() -> Histogram>;
+
+fn call_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
 /// Declares [`Metrics`] and registers every field under its name and help, from one table.
@@ -100,6 +114,8 @@ metrics! {
         "topology_refused", "Git commits refused before applying (untrusted, invalid, unreachable)";
     topology_rollbacks: Counter = Counter::default(),
         "topology_rollbacks", "Git commits rolled back after applying (peers lost or verify failed)";
+    plugin_calls: PluginCalls = Family::new_with_constructor(call_histogram as fn() -> Histogram),
+        "plugin_call_duration_seconds", "Docker plugin calls by name: time to answer";
     verify_failures: Counter = Counter::default(),
         "verify_failures", "Reconciles after which the host, observed again, still differed from the topology";
 }

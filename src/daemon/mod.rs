@@ -21,19 +21,29 @@
 //! with jitter and fetched at once on SIGHUP (`rollout`): commits are judged
 //! before they change anything, applied on probation and rolled back when the
 //! host loses its peers (`follow`). `report` is what `status` and `fleet
-//! status` learn from a running daemon.
+//! status` learn from a running daemon. With `--docker-plugin` (or a socket
+//! systemd hands over) the daemon also serves Docker's network plugin, as
+//! tasks beside this loop that see every topology it loads (`plugin`).
+//!
+//! Here: the loop and what each trigger asks of it; `start` is the start-up
+//! (source, watchers, plugin), `step` one reconcile and what follows from it.
 
 pub mod backoff;
 pub mod containers;
+pub mod echoes;
 pub mod follow;
+mod leftovers;
 pub mod metrics;
 mod notices;
 pub mod owned;
+pub mod plugin;
 mod probe;
 pub mod reconcile;
 pub mod report;
 mod rollout;
 pub mod running;
+mod start;
+mod step;
 pub mod stuck;
 pub mod systemd;
 pub mod triggers;
@@ -45,23 +55,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::engine::{self, Outcome};
+use crate::engine;
 use crate::ovsdb::ConnectOptions;
-use crate::runtime::{DockerSocket, Runtimes};
+use crate::runtime::Runtimes;
 use crate::source::Spec;
 use crate::state::HostState;
 use crate::topology::{self, LoadError, Runtime, Topology};
 use backoff::Backoff;
 use containers::Watchers;
 use follow::Follower;
-use metrics::{Metrics, ResultLabel};
+use metrics::Metrics;
 use owned::Interest;
-use reconcile::{Connection, ReconcileError};
+use reconcile::Connection;
 use systemd::Systemd;
 use triggers::{Trigger, WatchError};
-use wake::{Received, Schedule, Signals};
+use wake::{Received, Schedule};
 
 /// How the daemon was started.
 #[derive(Debug, Clone)]
@@ -88,6 +98,8 @@ pub struct DaemonConfig {
     pub rewrite: Option<Rewrite>,
     /// Deadline of each OVSDB request and of waiting for the mesh lock.
     pub timeout: Duration,
+    /// Serve the Docker network plugin (also served when systemd hands a socket over).
+    pub docker_plugin: Option<plugin::PluginConfig>,
 }
 
 impl DaemonConfig {
@@ -138,6 +150,8 @@ pub enum DaemonError {
     Source(String),
     #[error(transparent)]
     Signers(#[from] crate::source::signers::SignersError),
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::server::ServeError),
 }
 
 /// Seconds since the epoch.
@@ -187,6 +201,9 @@ struct Daemon {
     notices: notices::Notices,
     interest: watch::Sender<Interest>,
     watchers: Watchers,
+    docker_events: triggers::DockerEvents,
+    plugin: Option<plugin::Running>,
+    leftovers: leftovers::Leftovers,
     systemd: Systemd,
     /// The record `ovsmesh down` finds this daemon by (see `running`).
     registration: Option<running::Registration>,
@@ -194,112 +211,12 @@ struct Daemon {
 
 /// Run until SIGTERM or SIGINT.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
-    // Every reconcile reads container namespaces on short-lived threads; glibc would
-    // give each its own malloc arena and keep them. Two arenas keep the RSS small.
-    // SAFETY: mallopt only tunes the allocator.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-    // Before the first observe: Docker events from here on are replayed to us.
-    let started = unix_now();
-    let (follower, topology, text) = match &config.source {
-        Spec::Git(remote) => {
-            let (follower, topology, text) = rollout::start(remote, &config).await?;
-            (Some(follower), topology, text)
-        }
-        Spec::File(path) => {
-            let (topology, text) = load(&config, path)?;
-            (None, topology, text)
-        }
-    };
-    if !topology.hosts.contains_key(&config.host) {
-        return Err(DaemonError::UnknownHost(config.host.clone()));
-    }
-    // From here on `ovsmesh down` of this mesh and host refuses to run under us.
-    let registration = running::Registration::register(
-        std::path::Path::new(running::DIR),
-        &topology.mesh.name,
-        &config.host,
-    )
-    .map_err(|error| tracing::warn!(%error, "no record for `ovsmesh down` to find this daemon by"))
-    .ok();
-    let metrics = Metrics::new();
-    metrics.generation.set(1);
-    let published = rollout::Published::default();
-    if let Some(address) = config.metrics {
-        let listener = metrics.clone();
-        let status = published.clone();
-        tokio::spawn(async move {
-            if let Err(error) = metrics::serve(address, listener, status).await {
-                tracing::error!(%address, %error, "metrics endpoint failed");
-            }
-        });
-    }
-    let remote = remote(&config, &topology);
-    containers::raise_open_files_limit();
-    let runtimes = Runtimes::new(config.docker.as_deref());
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    // Filled in by `loaded` below, before any watcher task first runs.
-    let (interest, interested) = watch::channel(Interest::default());
-    triggers::watch_ovsdb(remote.clone(), tx.clone());
-    owned::watch_netlink(interested.clone(), tx.clone())?;
-    triggers::watch_netns(interested.clone(), tx.clone())?;
-    let (fetch_tx, mut fetches) = mpsc::unbounded_channel();
-    let fetch_now = Arc::new(tokio::sync::Notify::new());
-    match &config.source {
-        Spec::File(path) => triggers::watch_topology(path, tx.clone())?,
-        Spec::Git(remote) => {
-            rollout::spawn_poller(remote.clone(), config.poll, fetch_now.clone(), fetch_tx)
-        }
-    }
-    if topology
-        .containers
-        .values()
-        .any(|c| matches!(c.runtime, Runtime::Docker(_)))
-    {
-        let socket = DockerSocket::resolve(config.docker.as_deref());
-        triggers::watch_docker(socket, started, interested, tx.clone());
-    }
-    let watchers = Watchers::new(tx);
-    let mut signals = Signals::new()?;
-    tracing::info!(host = %config.host, topology = %config.source.describe(), %remote, "daemon started");
-
-    let is_git = matches!(config.source, Spec::Git(_));
-    let mut daemon = Daemon {
-        next_resync: Instant::now() + config.resync,
-        config,
-        topology,
-        text,
-        follower,
-        verified: None,
-        warnings: Vec::new(),
-        report: None,
-        published,
-        fetch_now: is_git.then(|| fetch_now.clone()),
-        want: None,
-        generation: 1,
-        metrics,
-        runtimes,
-        connection: None,
-        root: None,
-        reasons: BTreeSet::from(["startup"]),
-        reload: false,
-        waiting_retries: 0,
-        schedule: Schedule::default(),
-        failures: Backoff::new(MAX_BACKOFF),
-        stuck_backoff: Backoff::new(MAX_BACKOFF),
-        tracker: stuck::Tracker::default(),
-        notices: notices::Notices::default(),
-        interest,
-        watchers,
-        systemd: Systemd::new(),
-        registration,
-    };
-    daemon.loaded();
-    daemon.publish_info();
-    daemon.publish();
-    daemon.schedule.at(Duration::ZERO);
-
+    let (mut daemon, inputs) = Daemon::start(config).await?;
+    let start::Inputs {
+        mut rx,
+        mut fetches,
+        mut signals,
+    } = inputs;
     let mut prune = tokio::time::interval(containers::PRUNE_EVERY);
     let mut probation = tokio::time::interval(rollout::PROBATION_TICK);
     // A check takes a while (pings); ticks missed meanwhile are not made up for.
@@ -349,6 +266,9 @@ impl Daemon {
         if trigger.forgets_containers() {
             self.runtimes.docker.forget();
         }
+        if let (Trigger::DockerReconnected, Some(plugin)) = (trigger, &self.plugin) {
+            plugin.nudge();
+        }
         if matches!(
             trigger,
             Trigger::Netns | Trigger::Docker | Trigger::DockerRenamed | Trigger::ContainerNetns
@@ -380,6 +300,17 @@ impl Daemon {
 
     /// A topology is in force: tell the watchers what is ours now.
     fn loaded(&mut self) {
+        if self
+            .topology
+            .containers
+            .values()
+            .any(|c| matches!(c.runtime, Runtime::Docker(_)))
+        {
+            self.docker_events.start();
+        }
+        if let Some(plugin) = &self.plugin {
+            plugin.loaded(&self.topology);
+        }
         match crate::desired::desired(&self.topology, &self.config.host) {
             Ok(want) => {
                 let interest = Interest::new(&self.topology, &self.config.host, &want);
@@ -425,247 +356,6 @@ impl Daemon {
                 self.metrics.reload_errors.inc();
                 tracing::error!(%error, "edited topology is invalid; keeping the last good one");
             }
-        }
-    }
-
-    /// One reconcile; `Some(signal)` when a stop signal came during it.
-    async fn step(
-        &mut self,
-        rx: &mut mpsc::UnboundedReceiver<Trigger>,
-        signals: &mut Signals,
-    ) -> Option<&'static str> {
-        let now = Instant::now();
-        if now >= self.next_resync {
-            self.reasons.insert("periodic resync");
-            self.next_resync = now + self.config.resync;
-            // A file changed without an event we saw (a network file system, a
-            // watch lost): the text is compared, and applied when it changed.
-            self.reload = true;
-        }
-        if self.reload {
-            self.reload_topology();
-        }
-        // A container that died is let go before anything else looks at its veth.
-        if self.watchers.prune() {
-            self.note(Trigger::ContainerNetns);
-        }
-        let why: Vec<&str> = self.reasons.iter().copied().collect();
-        self.reasons.clear();
-        tracing::debug!(trigger = %why.join(", "), "reconcile");
-        self.schedule = Schedule::default();
-        let started = Instant::now();
-        let record = self.record();
-        self.metrics.reconcile_in_progress.set(1);
-        let result = {
-            let run = reconcile::reconcile(
-                &self.config,
-                &self.topology,
-                &self.runtimes,
-                &mut self.connection,
-                &self.metrics,
-                &why,
-            );
-            tokio::pin!(run);
-            loop {
-                tokio::select! {
-                    result = &mut run => break result,
-                    received = signals.recv() => match received {
-                        // As `wake_for_reload` (field by field: the step borrows the rest).
-                        Received::Reload => match &self.fetch_now {
-                            Some(now) => now.notify_one(),
-                            None => {
-                                self.reload = true;
-                                self.reasons.insert("SIGHUP");
-                            }
-                        },
-                        Received::Stop(name) => {
-                            wake::exit_by_deadline(record);
-                            // Let the step finish if it can; never wait on a hung server.
-                            if tokio::time::timeout(STOP_GRACE, &mut run).await.is_err() {
-                                tracing::warn!("a reconcile step did not finish; abandoned");
-                            }
-                            self.metrics.reconcile_in_progress.set(0);
-                            return Some(name);
-                        }
-                    },
-                }
-            }
-        };
-        self.metrics.reconcile_in_progress.set(0);
-        self.metrics
-            .reconcile_seconds
-            .observe(started.elapsed().as_secs_f64());
-        if let Some(connection) = &self.connection {
-            self.root = Some(connection.root.clone());
-        }
-        self.update_registration();
-        // A reconcile of many containers allocates a lot briefly; give it back while idle.
-        // SAFETY: malloc_trim only releases free heap memory.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-        match result {
-            Ok(outcome) => self.succeeded(&outcome, rx),
-            Err(error) => self.failed(error),
-        }
-        self.publish();
-        None
-    }
-
-    fn succeeded(&mut self, outcome: &Outcome, rx: &mut mpsc::UnboundedReceiver<Trigger>) {
-        self.failures.reset();
-        let metrics = &self.metrics;
-        metrics
-            .reconciles
-            .get_or_create(&ResultLabel {
-                result: "ok".into(),
-            })
-            .inc();
-        metrics.last_success.set(unix_now());
-        metrics.waiting.set(outcome.plan.waiting.len() as i64);
-        let warnings = self.notices.update(&outcome.warnings);
-        metrics.host_warnings.set(warnings as i64);
-        self.warnings = outcome.warnings.clone();
-        // The engine's verify step observed the host again after any change
-        // (a host that still differed failed the reconcile, see `failed`).
-        self.verified = Some(outcome.verified.result());
-        self.follow_containers(outcome);
-        if self.tracker.applied(&outcome.plan.changes) {
-            self.publish_stuck();
-        }
-        let stuck = self.tracker.stuck();
-        if outcome.plan.is_empty() {
-            self.stuck_backoff.reset();
-        } else {
-            // Our own writes echo back as OVSDB and netlink notifications: drop
-            // those that arrived meanwhile, and verify once instead.
-            let mut pre_empt = false;
-            while let Ok(trigger) = rx.try_recv() {
-                if !trigger.may_be_own_write() {
-                    self.note(trigger);
-                    pre_empt |= trigger.pre_empts_backoff();
-                }
-            }
-            if stuck.is_empty() {
-                self.stuck_backoff.reset();
-                self.reasons.insert("verify after own changes");
-                self.schedule.at(VERIFY_AFTER);
-            } else {
-                let delay = self.stuck_backoff.delay();
-                let ids: Vec<String> = stuck
-                    .iter()
-                    .map(|c| format!("{} {}", c.kind, c.id))
-                    .collect();
-                tracing::warn!(stuck = %ids.join(", "), retry_in_ms = delay.as_millis() as u64,
-                    "changes keep coming back after being applied; backing off");
-                self.reasons.insert("retry stuck changes");
-                self.schedule.at(delay);
-            }
-            if pre_empt {
-                self.schedule.pre_empt();
-            }
-        }
-        if self.schedule.due.is_none() {
-            self.retry_waiting(outcome);
-        }
-        let status = systemd::converged_status(self.want.as_ref(), outcome, stuck.len());
-        self.systemd.reconciled(&status);
-    }
-
-    /// Watch inside the containers this outcome left plumbed.
-    fn follow_containers(&mut self, outcome: &Outcome) {
-        if let Some(want) = &self.want {
-            let plumbed = containers::plumbed(want, &outcome.plan.waiting);
-            self.watchers.follow(&plumbed, &self.runtimes);
-        }
-    }
-
-    /// A new namespace file appears before its bind mount, a container is being
-    /// started: retry a few times, sooner than anything already due.
-    fn retry_waiting(&mut self, outcome: &Outcome) {
-        if outcome.plan.waiting.is_empty() || self.waiting_retries >= 20 {
-            return;
-        }
-        self.waiting_retries += 1;
-        self.reasons.insert("waiting containers");
-        let delay = Duration::from_millis(100 * u64::from(self.waiting_retries.min(10)));
-        let retry = Instant::now() + delay;
-        if self.schedule.due.is_none_or(|due| retry < due) {
-            self.schedule.at(delay);
-        }
-    }
-
-    fn failed(&mut self, error: ReconcileError) {
-        self.metrics
-            .reconciles
-            .get_or_create(&ResultLabel {
-                result: "error".into(),
-            })
-            .inc();
-        let delay = self.failures.delay();
-        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
-        self.verified = Some(Err(error.to_string()));
-        self.systemd.status(&format!(
-            "reconcile failed, retrying in {} ms: {error}",
-            delay.as_millis()
-        ));
-        self.reasons.insert("retry after failure");
-        self.schedule.at(delay);
-        match error {
-            // Objects failed on a healthy server: the session stays, and what was
-            // applied (containers plumbed, some waiting) counts.
-            ReconcileError::Partial { outcome, .. } => {
-                // Applied cleanly and undone before the verify step looked: a
-                // change that keeps coming back, as a later reconcile would find.
-                if outcome.applied_cleanly() && self.tracker.applied(&outcome.plan.changes) {
-                    self.publish_stuck();
-                }
-                self.follow_containers(&outcome);
-                self.retry_waiting(&outcome);
-            }
-            _ => self.connection = None,
-        }
-    }
-
-    /// Keep the record `down` finds this daemon by up to date (mesh, server).
-    fn update_registration(&mut self) {
-        if let Some(registration) = &mut self.registration {
-            let mesh = &self.topology.mesh.name;
-            if let Err(error) = registration.update(mesh, &self.config.host, self.root.as_deref()) {
-                tracing::warn!(%error, "could not update the record `ovsmesh down` finds this daemon by");
-            }
-        }
-    }
-
-    /// Tell `status` (and the gauge) what is stuck.
-    fn publish_stuck(&self) {
-        let stuck = self.tracker.stuck();
-        self.metrics.stuck_changes.set(stuck.len() as i64);
-        if let Some(root) = &self.root {
-            let mesh = &self.topology.mesh.name;
-            if let Err(error) = stuck::write(root, mesh, &self.config.host, stuck) {
-                tracing::warn!(%error, "could not write the stuck-change record for status");
-            }
-        }
-    }
-
-    /// This daemon's stuck-change record, once a server was reached.
-    fn record(&self) -> Option<PathBuf> {
-        let root = self.root.as_deref()?;
-        stuck::record_path(root, &self.topology.mesh.name, &self.config.host)
-    }
-
-    /// Leave: the network as it is, nothing stuck on record, the process gone
-    /// within [`STOP_DEADLINE`] of the signal whatever still runs.
-    async fn stop(&mut self, signal: &'static str) {
-        tracing::info!("{signal}: exiting, network left as it is");
-        self.systemd.stopping();
-        wake::exit_by_deadline(self.record());
-        report::remove(&self.config.lab, &self.config.host);
-        self.tracker.clear();
-        self.publish_stuck();
-        if let Some(mut connection) = self.connection.take() {
-            let _ = tokio::time::timeout(STOP_GRACE / 4, connection.session.unlock()).await;
         }
     }
 }

@@ -11,8 +11,13 @@
 //! - routes: with ovsmesh's route protocol, or to a destination the topology
 //!   routes (a foreign route taking over one of ours is drift too);
 //! - named namespaces and Docker containers of this host's containers.
+//!
+//! A bridge's own device whose MTU the mesh does not set (no `mtu_request`)
+//! gets its smallest port's MTU from ovs-vswitchd: a container's veth joining
+//! or leaving changes it. A notification of such a device that differs from
+//! its last one in the MTU only is no change of ours ([`FloatingMtu`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::CStr;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -39,6 +44,8 @@ pub struct Interest {
     routes: BTreeSet<Ipv4Net>,
     netns: BTreeSet<String>,
     docker: BTreeSet<String>,
+    /// Bridges whose own device's MTU is left to ovs-vswitchd.
+    floating_mtu: BTreeSet<String>,
 }
 
 impl Interest {
@@ -64,8 +71,15 @@ impl Interest {
                 Runtime::Docker(name) => docker.insert(name.clone()),
             };
         }
+        let floating_mtu = want
+            .bridges
+            .iter()
+            .filter(|(_, b)| b.mtu_request.is_none())
+            .map(|(name, _)| name.clone())
+            .collect();
         Self {
             mesh: topology.mesh.name.clone(),
+            floating_mtu,
             devices,
             addresses: want.addresses.values().map(|a| a.address.addr()).collect(),
             routes: want.routes.values().map(|r| r.to).collect(),
@@ -79,9 +93,22 @@ impl Interest {
         self.netns.contains(name)
     }
 
-    /// Whether a Docker container is one of this host's.
+    /// Whether a Docker container is one of this host's: the topology names it
+    /// (`docker = "..."`) by its name, or by its id or a prefix of it.
     pub fn docker(&self, name: &str) -> bool {
         self.docker.contains(name.trim_start_matches('/'))
+    }
+
+    /// [`Self::docker`] for an event's container: its name or its full id.
+    pub fn docker_event(&self, name: Option<&str>, id: Option<&str>) -> bool {
+        name.is_some_and(|n| self.docker(n))
+            || id.is_some_and(|id| {
+                self.docker.iter().any(|r| {
+                    !r.is_empty()
+                        && r.bytes().all(|b| b.is_ascii_hexdigit())
+                        && id.starts_with(r.as_str())
+                })
+            })
     }
 
     /// Whether a notification is about one of ours.
@@ -103,11 +130,22 @@ impl Interest {
     fn link(&self, link: &LinkMessage) -> bool {
         link.attributes.iter().any(|a| match a {
             LinkAttribute::IfName(name) => self.devices.contains(name),
+            // Not a Docker endpoint's veth: the plugin makes, moves and removes it
+            // (several link events per `docker run`, each a reconcile competing with
+            // the container's start); its port's OVSDB change wakes the daemon, and a
+            // veth gone without the plugin is let go at the next change or resync.
             LinkAttribute::IfAlias(alias) => marks::Policy::new(&self.mesh)
                 .veth_identity(Some(alias))
                 .is_some(),
             _ => false,
         })
+    }
+
+    /// Whether `link` is a bridge's own device whose MTU ovs-vswitchd sets.
+    fn mtu_floats(&self, link: &LinkMessage) -> bool {
+        link.attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::IfName(n) if self.floating_mtu.contains(n)))
     }
 
     fn address(&self, address: &AddressMessage) -> bool {
@@ -145,6 +183,50 @@ impl Interest {
     }
 }
 
+/// The last notification of each link whose MTU floats, as far as the mesh
+/// cares: flags, name, MAC, alias, controller.
+#[derive(Debug, Default)]
+struct FloatingMtu(HashMap<u32, (u32, Vec<LinkAttribute>)>);
+
+impl FloatingMtu {
+    /// Whether `link` (a link whose MTU floats) differs from its last
+    /// notification in nothing but what the mesh does not care about (its MTU).
+    fn unchanged(&mut self, link: &LinkMessage) -> bool {
+        let kept = link
+            .attributes
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    LinkAttribute::IfName(_)
+                        | LinkAttribute::Address(_)
+                        | LinkAttribute::IfAlias(_)
+                        | LinkAttribute::Controller(_)
+                )
+            })
+            .cloned()
+            .collect();
+        let shape = (link.header.flags.bits(), kept);
+        self.0
+            .insert(link.header.index, shape.clone())
+            .is_some_and(|last| last == shape)
+    }
+
+    /// Whether a message about one of ours is worth a reconcile.
+    fn matters(&mut self, interest: &Interest, message: &RouteNetlinkMessage) -> bool {
+        match message {
+            RouteNetlinkMessage::NewLink(link) if interest.mtu_floats(link) => {
+                !self.unchanged(link)
+            }
+            RouteNetlinkMessage::DelLink(link) => {
+                self.0.remove(&link.header.index);
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
 /// The name of an interface of this namespace.
 fn interface_name(index: u32) -> Option<String> {
     let mut buffer = [0 as libc::c_char; libc::IF_NAMESIZE];
@@ -173,11 +255,16 @@ pub fn watch_netlink(
     .map_err(WatchError::Netlink)?;
     tokio::spawn(connection);
     tokio::spawn(async move {
+        let mut floating = FloatingMtu::default();
         while let Some((message, _)) = messages.next().await {
             let NetlinkPayload::InnerMessage(message) = message.payload else {
                 continue;
             };
-            if interest.borrow().concerns(&message) && tx.send(Trigger::Netlink).is_err() {
+            let wake = {
+                let interest = interest.borrow();
+                interest.concerns(&message) && floating.matters(&interest, &message)
+            };
+            if wake && tx.send(Trigger::Netlink).is_err() {
                 return;
             }
         }
@@ -198,6 +285,7 @@ mod tests {
             routes: ["172.17.2.0/24".parse().unwrap()].into(),
             netns: ["p-blue1".to_string()].into(),
             docker: ["p-test1".to_string()].into(),
+            floating_mtu: ["ovs0".to_string()].into(),
         }
     }
 
@@ -208,6 +296,20 @@ mod tests {
         assert!(!interest.netns("cni-1234"));
         assert!(interest.docker("p-test1") && interest.docker("/p-test1"));
         assert!(!interest.docker("redis"));
+    }
+
+    #[test]
+    fn docker_events_match_by_name_or_by_id_and_id_prefix() {
+        let mut interest = interest();
+        interest.docker.insert("4f0c9a2b".into());
+        let id = "4f0c9a2b17e5aa0d0c7f1e1b2a3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e";
+        assert!(interest.docker_event(Some("/whatever"), Some(id)));
+        assert!(interest.docker_event(Some("/p-test1"), Some("ffff")));
+        assert!(!interest.docker_event(Some("/redis"), Some("ffff4f0c9a2b")));
+        assert!(!interest.docker_event(None, None));
+        // A name is no id prefix, even where it looks like the start of one.
+        interest.docker.insert("p-test2".into());
+        assert!(!interest.docker_event(None, Some("p-test2")));
     }
 
     fn link(name: &str, alias: Option<&str>) -> RouteNetlinkMessage {
@@ -252,6 +354,15 @@ mod tests {
         let interest = interest();
         assert!(interest.concerns(&link("obr0", None)));
         assert!(interest.concerns(&link("vpod1-190ace0", Some("ovsmesh:lab/pod1/eth1"))));
+        let endpoint = marks::EndpointMark {
+            network: "red".into(),
+            endpoint: "4f0c".into(),
+            address: "10.31.0.64/24".parse().unwrap(),
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+        };
+        let alias = marks::Policy::new("lab").endpoint_alias(&endpoint);
+        // The plugin's own veths do not wake the daemon (their ports' OVSDB rows do).
+        assert!(!interest.concerns(&link("ve0123", Some(&alias))));
         let ours = marks::Policy::new("lab").route_metric();
         assert!(interest.concerns(&route("10.9.0.0/16", marks::ROUTE_PROTOCOL, ours)));
         assert!(interest.concerns(&route("172.17.2.0/24", 4, 0)));
@@ -268,5 +379,36 @@ mod tests {
         assert!(interest.concerns(&RouteNetlinkMessage::NewAddress(message.clone())));
         message.attributes = vec![AddressAttribute::Local("10.1.1.1".parse().unwrap())];
         assert!(!interest.concerns(&RouteNetlinkMessage::NewAddress(message)));
+    }
+
+    fn bridge_device(name: &str, mtu: u32, up: bool) -> RouteNetlinkMessage {
+        let mut message = LinkMessage::default();
+        message.header.index = 5;
+        if up {
+            message.header.flags = rtnetlink::packet_route::link::LinkFlags::Up;
+        }
+        message.attributes.push(LinkAttribute::IfName(name.into()));
+        message.attributes.push(LinkAttribute::Mtu(mtu));
+        RouteNetlinkMessage::NewLink(message)
+    }
+
+    #[test]
+    fn a_bridge_device_whose_mtu_follows_its_ports_wakes_the_daemon_for_other_changes_only() {
+        let mut interest = interest();
+        interest.devices.insert("ovs0".into());
+        let mut floating = FloatingMtu::default();
+        let first = bridge_device("ovs0", 1500, false);
+        // The first notification of a device counts (nothing to compare with).
+        assert!(interest.concerns(&first) && floating.matters(&interest, &first));
+        // vswitchd follows a joining veth's MTU, and back: no change of ours.
+        assert!(!floating.matters(&interest, &bridge_device("ovs0", 1454, false)));
+        assert!(!floating.matters(&interest, &bridge_device("ovs0", 1500, false)));
+        // Set up (or down) by someone: a change.
+        assert!(floating.matters(&interest, &bridge_device("ovs0", 1500, true)));
+        // A bridge whose MTU the mesh sets: every MTU change counts.
+        interest.devices.insert("obr0".into());
+        let mut floating = FloatingMtu::default();
+        assert!(floating.matters(&interest, &bridge_device("obr0", 1500, false)));
+        assert!(floating.matters(&interest, &bridge_device("obr0", 1454, false)));
     }
 }

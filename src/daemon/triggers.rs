@@ -30,6 +30,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::{mpsc::UnboundedSender, watch};
 
+use super::echoes::{Echoes, Mirror};
 use super::owned::Interest;
 use super::unix_now;
 use crate::ovs::columns::monitor_requests;
@@ -106,19 +107,21 @@ impl Trigger {
     }
 }
 
-/// Watch OVSDB; reconnect with backoff when the server goes away.
-pub fn watch_ovsdb(remote: String, tx: UnboundedSender<Trigger>) {
+/// Watch OVSDB; reconnect with backoff when the server goes away. The echoes
+/// of the Docker plugin's own writes do not wake the daemon (`echoes`).
+pub fn watch_ovsdb(remote: String, echoes: Echoes, tx: UnboundedSender<Trigger>) {
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(200);
         let mut first = true;
         loop {
             match ovsdb::connect(&remote, ConnectOptions::default()).await {
                 Ok((client, mut updates)) => {
-                    if client
+                    let mut mirror = Mirror::default();
+                    if let Ok(initial) = client
                         .monitor_cond(ovsdb::DB, json!("ovsmesh-daemon"), monitor_requests())
                         .await
-                        .is_ok()
                     {
+                        mirror.initial(&initial);
                         delay = Duration::from_millis(200);
                         if !first {
                             tracing::info!(%remote, "reconnected to ovsdb-server");
@@ -126,9 +129,14 @@ pub fn watch_ovsdb(remote: String, tx: UnboundedSender<Trigger>) {
                         }
                         first = false;
                         while let Some(notification) = updates.recv().await {
-                            if matches!(notification, Notification::Update { .. })
-                                && tx.send(Trigger::Ovsdb).is_err()
-                            {
+                            let Notification::Update { updates, .. } = notification else {
+                                continue;
+                            };
+                            if mirror.echo(&updates, &echoes) {
+                                tracing::debug!("ovsdb change: the Docker plugin's own write");
+                                continue;
+                            }
+                            if tx.send(Trigger::Ovsdb).is_err() {
                                 return;
                             }
                         }
@@ -248,6 +256,41 @@ pub fn watch_topology(path: &Path, tx: UnboundedSender<Trigger>) -> Result<(), W
     Ok(())
 }
 
+/// The Docker event watcher, started once the topology has a Docker container
+/// (at start-up or after an edit that adds the first one), then kept.
+pub struct DockerEvents {
+    pending: Option<(
+        DockerSocket,
+        i64,
+        watch::Receiver<Interest>,
+        UnboundedSender<Trigger>,
+    )>,
+}
+
+impl DockerEvents {
+    pub fn new(
+        socket: DockerSocket,
+        since: i64,
+        interest: watch::Receiver<Interest>,
+        tx: UnboundedSender<Trigger>,
+    ) -> Self {
+        Self {
+            pending: Some((socket, since, interest, tx)),
+        }
+    }
+
+    /// Start watching, if not yet; events since the daemon's start are replayed.
+    pub fn start(&mut self) {
+        if let Some((socket, since, interest, tx)) = self.pending.take() {
+            watch_docker(socket, since, interest, tx);
+        }
+    }
+
+    pub fn started(&self) -> bool {
+        self.pending.is_none()
+    }
+}
+
 /// Docker container events since `since` (unix seconds: the daemon's start);
 /// reconnects with `since=` the last event after dockerd restarts.
 pub fn watch_docker(
@@ -306,7 +349,8 @@ pub fn watch_docker(
                         .and_then(|a| a.attributes.as_ref())
                         .and_then(|a| a.get("oldName"))
                         .map(|n| n.trim_start_matches('/'));
-                    let ours = |n: Option<&str>| n.is_some_and(|n| interest.borrow().docker(n));
+                    let id = event.actor.as_ref().and_then(|a| a.id.as_deref());
+                    let ours = |n: Option<&str>| interest.borrow().docker_event(n, id);
                     let trigger = if event.action.as_deref() == Some("rename") {
                         (ours(name.map(String::as_str)) || ours(old_name))
                             .then_some(Trigger::DockerRenamed)

@@ -23,6 +23,7 @@ use crate::state::{
 use crate::topology::names::{self, BridgeRole};
 use crate::topology::{Datapath, Host, Network, RoutedMode, Topology, VlanGateway, VlanTransport};
 
+pub mod endpoint;
 pub mod firewall;
 mod settle;
 
@@ -451,19 +452,7 @@ impl Builder<'_> {
                         container: container.name.clone(),
                         ifname: iface.ifname.clone(),
                     },
-                    Port {
-                        name: name.clone(),
-                        bridge,
-                        role: Role::Access,
-                        iface_type: String::new(),
-                        options: BTreeMap::new(),
-                        tag,
-                        trunks: Vec::new(),
-                        protected: false,
-                        bfd: BTreeMap::new(),
-                        mtu_request: None,
-                        external_ids,
-                    },
+                    Port::veth(&name, &bridge, Role::Access, tag, external_ids),
                 );
                 let interface = ContainerInterface {
                     container: container.name.clone(),

@@ -171,7 +171,7 @@ fn forget_unmanaged_mtu_requests(seen: &mut HostState, desired: &HostState) {
 }
 
 /// Leave a container's interfaces (or one of them) as they are: out of both states.
-fn leave_container(
+pub(crate) fn leave_container(
     target: &mut HostState,
     seen: &mut HostState,
     container: &str,

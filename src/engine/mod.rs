@@ -16,6 +16,7 @@ mod verify;
 
 pub use verify::{verify, Verified};
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::desired::{desired, settle};
@@ -167,6 +168,7 @@ async fn observe(
     state.occupied = links.occupied;
     state.overridden = links.overridden;
     state.foreign_links = links.foreign_links;
+    state.endpoints = links.endpoints;
     let facts = host::facts::read(netlink, &rows.links, topology, target.host).await?;
     // One read of the firewall per reconcile (bounded; never fails the observe:
     // an unreadable firewall is a fact the plan reports).
@@ -192,8 +194,27 @@ pub async fn plan_host(
 ) -> Result<(Plan, Observed), EngineError> {
     let netlink = Netlink::open()?;
     let observed = observe(session, &netlink, target, want, want).await?;
-    let plan = plan(&settle(&target.topology.mesh.name, want, &observed.state));
+    let (want, seen) = with_endpoints(target, want, &observed.state);
+    let plan = plan(&settle(
+        &target.topology.mesh.name,
+        want.as_ref(),
+        seen.as_ref(),
+    ));
     Ok((plan, observed))
+}
+
+/// The host's live Docker endpoints taken in (see `desired::endpoint::serve`).
+fn with_endpoints<'a>(
+    target: &HostTarget<'_>,
+    want: &'a HostState,
+    observed: &'a HostState,
+) -> (Cow<'a, HostState>, Cow<'a, HostState>) {
+    if observed.endpoints.is_empty() {
+        return (Cow::Borrowed(want), Cow::Borrowed(observed));
+    }
+    let (mut want, mut seen) = (want.clone(), observed.clone());
+    crate::desired::endpoint::serve(target.topology, target.host, &mut want, &mut seen);
+    (Cow::Owned(want), Cow::Owned(seen))
 }
 
 /// Connect to a host's OVSDB and plan it (the `plan` and `status` commands).
@@ -287,6 +308,38 @@ async fn verify_outcome(
     outcome.verified = verify::verify_against(session, target, want, known).await;
 }
 
+/// The Docker endpoints of this mesh attached on the host (their OVS ports),
+/// each as `NETWORK ADDRESS (endpoint ID12)`.
+pub async fn docker_endpoints(
+    session: &Session,
+    topology: &Topology,
+    host: &str,
+) -> Result<Vec<String>, EngineError> {
+    let observed = ovs::observe(
+        &session.client,
+        host,
+        &topology.mesh.name,
+        &managed_bridges(topology),
+    )
+    .await?;
+    Ok(observed
+        .state
+        .ports
+        .values()
+        .filter(|p| p.role == Role::Endpoint)
+        .map(|p| {
+            let id = |k: &str| p.external_ids.get(k).cloned().unwrap_or_default();
+            let endpoint = id(crate::marks::ENDPOINT);
+            format!(
+                "{} {} (endpoint {})",
+                id(crate::marks::NETWORK),
+                id(crate::marks::ADDRESS),
+                &endpoint[..endpoint.len().min(12)]
+            )
+        })
+        .collect())
+}
+
 /// Remove this mesh's objects from the host (adopted bridges and foreign objects stay).
 pub async fn down_host(
     session: &mut Session,
@@ -350,7 +403,14 @@ async fn converge_locked(
         let started = std::time::Instant::now();
         let ms = || started.elapsed().as_secs_f64() * 1e3;
         let observed = observe(session, &netlink, target, want, known).await?;
-        let plan = plan(&settle(mesh, want, &observed.state));
+        let plan = match direction {
+            Direction::Up => {
+                let (want, seen) = with_endpoints(target, want, &observed.state);
+                plan(&settle(mesh, want.as_ref(), seen.as_ref()))
+            }
+            // `down` (refused while endpoints live, unless forced) removes their ports too.
+            Direction::Down => plan(&settle(mesh, want, &observed.state)),
+        };
         tracing::debug!(
             ms = ms(),
             changes = plan.changes.len(),

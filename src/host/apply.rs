@@ -228,7 +228,13 @@ pub(super) async fn container_interface(
             ));
         }
         netlink
-            .create_veth(&want.host_end, &want.ifname, netns, want.mac, want.mtu)
+            .create_veth(
+                &want.host_end,
+                &want.ifname,
+                Some(netns),
+                want.mac,
+                want.mtu,
+            )
             .await?;
         // The alias makes the veth ours; a veth without it would never be
         // recognised (or removed) again, so it goes if the alias cannot be set.

@@ -6,6 +6,7 @@
 //! reconcile (`firewall`).
 
 pub mod apply;
+pub mod endpoint;
 pub mod facts;
 pub mod firewall;
 mod inside;

@@ -20,7 +20,8 @@ use crate::netlink::index::LinkIndex;
 use crate::netlink::{ethtool, sysctl, Link, Netlink, NetlinkError};
 use crate::runtime::{RuntimeError, Runtimes};
 use crate::state::{
-    AddressRole, ContainerInterface, HostAddress, HostRoute, HostState, Kind, Occupied,
+    AddressRole, ContainerInterface, EndpointLink, HostAddress, HostRoute, HostState, Kind,
+    Occupied,
 };
 use crate::topology::Runtime;
 
@@ -146,6 +147,21 @@ pub async fn observe(
         .iter()
         .filter(|l| policy.veth_identity(l.alias.as_deref()).is_none())
         .map(|l| l.name.clone())
+        .collect();
+
+    // Docker endpoints' veth host ends, by alias (see `desired::endpoint::serve`).
+    state.endpoints = links
+        .iter()
+        .filter_map(|l| {
+            let mark = policy.endpoint_identity(l.alias.as_deref())?;
+            let (_, container_end) = crate::topology::names::endpoint_ends(mesh, &mark.endpoint);
+            let link = EndpointLink {
+                host_end: l.name.clone(),
+                joined: links.by_name(&container_end).is_none(),
+                mark,
+            };
+            Some((link.mark.endpoint.clone(), link))
+        })
         .collect();
 
     // Our veth host ends, by alias.

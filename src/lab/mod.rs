@@ -8,7 +8,8 @@
 //! VLAN-tagged frames, so `vlan_transport = "uplink"` works with a lab uplink
 //! NIC too). Named-netns containers become `PREFIX-NAME`; with `--docker`,
 //! Docker containers `PREFIX-NAME` run `--net=none` from a busybox image built
-//! with `docker import`. Then the topology is applied on every host from inside
+//! with `docker import` (a container referred to by its id, 12 or more hex
+//! digits, is one container already: kept as it is). Then the topology is applied on every host from inside
 //! that host's namespace, through the same engine as `ovsmesh apply`.
 //!
 //! Everything lives under `/run/ovsmesh/lab/PREFIX` and in namespaces named
@@ -105,11 +106,17 @@ impl Lab {
         for container in twin.containers.values_mut() {
             container.runtime = match &container.runtime {
                 Runtime::Netns(name) => Runtime::Netns(format!("{}-{name}", self.prefix)),
+                Runtime::Docker(id) if is_container_id(id) => Runtime::Docker(id.clone()),
                 Runtime::Docker(name) => Runtime::Docker(format!("{}-{name}", self.prefix)),
             };
         }
         twin
     }
+}
+
+/// Whether a Docker reference is a container id or id prefix (12+ hex digits), not a name.
+fn is_container_id(reference: &str) -> bool {
+    reference.len() >= 12 && reference.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// What `lab up` made, for printing.

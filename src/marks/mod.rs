@@ -51,6 +51,12 @@ pub const CONTAINER: &str = "ovsmesh-container";
 pub const IFNAME: &str = "ovsmesh-ifname";
 /// `external_ids` key: the VLAN network of a gateway port.
 pub const NETWORK: &str = "ovsmesh-network";
+/// `external_ids` key: the Docker endpoint id of an endpoint port.
+pub const ENDPOINT: &str = "ovsmesh-endpoint";
+/// `external_ids` key: the address (`ADDRESS/PREFIX`) of an endpoint port's container.
+pub const ADDRESS: &str = "ovsmesh-address";
+/// `external_ids` key: the MAC of an endpoint port's container interface.
+pub const MAC: &str = "ovsmesh-mac";
 /// `external_ids` key on a bridge ovsmesh created: the host it was created for.
 pub const HOST: &str = "ovsmesh-host";
 /// `external_ids` key prefix on a bridge another mesh made: `ovsmesh-user:MESH`
@@ -88,6 +94,8 @@ pub const CONTAINER_DEFAULT_METRIC: u32 = 0;
 
 /// Start of every veth host end's alias.
 const ALIAS_PREFIX: &str = "ovsmesh:";
+/// Start of the alias of a Docker endpoint's veth host end (see [`EndpointMark`]).
+const ENDPOINT_ALIAS_PREFIX: &str = "ovsmesh-ep:";
 
 /// What an owned OVS port is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -98,6 +106,8 @@ pub enum Role {
     Gateway,
     Uplink,
     Underlay,
+    /// A Docker endpoint's veth, made by the network plugin (`plugin`).
+    Endpoint,
 }
 
 impl Role {
@@ -108,6 +118,7 @@ impl Role {
             Role::Gateway => "gateway",
             Role::Uplink => "uplink",
             Role::Underlay => "underlay",
+            Role::Endpoint => "endpoint",
         }
     }
 
@@ -118,6 +129,7 @@ impl Role {
             Role::Gateway,
             Role::Uplink,
             Role::Underlay,
+            Role::Endpoint,
         ]
         .into_iter()
         .find(|r| r.as_str() == text)
@@ -138,6 +150,7 @@ pub enum PortId {
     Gateway { network: String },
     Uplink { bridge: String },
     Underlay { bridge: String },
+    Endpoint { endpoint: String },
 }
 
 impl PortId {
@@ -149,6 +162,7 @@ impl PortId {
             PortId::Gateway { network } => format!("gateway/{network}"),
             PortId::Uplink { bridge } => format!("uplink/{bridge}"),
             PortId::Underlay { bridge } => format!("underlay/{bridge}"),
+            PortId::Endpoint { endpoint } => format!("endpoint/{endpoint}"),
         }
     }
 }
@@ -270,6 +284,9 @@ impl<'a> Policy<'a> {
             Role::Underlay => PortId::Underlay {
                 bridge: bridge.to_string(),
             },
+            Role::Endpoint => PortId::Endpoint {
+                endpoint: get(ENDPOINT)?,
+            },
         };
         Some((id, role))
     }
@@ -343,6 +360,30 @@ impl<'a> Policy<'a> {
             .strip_prefix('/')?;
         let (container, ifname) = rest.split_once('/')?;
         Some((container.to_string(), ifname.to_string()))
+    }
+
+    /// The alias of a Docker endpoint's veth host end: the endpoint's facts, so
+    /// that they outlive any process (the kernel keeps them while the veth lives).
+    pub fn endpoint_alias(&self, mark: &EndpointMark) -> String {
+        format!(
+            "{ENDPOINT_ALIAS_PREFIX}{} {} {} {} {}",
+            self.mesh, mark.network, mark.endpoint, mark.address, mark.mac
+        )
+    }
+
+    /// The endpoint a link's alias says it is, if it is this mesh's endpoint veth.
+    pub fn endpoint_identity(&self, alias: Option<&str>) -> Option<EndpointMark> {
+        let mut words = alias?.strip_prefix(ENDPOINT_ALIAS_PREFIX)?.split(' ');
+        if words.next()? != self.mesh {
+            return None;
+        }
+        let mark = EndpointMark {
+            network: words.next()?.to_string(),
+            endpoint: words.next()?.to_string(),
+            address: words.next()?.parse().ok()?,
+            mac: words.next()?.parse().ok()?,
+        };
+        words.next().is_none().then_some(mark)
     }
 
     /// Whether a link with `alias` is this mesh's host end of `container`'s `ifname`.
@@ -474,6 +515,21 @@ impl<'a> Policy<'a> {
             }
         }
     }
+}
+
+/// What a Docker endpoint's veth host end says of it (its alias): enough to
+/// rebuild its OVS port after any restart.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointMark {
+    /// The topology network.
+    pub network: String,
+    /// Docker's endpoint id.
+    pub endpoint: String,
+    /// The container's address on it.
+    pub address: Ipv4Net,
+    /// The MAC of the container's interface.
+    pub mac: crate::topology::Mac,
 }
 
 /// The `external_ids` key of `mesh`'s claim on a bridge.

@@ -193,6 +193,28 @@ fn a_shared_setting_keeps_the_hosts_value_and_the_last_mesh_out_restores_it() {
 }
 
 #[test]
+fn an_endpoint_alias_carries_its_facts_and_only_this_mesh_reads_it() {
+    let policy = Policy::new("lab");
+    let mark = EndpointMark {
+        network: "red".into(),
+        endpoint: "4f0c9a".into(),
+        address: "10.31.0.64/24".parse().unwrap(),
+        mac: "02:00:00:00:00:2a".parse().unwrap(),
+    };
+    let alias = policy.endpoint_alias(&mark);
+    assert_eq!(policy.endpoint_identity(Some(&alias)), Some(mark));
+    assert_eq!(Policy::new("la").endpoint_identity(Some(&alias)), None);
+    assert_eq!(Policy::new("lab2").endpoint_identity(Some(&alias)), None);
+    // Not a container veth of this mesh either (the daemon would remove it as one).
+    assert_eq!(policy.veth_identity(Some(&alias)), None);
+    assert_eq!(policy.endpoint_identity(Some("ovsmesh:lab/c/eth1")), None);
+    assert_eq!(
+        policy.endpoint_identity(Some(&format!("{alias} extra"))),
+        None
+    );
+}
+
+#[test]
 fn inside_a_container_only_the_topologys_address_and_the_meshs_marked_routes_are_ours() {
     let policy = Policy::new("m1");
     let wanted = net("172.17.1.2/24");

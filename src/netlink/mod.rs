@@ -157,22 +157,26 @@ impl Netlink {
         }
     }
 
-    /// Create a veth whose peer is born in `peer_netns` under `peer_name`, with its MAC and MTU.
+    /// Create a veth whose peer, `peer_name` with its MAC and MTU, is born in
+    /// `peer_netns` — or, with `None`, in this namespace (a Docker endpoint:
+    /// Docker moves the peer into the container).
     pub async fn create_veth(
         &self,
         host_name: &str,
         peer_name: &str,
-        peer_netns: &File,
+        peer_netns: Option<&File>,
         mac: Mac,
         mtu: u32,
     ) -> Result<(), NetlinkError> {
-        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer_name.to_string())
             .address(mac.0.to_vec())
-            .mtu(mtu)
-            .setns_by_fd(peer_netns.as_raw_fd())
-            .build();
-        self.add_veth(host_name, peer_name, peer, Some(mtu)).await
+            .mtu(mtu);
+        if let Some(netns) = peer_netns {
+            peer = peer.setns_by_fd(netns.as_raw_fd());
+        }
+        self.add_veth(host_name, peer_name, peer.build(), Some(mtu))
+            .await
     }
 
     /// Create a plain veth pair, the peer born in `peer_netns` (lab plumbing).

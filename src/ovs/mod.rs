@@ -13,6 +13,7 @@
 //! caller before the rest of the host is applied.
 
 pub mod apply;
+pub mod cfg;
 pub mod columns;
 pub mod observe;
 

@@ -237,6 +237,12 @@ impl Object for Port {
             Role::Gateway => format!("gateway port of VLAN network {}", id(crate::marks::NETWORK)),
             Role::Uplink => "VLAN trunk to the uplink switch".into(),
             Role::Underlay => "underlay NIC joins the underlay bridge (userspace datapath)".into(),
+            Role::Endpoint => format!(
+                "Docker endpoint {} on network {} ({})",
+                id(crate::marks::ENDPOINT),
+                id(crate::marks::NETWORK),
+                id(crate::marks::ADDRESS)
+            ),
         }
     }
 }

@@ -21,6 +21,7 @@ pub fn check(topology: &mut Topology, problems: &mut Vec<Diagnostic>) {
     disjoint_subnets(topology, problems);
     unique_underlay_addresses(topology, problems);
     unique_container_addresses(topology, problems);
+    pools_without_fixed_addresses(topology, problems);
     unique_macs(topology, problems);
     uplink_nics_present(topology, problems);
     apply_mtu_budgets(topology, problems);
@@ -157,6 +158,30 @@ fn unique_container_addresses(topology: &Topology, problems: &mut Vec<Diagnostic
     }
 }
 
+/// A pooled Docker container must never get a declared container's address.
+fn pools_without_fixed_addresses(topology: &Topology, problems: &mut Vec<Diagnostic>) {
+    for container in topology.containers.values() {
+        for iface in &container.interfaces {
+            let Some(vlan) = topology.vlan(&iface.network) else {
+                continue;
+            };
+            for (host, pool) in &vlan.pools {
+                if pool.contains(&iface.address.addr()) {
+                    problems.push(Diagnostic::value(
+                        &networks_at().key(&vlan.name).key("pools").key(host),
+                        format!(
+                            "pool {pool} contains {}, container {:?}'s address on network {:?}",
+                            iface.address.addr(),
+                            container.name,
+                            vlan.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 fn unique_macs(topology: &Topology, problems: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<Mac, (&str, &str)> = HashMap::new();
     for container in topology.containers.values() {
@@ -174,7 +199,8 @@ fn unique_macs(topology: &Topology, problems: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Hosts that take part in each VLAN network: members' hosts and a hosted gateway.
+/// Hosts that take part in each VLAN network: members' hosts, a hosted gateway,
+/// and hosts with a pool (their Docker containers may join at any time).
 pub fn vlan_hosts(topology: &Topology) -> BTreeMap<&str, BTreeSet<&str>> {
     let mut hosts: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (name, network) in &topology.networks {
@@ -183,6 +209,7 @@ pub fn vlan_hosts(topology: &Topology) -> BTreeMap<&str, BTreeSet<&str>> {
             if let Some(VlanGateway::Hosted { host, .. }) = &vlan.gateway {
                 entry.insert(host.as_str());
             }
+            entry.extend(vlan.pools.keys().map(String::as_str));
         }
     }
     for container in topology.containers.values() {

@@ -94,6 +94,8 @@ pub struct VlanNetwork {
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<VlanGateway>,
     pub egress: Egress,
+    /// Host → the pool its Docker containers without `--ip` get addresses from.
+    pub pools: BTreeMap<String, Ipv4Net>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +225,16 @@ impl Topology {
             Network::Routed(r) => Some(r),
             Network::Vlan(_) => None,
         })
+    }
+
+    /// The pool `host`'s Docker containers without `--ip` get addresses from on
+    /// `network`: the VLAN network's `pools` entry, or on the routed network the
+    /// host's subnet.
+    pub fn pool(&self, network: &str, host: &str) -> Option<Ipv4Net> {
+        match self.networks.get(network)? {
+            Network::Vlan(vlan) => vlan.pools.get(host).copied(),
+            Network::Routed(routed) => routed.subnets.get(host).copied(),
+        }
     }
 
     pub fn vlan(&self, name: &str) -> Option<&VlanNetwork> {

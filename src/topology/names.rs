@@ -119,6 +119,20 @@ pub fn is_access_incarnation(mesh: &str, container: &str, ifname: &str, name: &s
     name.len() == first.len() && name[..name.len() - 1] == first[..first.len() - 1]
 }
 
+/// The two ends of a Docker endpoint's veth, made in the host's namespace: the
+/// host end (the OVS port) and the container end Docker moves into the
+/// container and renames. Derived from the endpoint id, so any process finds them.
+pub fn endpoint_ends(mesh: &str, endpoint: &str) -> (String, String) {
+    let hash = hex(&digest(&format!("{mesh}/endpoint/{endpoint}"))[..6]);
+    (format!("ve{hash}"), format!("vc{hash}"))
+}
+
+/// The MAC of a pooled Docker endpoint: the same address on the same network
+/// gets the same MAC (a `docker restart` keeps both).
+pub fn endpoint_mac(mesh: &str, network: &str, address: std::net::Ipv4Addr) -> Mac {
+    default_mac(mesh, &format!("@{network}"), &address.to_string())
+}
+
 /// Which of ovsmesh's two container bridges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BridgeRole {

@@ -210,6 +210,11 @@ pub struct RawVlanNetwork {
     /// (needs a gateway on an ovsmesh host); default `"none"`.
     #[serde(default)]
     pub egress: Egress,
+    /// Host name → the range that host's Docker containers started without `--ip` get
+    /// addresses from (`docker run --network NAME`); a host with a pool takes part in
+    /// the VLAN even with no container yet. Needs `subnet`; pools may not overlap.
+    #[serde(default)]
+    pub pools: BTreeMap<String, String>,
 }
 
 /// A VLAN network's gateway: on an ovsmesh host, or an external router's address.

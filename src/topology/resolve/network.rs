@@ -105,6 +105,7 @@ impl Resolver<'_> {
                 format!("egress = \"nat\" needs a gateway on an ovsmesh host (gateway = {{ host = \"NAME\", address = \"ADDRESS\" }}), which masquerades the traffic leaving the mesh; {why}"),
             );
         }
+        let pools = self.pools(at, raw, subnet, gateway.as_ref().map(VlanGateway::address));
         if !vlan_ok {
             return None;
         }
@@ -114,7 +115,69 @@ impl Resolver<'_> {
             subnet,
             gateway,
             egress: raw.egress,
+            pools,
         })
+    }
+
+    /// `pools`: inside the subnet, disjoint, and never holding the subnet's
+    /// network or broadcast address or the gateway (a pooled container would get
+    /// it). Fixed container addresses are checked cluster-wide (`cluster`).
+    fn pools(
+        &mut self,
+        at: &KeyPath,
+        raw: &RawVlanNetwork,
+        subnet: Option<Ipv4Net>,
+        gateway: Option<std::net::Ipv4Addr>,
+    ) -> BTreeMap<String, Ipv4Net> {
+        let mut pools: BTreeMap<String, Ipv4Net> = BTreeMap::new();
+        if raw.pools.is_empty() {
+            return pools;
+        }
+        if raw.subnet.is_none() {
+            self.error(
+                &at.key("pools"),
+                "pools need the network's `subnet` (they are ranges of it)",
+            );
+            return pools;
+        }
+        for (host, text) in &raw.pools {
+            let path = at.key("pools").key(host);
+            let known = self.host_ref(&path, host);
+            let Some(pool) = self.network_cidr(&path, text) else {
+                continue;
+            };
+            let Some(subnet) = subnet else { continue };
+            if !subnet.contains(&pool) {
+                self.error(&path, format!("pool {pool} is outside the subnet {subnet}"));
+                continue;
+            }
+            let reserved = [
+                (subnet.network(), "the subnet's network address"),
+                (subnet.broadcast(), "the subnet's broadcast address"),
+            ];
+            let gateway = gateway.map(|g| (g, "the network's gateway"));
+            if let Some((address, what)) = reserved
+                .into_iter()
+                .chain(gateway)
+                .find(|(address, _)| pool.contains(address))
+            {
+                self.error(&path, format!("pool {pool} contains {address}, {what}"));
+            }
+            if let Some((other, theirs)) = pools
+                .iter()
+                .find(|(_, p)| p.contains(&pool.network()) || pool.contains(&p.network()))
+            {
+                self.error(
+                    &path,
+                    format!("pool {pool} overlaps host {other}'s pool {theirs}"),
+                );
+                continue;
+            }
+            if known {
+                pools.insert(host.clone(), pool);
+            }
+        }
+        pools
     }
 
     fn routed_network(
