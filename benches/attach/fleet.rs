@@ -69,7 +69,7 @@ impl Spec {
                     index: i,
                     docker: fleet.name(i),
                     vlan: 100 + (i % VLANS) as u16,
-                    address: iface.address,
+                    address: iface.address.expect("an IPv4 address"),
                     mac: iface.mac,
                 }
             })

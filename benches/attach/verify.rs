@@ -124,7 +124,7 @@ pub fn verify(host: &Host, fleet: &Fleet, spec: &Spec, tool: Tool) {
         assert!(
             addresses
                 .iter()
-                .any(|(i, a)| *i == link.index && *a == member.address),
+                .any(|(i, a)| *i == link.index && *a == ipnet::IpNet::V4(member.address)),
             "{tool:?}: {} lacks {}",
             member.docker,
             member.address

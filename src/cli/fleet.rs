@@ -59,7 +59,7 @@ pub(super) fn status(
             .map(|(name, host)| {
                 let address = match &lab {
                     Some(_) => SocketAddr::from(([127, 0, 0, 1], port)),
-                    None => SocketAddr::from((host.underlay_address.addr(), port)),
+                    None => SocketAddr::from((host.tunnel_ip(topology.mesh.underlay), port)),
                 };
                 let lab = lab.as_ref();
                 scope.spawn(move || {

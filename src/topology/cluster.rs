@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use ipnet::Ipv4Net;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use super::model::*;
 use super::mtu;
@@ -65,53 +67,83 @@ fn unique_vlan_tags(topology: &Topology, problems: &mut Vec<Diagnostic>) {
     }
 }
 
+/// Routed subnets overlap neither each other nor a VLAN network's subnet, in
+/// either family (VLAN networks are isolated from each other: they may overlap).
 fn disjoint_subnets(topology: &Topology, problems: &mut Vec<Diagnostic>) {
     let Some(routed) = topology.routed() else {
         return;
     };
-    let mut checked: Vec<(&str, Ipv4Net)> = Vec::new();
-    for (host, subnet) in &routed.subnets {
-        let path = networks_at().key(&routed.name).key("subnets").key(host);
-        if let Some((other, other_net)) = checked.iter().find(|(_, n)| overlaps(*n, *subnet)) {
-            problems.push(Diagnostic::value(
-                &path,
-                format!("{subnet} overlaps {other}'s subnet {other_net}"),
-            ));
-        }
-        for (name, network) in &topology.networks {
-            if let Network::Vlan(VlanNetwork {
-                subnet: Some(vlan_net),
-                ..
-            }) = network
-            {
-                if overlaps(*vlan_net, *subnet) {
-                    problems.push(Diagnostic::value(
-                        &path,
-                        format!("{subnet} overlaps the subnet {vlan_net} of VLAN network {name:?}"),
-                    ));
+    let families: [(&str, Vec<(&String, IpNet)>); 2] = [
+        (
+            "subnets",
+            routed
+                .subnets
+                .iter()
+                .map(|(h, s)| (h, IpNet::V4(*s)))
+                .collect(),
+        ),
+        (
+            "subnets6",
+            routed
+                .subnets6
+                .iter()
+                .map(|(h, s)| (h, IpNet::V6(*s)))
+                .collect(),
+        ),
+    ];
+    for (key, subnets) in families {
+        let mut checked: Vec<(&str, IpNet)> = Vec::new();
+        for (host, subnet) in subnets {
+            let path = networks_at().key(&routed.name).key(key).key(host);
+            if let Some((other, other_net)) = checked.iter().find(|(_, n)| overlaps(*n, subnet)) {
+                problems.push(Diagnostic::value(
+                    &path,
+                    format!("{subnet} overlaps {other}'s subnet {other_net}"),
+                ));
+            }
+            for (name, network) in &topology.networks {
+                let Network::Vlan(vlan) = network else {
+                    continue;
+                };
+                for (vlan_net, _) in vlan.families() {
+                    if overlaps(vlan_net, subnet) {
+                        problems.push(Diagnostic::value(
+                            &path,
+                            format!(
+                                "{subnet} overlaps the subnet {vlan_net} of VLAN network {name:?}"
+                            ),
+                        ));
+                    }
                 }
             }
+            checked.push((host, subnet));
         }
-        checked.push((host, *subnet));
     }
 }
 
-fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+fn overlaps(a: IpNet, b: IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
 fn unique_underlay_addresses(topology: &Topology, problems: &mut Vec<Diagnostic>) {
-    let mut seen: HashMap<std::net::Ipv4Addr, &str> = HashMap::new();
+    let mut seen: HashMap<IpAddr, &str> = HashMap::new();
     for host in topology.hosts.values() {
-        if let Some(first) = seen.insert(host.underlay_address.addr(), &host.name) {
-            problems.push(Diagnostic::value(
-                &host.origin.key("underlay_address"),
-                format!(
-                    "{} is already host {first:?}'s underlay address",
-                    host.underlay_address.addr()
-                ),
-            ));
-            seen.insert(host.underlay_address.addr(), first);
+        for (key, family) in [
+            ("underlay_address", Family::Ipv4),
+            ("underlay_address6", Family::Ipv6),
+        ] {
+            let Some(address) = host.underlay(family).map(|n| n.addr()) else {
+                continue;
+            };
+            match seen.get(&address) {
+                Some(first) => problems.push(Diagnostic::value(
+                    &host.origin.key(key),
+                    format!("{address} is already host {first:?}'s underlay address"),
+                )),
+                None => {
+                    seen.insert(address, &host.name);
+                }
+            }
         }
     }
 }
@@ -119,39 +151,52 @@ fn unique_underlay_addresses(topology: &Topology, problems: &mut Vec<Diagnostic>
 /// Addresses are unique within one VLAN network and within the routed network;
 /// the same address on two VLANs is fine, they are isolated.
 fn unique_container_addresses(topology: &Topology, problems: &mut Vec<Diagnostic>) {
-    let mut seen: HashMap<(&str, std::net::Ipv4Addr), &str> = HashMap::new();
+    let mut seen: HashMap<(&str, IpAddr), &str> = HashMap::new();
     for container in topology.containers.values() {
         for iface in &container.interfaces {
-            let key = (iface.network.as_str(), iface.address.addr());
-            match seen.get(&key) {
-                Some(first) => problems.push(Diagnostic::value(
-                    &iface.origin.key("address"),
-                    format!(
-                        "{} is already container {first:?}'s address on network {:?}",
-                        iface.address.addr(),
-                        iface.network
-                    ),
-                )),
-                None => {
-                    seen.insert(key, &container.name);
+            for address in iface.addresses() {
+                let key = (iface.network.as_str(), address.addr());
+                let field = match address {
+                    IpNet::V4(_) => "address",
+                    IpNet::V6(_) => "address6",
+                };
+                match seen.get(&key) {
+                    Some(first) => problems.push(Diagnostic::value(
+                        &iface.origin.key(field),
+                        format!(
+                            "{} is already container {first:?}'s address on network {:?}",
+                            address.addr(),
+                            iface.network
+                        ),
+                    )),
+                    None => {
+                        seen.insert(key, &container.name);
+                    }
                 }
             }
         }
     }
     // A hosted VLAN gateway also occupies its address.
     for (name, network) in &topology.networks {
-        if let Network::Vlan(VlanNetwork {
-            gateway: Some(gateway),
-            ..
-        }) = network
-        {
-            if let Some(container) = seen.get(&(name.as_str(), gateway.address())) {
+        let Network::Vlan(vlan) = network else {
+            continue;
+        };
+        let gateways = [
+            (
+                "gateway",
+                vlan.gateway.as_ref().map(|g| IpAddr::V4(g.address())),
+            ),
+            (
+                "gateway6",
+                vlan.gateway6.as_ref().map(|g| IpAddr::V6(g.address())),
+            ),
+        ];
+        for (key, gateway) in gateways {
+            let Some(gateway) = gateway else { continue };
+            if let Some(container) = seen.get(&(name.as_str(), gateway)) {
                 problems.push(Diagnostic::value(
-                    &networks_at().key(name).key("gateway"),
-                    format!(
-                        "gateway {} is container {container:?}'s address",
-                        gateway.address()
-                    ),
+                    &networks_at().key(name).key(key),
+                    format!("gateway {gateway} is container {container:?}'s address"),
                 ));
             }
         }
@@ -206,8 +251,11 @@ pub fn vlan_hosts(topology: &Topology) -> BTreeMap<&str, BTreeSet<&str>> {
     for (name, network) in &topology.networks {
         if let Network::Vlan(vlan) = network {
             let entry = hosts.entry(name.as_str()).or_default();
-            if let Some(VlanGateway::Hosted { host, .. }) = &vlan.gateway {
-                entry.insert(host.as_str());
+            for gateway in [
+                vlan.gateway.as_ref().and_then(VlanGateway::host),
+                vlan.gateway6.as_ref().and_then(VlanGateway::host),
+            ] {
+                entry.extend(gateway);
             }
             entry.extend(vlan.pools.keys().map(String::as_str));
         }
@@ -260,17 +308,26 @@ fn path_underlay_mtu<'a>(topology: &Topology, hosts: impl Iterator<Item = &'a st
         .unwrap_or(topology.mesh.underlay_mtu)
 }
 
+/// The mesh's tunnels, carrying VLAN tags or not.
+fn tunnel(mesh: &Mesh, tagged: bool) -> mtu::Tunnel {
+    mtu::Tunnel {
+        encap: mesh.encap,
+        underlay: mesh.underlay,
+        tagged,
+    }
+}
+
 /// The budget of a VLAN network whose members live on `hosts` ([`vlan_hosts`]).
 pub fn vlan_budget(topology: &Topology, hosts: &BTreeSet<&str>) -> u32 {
     let mesh = &topology.mesh;
-    let tunnel = (mesh.vlan_transport == VlanTransport::Tunnel).then_some((mesh.encap, true));
+    let tunnel = (mesh.vlan_transport == VlanTransport::Tunnel).then(|| tunnel(mesh, true));
     mtu::budget(path_underlay_mtu(topology, hosts.iter().copied()), tunnel)
 }
 
 /// The budget of the routed network, across every host with a subnet.
 pub fn routed_budget(topology: &Topology, routed: &RoutedNetwork) -> u32 {
-    let underlay = path_underlay_mtu(topology, routed.subnets.keys().map(String::as_str));
-    let tunnel = (routed.mode == RoutedMode::Tunnel).then_some((topology.mesh.encap, false));
+    let underlay = path_underlay_mtu(topology, routed.hosts().into_iter());
+    let tunnel = (routed.mode == RoutedMode::Tunnel).then(|| tunnel(&topology.mesh, false));
     mtu::budget(underlay, tunnel)
 }
 
@@ -281,7 +338,8 @@ fn apply_mtu_budgets(topology: &mut Topology, problems: &mut Vec<Diagnostic>) {
             let Some(&budget) = budgets.get(&iface.network) else {
                 continue;
             };
-            if iface.mtu == 0 {
+            let configured = iface.mtu != 0;
+            if !configured {
                 iface.mtu = budget;
             } else if iface.mtu > budget {
                 problems.push(Diagnostic::value(
@@ -289,6 +347,44 @@ fn apply_mtu_budgets(topology: &mut Topology, problems: &mut Vec<Diagnostic>) {
                     format!(
                         "MTU {} is above the path budget {budget} of network {:?} (underlay MTU minus encapsulation)",
                         iface.mtu, iface.network
+                    ),
+                ));
+            }
+            if iface.address6.is_some() && iface.mtu < mtu::IPV6_MIN_MTU {
+                let (key, why) = if configured {
+                    ("mtu", format!("MTU {}", iface.mtu))
+                } else {
+                    (
+                        "address6",
+                        format!("the path budget {budget} of network {:?}", iface.network),
+                    )
+                };
+                problems.push(Diagnostic::value(
+                    &iface.origin.key(key),
+                    format!(
+                        "{why} is below IPv6's minimum MTU {}: Linux turns IPv6 off on a smaller link",
+                        mtu::IPV6_MIN_MTU
+                    ),
+                ));
+            }
+        }
+    }
+    // Gateways ovsmesh holds get the network's budget too.
+    for (name, network) in &topology.networks {
+        let key = match network {
+            Network::Vlan(vlan) if vlan.gateway6.as_ref().and_then(VlanGateway::host).is_some() => {
+                "gateway6"
+            }
+            Network::Routed(routed) if !routed.subnets6.is_empty() => "subnets6",
+            _ => continue,
+        };
+        if let Some(&budget) = budgets.get(name) {
+            if budget < mtu::IPV6_MIN_MTU {
+                problems.push(Diagnostic::key(
+                    &networks_at().key(name).key(key),
+                    format!(
+                        "the path budget {budget} is below IPv6's minimum MTU {}: Linux turns IPv6 off on a smaller link (raise the underlay MTU)",
+                        mtu::IPV6_MIN_MTU
                     ),
                 ));
             }

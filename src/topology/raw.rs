@@ -31,7 +31,10 @@ pub const TOP_LEVEL_KEYS: &[&str] = &["mesh", "hosts", "networks", "containers"]
 #[serde(rename_all = "lowercase")]
 pub enum Encap {
     #[default]
+    /// GRE over an IPv4 underlay (OVS `gre` is IPv4 only).
     Gre,
+    /// GRE over an IPv6 underlay (OVS `ip6gre`).
+    Ip6gre,
     Vxlan,
     Geneve,
 }
@@ -40,9 +43,68 @@ impl Encap {
     pub fn as_str(self) -> &'static str {
         match self {
             Encap::Gre => "gre",
+            Encap::Ip6gre => "ip6gre",
             Encap::Vxlan => "vxlan",
             Encap::Geneve => "geneve",
         }
+    }
+
+    /// GRE, over either family: IP protocol 47, no UDP port.
+    pub fn is_gre(self) -> bool {
+        matches!(self, Encap::Gre | Encap::Ip6gre)
+    }
+}
+
+/// An IP family: the underlay's (which family the tunnels run over), a
+/// setting's, a firewall rule's.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Deserialize,
+    Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    /// The family of an address.
+    pub fn of(address: std::net::IpAddr) -> Self {
+        match address {
+            std::net::IpAddr::V4(_) => Family::Ipv4,
+            std::net::IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+
+    /// `ipv4` / `ipv6`: the word in settings' names (`net.ipv6.conf`) and the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+
+    /// `IPv4` / `IPv6`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        }
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        *self == Family::Ipv4
     }
 }
 
@@ -128,8 +190,13 @@ fn default_true() -> bool {
 pub struct RawMesh {
     /// Namespaces everything ovsmesh owns on a host.
     pub name: String,
+    /// Tunnel type; `gre` needs an IPv4 underlay, `ip6gre` an IPv6 one.
     #[serde(default)]
     pub encap: Encap,
+    /// The family of the underlay the tunnels run over: `ipv4` (each host's
+    /// `underlay_address`, the default) or `ipv6` (each host's `underlay_address6`).
+    #[serde(default)]
+    pub underlay: Family,
     #[serde(default)]
     pub vlan_transport: VlanTransport,
     /// Tunnel key (GRE) or VNI (VXLAN, Geneve) of the VLAN bridge's tunnels.
@@ -162,7 +229,7 @@ pub struct RawMesh {
     pub manage_firewall: bool,
 }
 
-/// A static route: `{ to = "CIDR", via = "ADDRESS" }`.
+/// A static route: `{ to = "CIDR", via = "ADDRESS" }`, IPv4 or IPv6 (both the same family).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
@@ -174,8 +241,12 @@ pub struct RawRoute {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHost {
-    /// This host's tunnel endpoint, `ADDRESS/PREFIX`.
-    pub underlay_address: String,
+    /// This host's IPv4 underlay address, `ADDRESS/PREFIX`: the tunnel endpoint of
+    /// an IPv4 underlay (required then).
+    pub underlay_address: Option<String>,
+    /// This host's IPv6 underlay address, `ADDRESS/PREFIX`: the tunnel endpoint when
+    /// `[mesh] underlay = "ipv6"` (required then).
+    pub underlay_address6: Option<String>,
     /// OVSDB remote: `unix:PATH` or `tcp:IP:PORT` (default `unix:/var/run/openvswitch/db.sock`).
     pub ovsdb: Option<String>,
     #[serde(default)]
@@ -206,8 +277,13 @@ pub struct RawVlanNetwork {
     /// Optional; members must be inside; allows bare member addresses.
     pub subnet: Option<String>,
     pub gateway: Option<RawVlanGateway>,
-    /// `"nat"`: traffic to outside the mesh leaves masqueraded by the gateway's host
-    /// (needs a gateway on an ovsmesh host); default `"none"`.
+    /// The IPv6 subnet; members' `address6` must be inside; allows bare `address6` values.
+    pub subnet6: Option<String>,
+    /// The IPv6 gateway: on an ovsmesh host, or an external router's address.
+    pub gateway6: Option<RawVlanGateway>,
+    /// `"nat"`: IPv4 traffic to outside the mesh leaves masqueraded by the gateway's
+    /// host (needs a gateway on an ovsmesh host), IPv6 traffic leaves routed, never
+    /// translated; default `"none"`.
     #[serde(default)]
     pub egress: Egress,
     /// Host name → the range that host's Docker containers started without `--ip` get
@@ -248,7 +324,14 @@ pub struct RawRoutedNetwork {
     /// Host name → gateway address; default: the first address of the host's subnet.
     #[serde(default)]
     pub gateways: BTreeMap<String, String>,
-    /// `"nat"`: traffic to outside the mesh leaves each host masqueraded; default `"none"`.
+    /// Host name → that host's IPv6 container subnet (a /64 or longer).
+    #[serde(default)]
+    pub subnets6: BTreeMap<String, String>,
+    /// Host name → IPv6 gateway address; default: the first address of the host's `subnets6`.
+    #[serde(default)]
+    pub gateways6: BTreeMap<String, String>,
+    /// `"nat"`: IPv4 traffic to outside the mesh leaves each host masqueraded, IPv6
+    /// traffic routed (never translated); default `"none"`.
     #[serde(default)]
     pub egress: Egress,
 }
@@ -262,11 +345,14 @@ pub struct RawContainer {
     pub docker: Option<String>,
     /// A named network namespace instead of a Docker container.
     pub netns: Option<String>,
-    /// The container's one default route.
+    /// The container's one IPv4 default route.
     pub gateway: Option<String>,
+    /// The container's one IPv6 default route.
+    pub gateway6: Option<String>,
     /// Shorthand for one interface: its network.
     pub network: Option<String>,
     pub address: Option<String>,
+    pub address6: Option<String>,
     pub ifname: Option<String>,
     pub mac: Option<String>,
     pub mtu: Option<u32>,
@@ -280,8 +366,11 @@ pub struct RawContainer {
 #[serde(deny_unknown_fields)]
 pub struct RawInterface {
     pub network: String,
-    /// `ADDRESS/PREFIX`, or a bare address when the network has a subnet.
-    pub address: String,
+    /// IPv4 `ADDRESS/PREFIX`, or a bare address when the network has a `subnet`.
+    pub address: Option<String>,
+    /// IPv6 `ADDRESS/PREFIX`, or a bare address when the network has a `subnet6`
+    /// (an interface has `address`, `address6` or both).
+    pub address6: Option<String>,
     /// Name inside the container, default `eth1`.
     pub ifname: Option<String>,
     /// Default: derived from SHA-256 of `mesh/container/ifname`.

@@ -56,6 +56,14 @@ impl KeyPath {
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The last table key of the path, if it ends with one.
+    pub fn last_key(&self) -> Option<&str> {
+        match self.0.last()? {
+            Segment::Key(key) => Some(key),
+            Segment::Index(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for KeyPath {

@@ -1,9 +1,9 @@
 //! `[containers.*]`: where each container runs and its interfaces.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::Resolver;
 use crate::topology::ident::Kind;
@@ -57,16 +57,40 @@ impl Resolver<'_> {
                 interfaces.push(resolved);
             }
         }
-        let gateway = self.container_gateway(&at, raw, &raw_interfaces, &interfaces, networks);
+        let gateway = self.container_gateway(
+            &at,
+            raw,
+            &raw_interfaces,
+            &interfaces,
+            networks,
+            Family::Ipv4,
+        );
+        let gateway6 = self.container_gateway(
+            &at,
+            raw,
+            &raw_interfaces,
+            &interfaces,
+            networks,
+            Family::Ipv6,
+        );
         if !host_known || interfaces.len() != raw_interfaces.len() {
             return None;
         }
+        let gateway = match gateway? {
+            Some(IpAddr::V4(address)) => Some(address),
+            _ => None,
+        };
+        let gateway6 = match gateway6? {
+            Some(IpAddr::V6(address)) => Some(address),
+            _ => None,
+        };
         Some(Container {
             name: name.to_string(),
             host: raw.host.clone(),
             runtime: runtime?,
             interfaces,
-            gateway: gateway?,
+            gateway,
+            gateway6,
             origin: at,
         })
     }
@@ -79,6 +103,7 @@ impl Resolver<'_> {
     ) -> Option<Vec<(KeyPath, RawInterface)>> {
         let inline_used = raw.network.is_some()
             || raw.address.is_some()
+            || raw.address6.is_some()
             || raw.ifname.is_some()
             || raw.mac.is_some()
             || raw.mtu.is_some()
@@ -114,16 +139,19 @@ impl Resolver<'_> {
                     ));
                     return None;
                 };
-                let Some(address) = &raw.address else {
-                    self.problems
-                        .push(Diagnostic::key(at, "missing required key `address`"));
+                if raw.address.is_none() && raw.address6.is_none() {
+                    self.problems.push(Diagnostic::key(
+                        at,
+                        "missing required key `address` (or `address6` for IPv6)",
+                    ));
                     return None;
-                };
+                }
                 Some(vec![(
                     at.clone(),
                     RawInterface {
                         network: network.clone(),
-                        address: address.clone(),
+                        address: raw.address.clone(),
+                        address6: raw.address6.clone(),
                         ifname: raw.ifname.clone(),
                         mac: raw.mac.clone(),
                         mtu: raw.mtu,
@@ -153,73 +181,33 @@ impl Resolver<'_> {
             return None;
         }
         let network = networks.get(&raw.network)?;
-        // The subnet the address must sit in, and the gateway it must not equal.
-        let (subnet, gateway) = match network {
-            Network::Vlan(vlan) => (vlan.subnet, vlan.gateway.as_ref().map(VlanGateway::address)),
-            Network::Routed(routed) => match routed.subnets.get(host_name) {
-                Some(subnet) => (Some(*subnet), routed.gateways.get(host_name).copied()),
-                None => {
-                    if host.is_some() {
-                        self.error(
-                            &at.key("network"),
-                            format!(
-                                "host {host_name:?} has no subnet in the routed network {:?}; add one under networks.{}.subnets",
-                                routed.name, routed.name
-                            ),
-                        );
-                    }
-                    return None;
-                }
-            },
-        };
-        let address_path = at.key("address");
-        let address = if raw.address.contains('/') {
-            let net = self.parse_net(
-                &address_path,
-                &raw.address,
-                "ADDRESS/PREFIX, e.g. 192.168.0.1/24",
-            )?;
-            if let Some(subnet) = subnet {
-                if net.prefix_len() != subnet.prefix_len() && subnet.contains(&net.addr()) {
-                    self.error(
-                        &address_path,
-                        format!(
-                            "prefix /{} differs from the network's subnet {subnet}",
-                            net.prefix_len()
-                        ),
-                    );
-                }
-            }
-            net
-        } else {
-            let addr = self.address(&address_path, &raw.address)?;
-            let Some(subnet) = subnet else {
-                self.error(
-                    &address_path,
-                    format!("a bare address needs a network subnet; write {addr}/PREFIX or give network {:?} a `subnet`", raw.network),
-                );
-                return None;
-            };
-            Ipv4Net::new(addr, subnet.prefix_len()).ok()?
-        };
-        if let Some(subnet) = subnet {
-            if !subnet.contains(&address.addr()) {
-                let what = match network {
-                    Network::Routed(_) => format!("{host_name}'s routed subnet {subnet}"),
-                    Network::Vlan(_) => format!("network {:?}'s subnet {subnet}", raw.network),
-                };
-                self.error(
-                    &address_path,
-                    format!("{} is outside {what}", address.addr()),
-                );
-            }
+        if raw.address.is_none() && raw.address6.is_none() {
+            self.problems.push(Diagnostic::key(
+                at,
+                "an interface needs `address`, `address6` or both",
+            ));
+            return None;
         }
-        self.check_host_address(&address_path, address.addr(), address);
-        if gateway == Some(address.addr()) {
-            self.error(
-                &address_path,
-                format!("{} is the network's gateway address", address.addr()),
-            );
+        let mut addresses = [None, None];
+        for (slot, family, text) in [
+            (0, Family::Ipv4, &raw.address),
+            (1, Family::Ipv6, &raw.address6),
+        ] {
+            let Some(text) = text else { continue };
+            let key = if family == Family::Ipv4 {
+                "address"
+            } else {
+                "address6"
+            };
+            addresses[slot] = Some(self.interface_address(
+                at.key(key),
+                text,
+                family,
+                network,
+                host_name,
+                host.is_some(),
+                &raw.network,
+            )?);
         }
         let mac = match &raw.mac {
             Some(text) => match text.parse::<Mac>() {
@@ -245,12 +233,20 @@ impl Resolver<'_> {
         let routes = self.routes(
             &at.key("routes"),
             &raw.routes,
-            Some(address),
+            addresses,
             "the interface's subnet",
+            ["the interface's `address`", "the interface's `address6`"],
         );
         Some(Interface {
             network: raw.network.clone(),
-            address,
+            address: match addresses[0] {
+                Some(IpNet::V4(net)) => Some(net),
+                _ => None,
+            },
+            address6: match addresses[1] {
+                Some(IpNet::V6(net)) => Some(net),
+                _ => None,
+            },
             ifname,
             mac: mac?,
             // Resolved against the path budget in `cluster::apply_mtu_budgets`.
@@ -260,7 +256,114 @@ impl Resolver<'_> {
         })
     }
 
-    /// The container's one default route: explicit, or the one its networks supply.
+    /// One address of an interface (`family`'s key at `path`): in the
+    /// network's subnet of that family (a bare address takes its prefix), never
+    /// a reserved address or the gateway.
+    #[allow(clippy::too_many_arguments)]
+    fn interface_address(
+        &mut self,
+        path: KeyPath,
+        text: &str,
+        family: Family,
+        network: &Network,
+        host_name: &str,
+        host_known: bool,
+        network_name: &str,
+    ) -> Option<IpNet> {
+        let subnet_key = if family == Family::Ipv4 {
+            "subnet"
+        } else {
+            "subnet6"
+        };
+        // The subnet the address must sit in, and the gateway it must not equal.
+        let (subnet, gateway): (Option<IpNet>, Option<IpAddr>) = match (network, family) {
+            (Network::Vlan(vlan), Family::Ipv4) => (
+                vlan.subnet.map(IpNet::V4),
+                vlan.gateway.as_ref().map(|g| IpAddr::V4(g.address())),
+            ),
+            (Network::Vlan(vlan), Family::Ipv6) => (
+                vlan.subnet6.map(IpNet::V6),
+                vlan.gateway6.as_ref().map(|g| IpAddr::V6(g.address())),
+            ),
+            (Network::Routed(routed), _) => {
+                let found = routed
+                    .subnets_of(host_name)
+                    .into_iter()
+                    .find(|(subnet, _)| Family::of(subnet.addr()) == family);
+                match found {
+                    Some((subnet, gateway)) => (Some(subnet), Some(gateway)),
+                    None => {
+                        if host_known {
+                            let (key, which) = match family {
+                                Family::Ipv4 => ("subnets", ""),
+                                Family::Ipv6 => ("subnets6", "IPv6 "),
+                            };
+                            let network = path.parent().unwrap_or_default().key("network");
+                            self.error(
+                                &network,
+                                format!(
+                                    "host {host_name:?} has no {which}subnet in the routed network {:?}; add one under networks.{}.{key}",
+                                    routed.name,
+                                    routed.name
+                                ),
+                            );
+                        }
+                        return None;
+                    }
+                }
+            }
+        };
+        let example = match family {
+            Family::Ipv4 => "ADDRESS/PREFIX, e.g. 192.168.0.1/24",
+            Family::Ipv6 => "ADDRESS/PREFIX, e.g. fd00:1::10/64",
+        };
+        let address = if text.contains('/') {
+            let net = self.parse_net(&path, text, family, example)?;
+            if let Some(subnet) = subnet {
+                if net.prefix_len() != subnet.prefix_len() && subnet.contains(&net.addr()) {
+                    self.error(
+                        &path,
+                        format!(
+                            "prefix /{} differs from the network's {subnet_key} {subnet}",
+                            net.prefix_len()
+                        ),
+                    );
+                }
+            }
+            net
+        } else {
+            let addr = self.address_of(&path, text, family)?;
+            let Some(subnet) = subnet else {
+                self.error(
+                    &path,
+                    format!("a bare address needs a network {subnet_key}; write {addr}/PREFIX or give network {network_name:?} a `{subnet_key}`"),
+                );
+                return None;
+            };
+            IpNet::new(addr, subnet.prefix_len()).ok()?
+        };
+        if let Some(subnet) = subnet {
+            if !subnet.contains(&address.addr()) {
+                let what = match network {
+                    Network::Routed(_) => format!("{host_name}'s routed subnet {subnet}"),
+                    Network::Vlan(_) => format!("network {network_name:?}'s {subnet_key} {subnet}"),
+                };
+                self.error(&path, format!("{} is outside {what}", address.addr()));
+            }
+        }
+        self.check_host_address(&path, address.addr(), address);
+        if gateway == Some(address.addr()) {
+            self.error(
+                &path,
+                format!("{} is the network's gateway address", address.addr()),
+            );
+        }
+        Some(address)
+    }
+
+    /// The container's one default route of `family` (`gateway` or
+    /// `gateway6`): explicit, or the one its networks supply. `None` when it is
+    /// invalid; `Some(None)` when there is none.
     fn container_gateway(
         &mut self,
         at: &KeyPath,
@@ -268,14 +371,24 @@ impl Resolver<'_> {
         raw_interfaces: &[(KeyPath, RawInterface)],
         interfaces: &[Interface],
         networks: &BTreeMap<String, Network>,
-    ) -> Option<Option<Ipv4Addr>> {
-        if let Some(text) = &raw.gateway {
-            let path = at.key("gateway");
-            let address = self.address(&path, text)?;
+        family: Family,
+    ) -> Option<Option<IpAddr>> {
+        let (key, text) = match family {
+            Family::Ipv4 => ("gateway", &raw.gateway),
+            Family::Ipv6 => ("gateway6", &raw.gateway6),
+        };
+        let has = |i: &Interface| match family {
+            Family::Ipv4 => i.address.map(IpNet::V4),
+            Family::Ipv6 => i.address6.map(IpNet::V6),
+        };
+        if let Some(text) = text {
+            let path = at.key(key);
+            let address = self.address_of(&path, text, family)?;
             if !interfaces.is_empty()
                 && !interfaces
                     .iter()
-                    .any(|i| i.address.trunc().contains(&address))
+                    .filter_map(has)
+                    .any(|a| a.trunc().contains(&address))
             {
                 self.error(
                     &path,
@@ -288,11 +401,21 @@ impl Resolver<'_> {
             return Some(Some(address));
         }
         let mut suppliers = Vec::new();
-        for iface in interfaces {
-            let supplied = match networks.get(&iface.network) {
-                Some(Network::Vlan(vlan)) => vlan.gateway.as_ref().map(VlanGateway::address),
-                Some(Network::Routed(routed)) => routed.gateways.get(&raw.host).copied(),
-                None => None,
+        for iface in interfaces.iter().filter(|i| has(i).is_some()) {
+            let supplied: Option<IpAddr> = match (networks.get(&iface.network), family) {
+                (Some(Network::Vlan(vlan)), Family::Ipv4) => {
+                    vlan.gateway.as_ref().map(|g| IpAddr::V4(g.address()))
+                }
+                (Some(Network::Vlan(vlan)), Family::Ipv6) => {
+                    vlan.gateway6.as_ref().map(|g| IpAddr::V6(g.address()))
+                }
+                (Some(Network::Routed(routed)), Family::Ipv4) => {
+                    routed.gateways.get(&raw.host).map(|g| IpAddr::V4(*g))
+                }
+                (Some(Network::Routed(routed)), Family::Ipv6) => {
+                    routed.gateways6.get(&raw.host).map(|g| IpAddr::V6(*g))
+                }
+                (None, _) => None,
             };
             if let Some(address) = supplied {
                 suppliers.push((iface.network.clone(), address));
@@ -308,10 +431,14 @@ impl Resolver<'_> {
             } else {
                 at.clone()
             };
+            let what = match family {
+                Family::Ipv4 => "a default route",
+                Family::Ipv6 => "an IPv6 default route",
+            };
             self.problems.push(Diagnostic::key(
                 &path,
                 format!(
-                    "several interfaces supply a default route: {}; set `gateway`",
+                    "several interfaces supply {what}: {}; set `{key}`",
                     list.join(", ")
                 ),
             ));

@@ -1,19 +1,22 @@
 //! `[mesh]` and `[hosts.*]`: the settings every host shares, and each host.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use super::{ovsdb_remote_problem, Resolver, MAX_VNI};
 use crate::topology::ident::Kind;
 use crate::topology::model::*;
 use crate::topology::raw::*;
-use crate::topology::source::KeyPath;
+use crate::topology::source::{Diagnostic, KeyPath};
 
 impl Resolver<'_> {
     pub fn mesh(&mut self, raw: &RawMesh) -> Mesh {
         let at = KeyPath::root().key("mesh");
         self.check_name(&at.key("name"), Kind::Mesh, &raw.name);
-        let max_key = if raw.encap == Encap::Gre {
+        self.check_encap_family(&at, raw);
+        let max_key = if raw.encap.is_gre() {
             u64::from(u32::MAX)
         } else {
             MAX_VNI
@@ -60,6 +63,7 @@ impl Resolver<'_> {
         Mesh {
             name: raw.name.clone(),
             encap: raw.encap,
+            underlay: raw.underlay,
             vlan_transport: raw.vlan_transport,
             vlan_tunnel_key: raw.vlan_tunnel_key.min(u64::from(u32::MAX)) as u32,
             overlay_tunnel_key: raw.overlay_tunnel_key.min(u64::from(u32::MAX)) as u32,
@@ -73,10 +77,28 @@ impl Resolver<'_> {
         }
     }
 
+    /// OVS's `gre` carries GRE over IPv4 only and `ip6gre` over IPv6 only
+    /// (antrea#3150: a `gre` port with an IPv6 `remote_ip` fails silently);
+    /// VXLAN and Geneve take either.
+    fn check_encap_family(&mut self, at: &KeyPath, raw: &RawMesh) {
+        match (raw.encap, raw.underlay) {
+            // Located at `underlay`: `encap` may be the default, not in the file.
+            (Encap::Gre, Family::Ipv6) => self.error(
+                &at.key("underlay"),
+                "tunnels over an IPv6 underlay need an encap that runs over IPv6: encap = \"gre\" (the default) is OVS's gre type, IPv4 only; set encap = \"ip6gre\", \"vxlan\" or \"geneve\"",
+            ),
+            (Encap::Ip6gre, Family::Ipv4) => self.error(
+                &at.key("encap"),
+                "encap = \"ip6gre\" runs over an IPv6 underlay: set [mesh] underlay = \"ipv6\" (and each host's underlay_address6), or use \"gre\"",
+            ),
+            _ => {}
+        }
+    }
+
     /// `dst_port`: a UDP port, only for the UDP encapsulations.
     fn dst_port(&mut self, path: &KeyPath, raw: &RawMesh) -> Option<u16> {
         let port = raw.dst_port?;
-        if raw.encap == Encap::Gre {
+        if raw.encap.is_gre() {
             self.error(
                 path,
                 "GRE has no UDP port (it is IP protocol 47): dst_port is only for vxlan and geneve",
@@ -94,20 +116,30 @@ impl Resolver<'_> {
 
     pub fn host(&mut self, mesh: &Mesh, name: &str, raw: &RawHost) -> Option<Host> {
         let at = KeyPath::root().key("hosts").key(name);
-        let underlay_address = if raw.underlay_address.contains('/')
-            || raw.underlay_address.parse::<Ipv4Addr>().is_err()
-        {
-            self.host_cidr(&at.key("underlay_address"), &raw.underlay_address)
-        } else {
-            self.error(
-                &at.key("underlay_address"),
-                format!(
-                    "{:?} needs its prefix length, e.g. {}/24",
-                    raw.underlay_address, raw.underlay_address
-                ),
-            );
-            None
-        };
+        let underlay_address = self
+            .underlay_address(
+                &at,
+                "underlay_address",
+                &raw.underlay_address,
+                mesh,
+                Family::Ipv4,
+            )
+            .and_then(|net| match net {
+                IpNet::V4(net) => Some(net),
+                IpNet::V6(_) => None,
+            });
+        let underlay_address6 = self
+            .underlay_address(
+                &at,
+                "underlay_address6",
+                &raw.underlay_address6,
+                mesh,
+                Family::Ipv6,
+            )
+            .and_then(|net| match net {
+                IpNet::V6(net) => Some(net),
+                IpNet::V4(_) => None,
+            });
         if let Some(remote) = &raw.ovsdb {
             if let Some(problem) = ovsdb_remote_problem(remote) {
                 self.error(&at.key("ovsdb"), problem);
@@ -151,12 +183,28 @@ impl Resolver<'_> {
         let routes = self.routes(
             &at.key("routes"),
             &raw.routes,
-            underlay_address,
+            [
+                underlay_address.map(IpNet::V4),
+                underlay_address6.map(IpNet::V6),
+            ],
             "the underlay subnet",
+            [
+                "the host's `underlay_address`",
+                "the host's `underlay_address6`",
+            ],
         );
+        // The tunnels' endpoint must be there.
+        let endpoint_ok = match mesh.underlay {
+            Family::Ipv4 => underlay_address.is_some(),
+            Family::Ipv6 => underlay_address6.is_some(),
+        };
+        if !endpoint_ok {
+            return None;
+        }
         Some(Host {
             name: name.to_string(),
-            underlay_address: underlay_address?,
+            underlay_address,
+            underlay_address6,
             ovsdb: raw.ovsdb.clone(),
             datapath: raw.datapath,
             underlay_nic: raw.underlay_nic.clone(),
@@ -165,5 +213,52 @@ impl Resolver<'_> {
             routes,
             origin: at,
         })
+    }
+
+    /// `underlay_address` / `underlay_address6`: `ADDRESS/PREFIX` of `family`;
+    /// required when it is the family of the mesh's underlay.
+    fn underlay_address(
+        &mut self,
+        at: &KeyPath,
+        key: &str,
+        text: &Option<String>,
+        mesh: &Mesh,
+        family: Family,
+    ) -> Option<IpNet> {
+        let path = at.key(key);
+        let Some(text) = text else {
+            if mesh.underlay == family {
+                let why = match family {
+                    Family::Ipv4 => String::new(),
+                    Family::Ipv6 => " ([mesh] underlay = \"ipv6\": the tunnels run between IPv6 underlay addresses)".to_string(),
+                };
+                // Where serde puts a missing key: the table's own span.
+                self.problems.push(Diagnostic::value(
+                    at,
+                    format!("missing required key `{key}`{why}"),
+                ));
+            }
+            return None;
+        };
+        let bare = !text.contains('/')
+            && text
+                .parse::<IpAddr>()
+                .is_ok_and(|a| Family::of(a) == family);
+        if bare {
+            let prefix = match family {
+                Family::Ipv4 => 24,
+                Family::Ipv6 => 64,
+            };
+            self.error(
+                &path,
+                format!("{text:?} needs its prefix length, e.g. {text}/{prefix}"),
+            );
+            return None;
+        }
+        let example = match family {
+            Family::Ipv4 => "ADDRESS/PREFIX, e.g. 192.0.2.11/24",
+            Family::Ipv6 => "ADDRESS/PREFIX, e.g. 2001:db8::11/64",
+        };
+        self.host_cidr_of(&path, text, family, example)
     }
 }
