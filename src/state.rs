@@ -7,13 +7,14 @@
 //! alone: `tunnel/ovs0/node2`, `access/test1/eth1`, `gateway/blue`, ….
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 pub use crate::marks::PortId;
 use crate::marks::{EndpointMark, Role};
+pub use crate::topology::Family;
 use crate::topology::{Mac, Route, Runtime};
 
 mod firewall;
@@ -39,8 +40,9 @@ pub struct HostState {
     /// Device (or `all`) → IPv4 forwarding enabled.
     #[serde(default)]
     pub forwarding: BTreeMap<String, bool>,
-    /// `net.ipv4.conf.DEV.KEY` → the other per-interface IPv4 settings the routed
-    /// path needs (see [`Sysctl`]).
+    /// `net.ipv4.conf.DEV.KEY` / `net.ipv6.conf.DEV.KEY` → the other
+    /// per-interface settings the routed path needs, IPv6 forwarding among them
+    /// (see [`Sysctl`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctls: BTreeMap<String, Sysctl>,
     /// `CONTAINER/IFNAME` → the container's interface.
@@ -73,6 +75,11 @@ pub struct HostState {
     /// another default route wins over, one sentence each (for warnings).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overridden: Vec<String>,
+    /// Observed only: devices with an IPv6 default route learned from router
+    /// advertisements (`proto ra`), which IPv6 forwarding would make the
+    /// kernel drop unless their `accept_ra` is 2 (see `desired::settle`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub ra_routes: BTreeSet<String>,
 }
 
 /// A Docker endpoint's veth host end, as observed.
@@ -208,7 +215,7 @@ pub enum AddressRole {
 #[serde(deny_unknown_fields)]
 pub struct HostAddress {
     pub dev: String,
-    pub address: Ipv4Net,
+    pub address: IpNet,
     pub role: AddressRole,
 }
 
@@ -222,23 +229,26 @@ impl HostAddress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostRoute {
-    pub to: Ipv4Net,
-    pub via: Ipv4Addr,
+    pub to: IpNet,
+    pub via: IpAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub onlink: bool,
 }
 
-/// One `net.ipv4.conf.DEV.KEY` setting, written through /proc/sys. The value
-/// it replaces is remembered the first time and put back by `down`, like
-/// forwarding.
+/// One `net.ipv4.conf.DEV.KEY` or `net.ipv6.conf.DEV.KEY` setting, written
+/// through /proc/sys. The value it replaces is remembered the first time and
+/// put back by `down`, like forwarding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sysctl {
+    /// `ipv4` (the default) or `ipv6`.
+    #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+    pub family: Family,
     /// A device, or `all`.
     pub dev: String,
-    /// The setting under `net.ipv4.conf.DEV`, e.g. `send_redirects`.
+    /// The setting under `net.FAMILY.conf.DEV`, e.g. `send_redirects`, `accept_ra`.
     pub key: String,
     pub value: u32,
     /// This mesh remembers the value the setting had before (its claim on it,
@@ -251,7 +261,12 @@ pub struct Sysctl {
 
 impl Sysctl {
     pub fn name(&self) -> String {
-        format!("net.ipv4.conf.{}.{}", self.dev, self.key)
+        format!(
+            "net.{}.conf.{}.{}",
+            self.family.as_str(),
+            self.dev,
+            self.key
+        )
     }
 }
 
@@ -266,10 +281,16 @@ pub struct ContainerInterface {
     pub host_end: String,
     pub mac: Mac,
     pub mtu: u32,
-    pub address: Ipv4Net,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Net>,
     /// The container's default route, on the interface where it is on-link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Ipv4Addr>,
+    /// The container's IPv6 default route, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
     /// Transmit checksum offload off on the veth (userspace datapath needs it for TCP).
@@ -285,6 +306,20 @@ pub struct ContainerInterface {
 impl ContainerInterface {
     pub fn key(&self) -> String {
         format!("{}/{}", self.container, self.ifname)
+    }
+
+    /// Its addresses, IPv4 first.
+    pub fn addresses(&self) -> Vec<IpNet> {
+        let v4 = self.address.map(IpNet::V4);
+        v4.into_iter().chain(self.address6.map(IpNet::V6)).collect()
+    }
+
+    /// Its default routes' next hops, IPv4 first.
+    pub fn gateways(&self) -> Vec<IpAddr> {
+        let v4 = self.gateway.map(IpAddr::V4);
+        v4.into_iter()
+            .chain(self.gateway6.map(IpAddr::V6))
+            .collect()
     }
 }
 

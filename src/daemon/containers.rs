@@ -4,7 +4,7 @@
 //! namespace, where the daemon's own socket does not listen. So for every
 //! container the last reconcile plumbed, the daemon opens a netlink socket
 //! inside its namespace (on a short-lived thread: `netns::run`; the socket is `netlink-sys`'s), joined
-//! to the link, IPv4 address and IPv4 route groups, and any notification there
+//! to the link, address and route groups of both families, and any notification there
 //! wakes it. Idle, that costs one socket per container and no CPU.
 //!
 //! A socket keeps its namespace alive, and with it the container's end of the
@@ -180,10 +180,14 @@ fn drain(socket: &Socket, buffer: &mut [u8]) {
 }
 
 /// A non-blocking rtnetlink socket in the calling thread's namespace, joined to
-/// the link, IPv4 address and IPv4 route groups (on the entered runtime).
+/// the link, address and route groups of IPv4 and IPv6 (on the entered runtime).
 fn multicast_socket() -> std::io::Result<TokioSocket> {
     let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
-    let groups = libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV4_ROUTE;
+    let groups = libc::RTMGRP_LINK
+        | libc::RTMGRP_IPV4_IFADDR
+        | libc::RTMGRP_IPV4_ROUTE
+        | libc::RTMGRP_IPV6_IFADDR
+        | libc::RTMGRP_IPV6_ROUTE;
     socket
         .socket_mut()
         .bind(&SocketAddr::new(0, groups as u32))?;

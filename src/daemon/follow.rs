@@ -280,16 +280,27 @@ pub fn decide(checks: &Checks, settle: Duration, window: Duration) -> Decision {
 /// The peers of `host` and the address that shows this host reaches each: the
 /// peer's gateway on the routed overlay when both have a subnet on it (the ping
 /// crosses the tunnel), else the peer's underlay address.
-pub fn peers(topology: &Topology, host: &str) -> BTreeMap<String, std::net::Ipv4Addr> {
-    let overlay = topology.routed().filter(|r| r.gateways.contains_key(host));
+pub fn peers(topology: &Topology, host: &str) -> BTreeMap<String, std::net::IpAddr> {
+    let overlay = topology.routed().filter(|r| r.has_host(host));
+    let families = |h: &str| {
+        overlay
+            .map(|r| r.subnets_of(h))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, gateway)| gateway)
+            .collect::<Vec<_>>()
+    };
+    let mine = families(host);
     topology
         .hosts
         .iter()
         .filter(|(name, _)| name.as_str() != host)
         .map(|(name, peer)| {
-            let address = overlay
-                .and_then(|r| r.gateways.get(name).copied())
-                .unwrap_or_else(|| peer.underlay_address.addr());
+            // A gateway of a family both have (IPv4 first), else the underlay.
+            let address = families(name)
+                .into_iter()
+                .find(|g| mine.iter().any(|m| m.is_ipv4() == g.is_ipv4()))
+                .unwrap_or_else(|| peer.tunnel_ip(topology.mesh.underlay));
             (name.clone(), address)
         })
         .collect()

@@ -19,10 +19,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::CStr;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::StreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
@@ -40,8 +40,8 @@ use crate::topology::{Runtime, Topology};
 pub struct Interest {
     mesh: String,
     devices: BTreeSet<String>,
-    addresses: BTreeSet<Ipv4Addr>,
-    routes: BTreeSet<Ipv4Net>,
+    addresses: BTreeSet<IpAddr>,
+    routes: BTreeSet<IpNet>,
     netns: BTreeSet<String>,
     docker: BTreeSet<String>,
     /// Bridges whose own device's MTU is left to ovs-vswitchd.
@@ -149,12 +149,22 @@ impl Interest {
     }
 
     fn address(&self, address: &AddressMessage) -> bool {
-        let ours = address.attributes.iter().any(|a| match a {
-            AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
-                self.addresses.contains(ip)
-            }
-            _ => false,
-        });
+        let addresses: Vec<IpAddr> = address
+            .attributes
+            .iter()
+            .filter_map(|a| match a {
+                AddressAttribute::Local(ip) | AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })
+            .collect();
+        // The kernel's IPv6 link-local addresses come and go with links (DAD): never ours.
+        let link_local = addresses
+            .iter()
+            .any(|ip| crate::netlink::is_link_local(&IpNet::from(*ip)));
+        if link_local {
+            return false;
+        }
+        let ours = addresses.iter().any(|ip| self.addresses.contains(ip));
         ours || interface_name(address.header.index).is_some_and(|n| self.devices.contains(&n))
     }
 
@@ -170,15 +180,22 @@ impl Interest {
         if marks::Policy::new(&self.mesh).owns_route(u8::from(route.header.protocol), metric) {
             return true;
         }
-        let to = route
+        let to: IpAddr = route
             .attributes
             .iter()
             .find_map(|a| match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some((*ip).into()),
+                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some((*ip).into()),
                 _ => None,
             })
-            .unwrap_or(Ipv4Addr::UNSPECIFIED);
-        Ipv4Net::new(to, route.header.destination_prefix_length)
+            .unwrap_or(
+                if route.header.address_family == rtnetlink::packet_route::AddressFamily::Inet6 {
+                    Ipv6Addr::UNSPECIFIED.into()
+                } else {
+                    Ipv4Addr::UNSPECIFIED.into()
+                },
+            );
+        IpNet::new(to, route.header.destination_prefix_length)
             .is_ok_and(|to| self.routes.contains(&to))
     }
 }
@@ -251,6 +268,8 @@ pub fn watch_netlink(
         MulticastGroup::Link,
         MulticastGroup::Ipv4Ifaddr,
         MulticastGroup::Ipv4Route,
+        MulticastGroup::Ipv6Ifaddr,
+        MulticastGroup::Ipv6Route,
     ])
     .map_err(WatchError::Netlink)?;
     tokio::spawn(connection);
@@ -324,13 +343,19 @@ mod tests {
     }
 
     fn route(to: &str, protocol: u8, metric: u32) -> RouteNetlinkMessage {
-        let to: Ipv4Net = to.parse().unwrap();
+        let to: IpNet = to.parse().unwrap();
         let mut message = RouteMessage::default();
         message.header.destination_prefix_length = to.prefix_len();
         message.header.protocol = RouteProtocol::from(protocol);
         message
             .attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(to.addr())));
+            .push(RouteAttribute::Destination(match to.addr() {
+                IpAddr::V4(ip) => RouteAddress::Inet(ip),
+                IpAddr::V6(ip) => RouteAddress::Inet6(ip),
+            }));
+        if to.addr().is_ipv6() {
+            message.header.address_family = rtnetlink::packet_route::AddressFamily::Inet6;
+        }
         message.attributes.push(RouteAttribute::Priority(metric));
         RouteNetlinkMessage::DelRoute(message)
     }

@@ -3,14 +3,14 @@
 //! host's). The rollback check of `follow` compares it before and after a change.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Bound on one peer's probe (three pings 200 ms apart, a second for the last reply).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The peers (by name) that answered.
-pub async fn reachable(peers: &BTreeMap<String, Ipv4Addr>) -> BTreeSet<String> {
+pub async fn reachable(peers: &BTreeMap<String, IpAddr>) -> BTreeSet<String> {
     let probes = peers.iter().map(|(name, address)| async move {
         let mut command = tokio::process::Command::new("ping");
         command

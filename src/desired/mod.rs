@@ -21,7 +21,7 @@ use crate::state::{
     Sysctl,
 };
 use crate::topology::names::{self, BridgeRole};
-use crate::topology::{Datapath, Host, Network, RoutedMode, Topology, VlanGateway, VlanTransport};
+use crate::topology::{Datapath, Family, Host, Network, RoutedMode, Topology, VlanTransport};
 
 pub mod endpoint;
 pub mod firewall;
@@ -105,7 +105,7 @@ impl Builder<'_> {
         self.state.ports.insert(id.key(), port);
     }
 
-    fn address(&mut self, dev: &str, address: ipnet::Ipv4Net, role: AddressRole) {
+    fn address(&mut self, dev: &str, address: ipnet::IpNet, role: AddressRole) {
         let address = HostAddress {
             dev: dev.to_string(),
             address,
@@ -143,7 +143,13 @@ impl Builder<'_> {
                 external_ids,
             },
         );
-        self.address(&bridge, self.host.underlay_address, AddressRole::Underlay);
+        // Every underlay address the topology gives the host moves: the NIC,
+        // a port of the bridge now, no longer carries the host's own traffic.
+        for family in [Family::Ipv4, Family::Ipv6] {
+            if let Some(address) = self.host.underlay(family) {
+                self.address(&bridge, address, AddressRole::Underlay);
+            }
+        }
         self.switch_port_nic(&self.host.underlay_nic.clone().unwrap_or_default());
     }
 
@@ -156,6 +162,7 @@ impl Builder<'_> {
             return;
         }
         let setting = Sysctl {
+            family: Family::Ipv4,
             dev: nic.to_string(),
             key: "arp_ignore".to_string(),
             value: marks::SWITCH_PORT_ARP_IGNORE,
@@ -164,16 +171,38 @@ impl Builder<'_> {
         self.state.sysctls.insert(setting.name(), setting);
     }
 
+    /// Forwarding where the host routes `family` through `dev`: IPv4 per
+    /// device (the kernel checks the interface a packet arrives on); IPv6 only
+    /// globally (Linux 6.1 forwards IPv6 by `net.ipv6.conf.all.forwarding`
+    /// alone), as a setting claimed like the others.
+    fn forward(&mut self, dev: &str, family: Family) {
+        match family {
+            Family::Ipv4 => {
+                self.state.forwarding.insert(dev.to_string(), true);
+            }
+            Family::Ipv6 => {
+                let setting = Sysctl {
+                    family: Family::Ipv6,
+                    dev: "all".to_string(),
+                    key: "forwarding".to_string(),
+                    value: 1,
+                    claimed: true,
+                };
+                self.state.sysctls.insert(setting.name(), setting);
+            }
+        }
+    }
+
     fn tunnel(&mut self, role: BridgeRole, bridge: &str, key: u32, peer: &Host, trunks: Vec<u16>) {
         let mesh = &self.topology.mesh;
         let mut options = BTreeMap::from([
             (
                 "remote_ip".to_string(),
-                peer.underlay_address.addr().to_string(),
+                peer.tunnel_ip(mesh.underlay).to_string(),
             ),
             (
                 "local_ip".to_string(),
-                self.host.underlay_address.addr().to_string(),
+                self.host.tunnel_ip(mesh.underlay).to_string(),
             ),
             ("key".to_string(), key.to_string()),
         ]);
@@ -277,12 +306,13 @@ impl Builder<'_> {
             let Network::Vlan(vlan) = network else {
                 continue;
             };
-            let (Some(VlanGateway::Hosted { host, address }), Some(subnet)) =
-                (&vlan.gateway, vlan.subnet)
-            else {
-                continue;
-            };
-            if *host != self.host.name {
+            let here: Vec<ipnet::IpNet> = vlan
+                .hosted_gateways()
+                .into_iter()
+                .filter(|(host, _)| *host == self.host.name)
+                .map(|(_, address)| address)
+                .collect();
+            if here.is_empty() {
                 continue;
             }
             let name = names::gateway_port(&mesh.name, &vlan.name);
@@ -307,10 +337,10 @@ impl Builder<'_> {
                     external_ids,
                 },
             );
-            let address =
-                ipnet::Ipv4Net::new(*address, subnet.prefix_len()).expect("prefix from a subnet");
-            self.address(&name, address, AddressRole::VlanGateway);
-            self.state.forwarding.insert(name, true);
+            for address in here {
+                self.address(&name, address, AddressRole::VlanGateway);
+                self.forward(&name, Family::of(address.addr()));
+            }
         }
     }
 
@@ -322,24 +352,28 @@ impl Builder<'_> {
         let Some(routed) = topology.routed() else {
             return;
         };
-        let Some(subnet) = routed.subnets.get(&self.host.name) else {
+        let mine = routed.subnets_of(&self.host.name);
+        if mine.is_empty() {
             return;
-        };
+        }
         let bridge = mesh.overlay_bridge.clone();
         self.bridge(
             &bridge,
             Some(crate::topology::routed_budget(topology, routed)),
         );
-        let gateway = routed.gateways[&self.host.name];
-        let address =
-            ipnet::Ipv4Net::new(gateway, subnet.prefix_len()).expect("prefix from a subnet");
-        self.address(&bridge, address, AddressRole::OverlayGateway);
-        self.state.forwarding.insert(bridge.clone(), true);
+        for (subnet, gateway) in &mine {
+            let address =
+                ipnet::IpNet::new(*gateway, subnet.prefix_len()).expect("prefix from a subnet");
+            self.address(&bridge, address, AddressRole::OverlayGateway);
+            self.forward(&bridge, Family::of(*gateway));
+        }
         match routed.mode {
             RoutedMode::Tunnel => {
-                self.no_redirects(&bridge);
-                for peer in routed.subnets.keys() {
-                    if *peer != self.host.name {
+                if routed.subnets.contains_key(&self.host.name) {
+                    self.no_redirects(&bridge);
+                }
+                for peer in routed.hosts() {
+                    if peer != self.host.name {
                         let peer = &topology.hosts[peer];
                         self.tunnel(
                             BridgeRole::Overlay,
@@ -358,7 +392,9 @@ impl Builder<'_> {
                     (Datapath::System, Some(nic)) => nic.clone(),
                     (Datapath::System, None) => "all".to_string(),
                 };
-                self.state.forwarding.insert(underlay_dev, true);
+                for (subnet, _) in &mine {
+                    self.forward(&underlay_dev, Family::of(subnet.addr()));
+                }
             }
         }
     }
@@ -370,6 +406,7 @@ impl Builder<'_> {
     fn no_redirects(&mut self, bridge: &str) {
         for dev in ["all", bridge] {
             let setting = Sysctl {
+                family: Family::Ipv4,
                 dev: dev.to_string(),
                 key: "send_redirects".to_string(),
                 value: 0,
@@ -379,25 +416,31 @@ impl Builder<'_> {
         }
     }
 
-    /// Routes to peers' container subnets, and the host's own extra routes.
+    /// Routes to peers' container subnets (of each family this host has a
+    /// subnet of), and the host's own extra routes.
     fn host_routes(&mut self) {
         let topology = self.topology;
         if let Some(routed) = topology.routed() {
-            if routed.subnets.contains_key(&self.host.name) {
-                for (peer, subnet) in &routed.subnets {
-                    if *peer == self.host.name {
+            let mine = routed.subnets_of(&self.host.name);
+            for peer in routed.hosts() {
+                if peer == self.host.name {
+                    continue;
+                }
+                for (subnet, gateway) in routed.subnets_of(peer) {
+                    let family = Family::of(gateway);
+                    if !mine.iter().any(|(s, _)| Family::of(s.addr()) == family) {
                         continue;
                     }
                     let route = match routed.mode {
                         RoutedMode::Tunnel => HostRoute {
-                            to: *subnet,
-                            via: routed.gateways[peer],
+                            to: subnet,
+                            via: gateway,
                             dev: Some(topology.mesh.overlay_bridge.clone()),
                             onlink: true,
                         },
                         RoutedMode::Direct => HostRoute {
-                            to: *subnet,
-                            via: topology.hosts[peer].underlay_address.addr(),
+                            to: subnet,
+                            via: topology.hosts[peer].tunnel_ip(family),
                             dev: None,
                             onlink: false,
                         },
@@ -432,7 +475,13 @@ impl Builder<'_> {
                 container
                     .interfaces
                     .iter()
-                    .position(|i| i.address.trunc().contains(&gw))
+                    .position(|i| i.address.is_some_and(|a| a.trunc().contains(&gw)))
+            });
+            let gateway6_iface = container.gateway6.and_then(|gw| {
+                container
+                    .interfaces
+                    .iter()
+                    .position(|i| i.address6.is_some_and(|a| a.trunc().contains(&gw)))
             });
             for (index, iface) in container.interfaces.iter().enumerate() {
                 let (bridge, tag) = match &topology.networks[&iface.network] {
@@ -462,11 +511,9 @@ impl Builder<'_> {
                     mac: iface.mac,
                     mtu: iface.mtu,
                     address: iface.address,
-                    gateway: if gateway_iface == Some(index) {
-                        container.gateway
-                    } else {
-                        None
-                    },
+                    address6: iface.address6,
+                    gateway: container.gateway.filter(|_| gateway_iface == Some(index)),
+                    gateway6: container.gateway6.filter(|_| gateway6_iface == Some(index)),
                     routes: {
                         let mut routes = iface.routes.clone();
                         routes.sort();
@@ -480,3 +527,6 @@ impl Builder<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod ipv6_tests;

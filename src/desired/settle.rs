@@ -28,6 +28,11 @@
 //! - an IPv4 setting that already has the value this mesh needs, but that this
 //!   mesh has not claimed (remembered), is claimed: `marks` restores a shared
 //!   setting only when the last mesh that claims it goes `down`;
+//! - where the target turns IPv6 forwarding on, every interface with a default
+//!   route learned from router advertisements gets `accept_ra = 2` (and keeps
+//!   it while this mesh remembers it): with forwarding on, Linux drops such a
+//!   route unless `accept_ra` is 2 (docker/for-linux#844), and the host would
+//!   lose its IPv6 default route;
 //! - the firewall rules go where the host's firewall needs them (`firewall::place`),
 //!   and a rule another table's base chain would drop anyway is a conflict.
 //!
@@ -36,7 +41,7 @@
 use std::collections::BTreeMap;
 
 use crate::marks::{self, Policy, Role};
-use crate::state::{Conflict, HostState, Kept, Kind, Note, Settled};
+use crate::state::{Conflict, Family, HostState, Kept, Kind, Note, Settled, Sysctl};
 use crate::topology::names;
 
 const CLAIM: &str = "already as this mesh needs it (the host's or another mesh's doing): claimed, so that it is put back only when no mesh needs it any more";
@@ -52,6 +57,8 @@ pub fn settle(mesh: &str, desired: &HostState, observed: &HostState) -> Settled 
     let foreign_ports = std::mem::take(&mut seen.foreign_ports);
     let foreign_links = std::mem::take(&mut seen.foreign_links);
     let occupied = std::mem::take(&mut seen.occupied);
+    let ra_routes = std::mem::take(&mut seen.ra_routes);
+    let kept_ra = keep_router_advertised_routes(&mut target, &seen, &ra_routes);
     forget_unmanaged_mtu_requests(&mut seen, desired);
     let waiting: Vec<String> = seen.waiting.iter().cloned().collect();
     for container in &waiting {
@@ -62,6 +69,16 @@ pub fn settle(mesh: &str, desired: &HostState, observed: &HostState) -> Settled 
         waiting,
         ..Settled::default()
     };
+    for (id, dev) in kept_ra {
+        let reason = format!("IPv6 forwarding would make the kernel drop {dev}'s default route from router advertisements unless accept_ra is 2 (docker/for-linux#844)");
+        out.notes.insert(
+            (Kind::Sysctl, id),
+            Note {
+                reason,
+                replace: false,
+            },
+        );
+    }
     for place in &occupied {
         let conflict = match place.kind {
             Kind::ContainerInterface if place.inside => {
@@ -148,6 +165,41 @@ pub fn settle(mesh: &str, desired: &HostState, observed: &HostState) -> Settled 
     out.target = target;
     out.observed = seen;
     out
+}
+
+/// `accept_ra = 2` on the interfaces with an RA-learned default route (and on
+/// those this mesh set it on before), where the target forwards IPv6; the
+/// settings' ids and devices.
+fn keep_router_advertised_routes(
+    target: &mut HostState,
+    seen: &HostState,
+    ra_routes: &std::collections::BTreeSet<String>,
+) -> Vec<(String, String)> {
+    let forwards = target
+        .sysctls
+        .values()
+        .any(|s| s.family == Family::Ipv6 && s.key == "forwarding" && s.value == 1);
+    if !forwards {
+        return Vec::new();
+    }
+    let claimed = seen
+        .sysctls
+        .values()
+        .filter(|s| s.family == Family::Ipv6 && s.key == "accept_ra" && s.claimed)
+        .map(|s| &s.dev);
+    let mut kept = Vec::new();
+    for dev in ra_routes.iter().chain(claimed) {
+        let setting = Sysctl {
+            family: Family::Ipv6,
+            dev: dev.clone(),
+            key: "accept_ra".to_string(),
+            value: 2,
+            claimed: true,
+        };
+        kept.push((setting.name(), dev.clone()));
+        target.sysctls.insert(setting.name(), setting);
+    }
+    kept
 }
 
 /// `mtu_request` where the desired state sets none is not this mesh's: observed

@@ -15,9 +15,13 @@ use std::fs::File;
 use crate::marks::{Policy, RouteMark, ROUTE_PROTOCOL};
 use crate::netlink::index::LinkIndex;
 use crate::netlink::many::Home;
-use crate::netlink::{ethtool, sysctl, LinkChange, Netlink, NetlinkError, Route};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::netlink::{ethtool, is_link_local, sysctl, LinkChange, Netlink, NetlinkError, Route};
 use crate::plan::{Change, Kind, Op, Plan};
-use crate::state::{AddressRole, ContainerInterface, HostAddress, HostRoute, Item};
+use crate::state::{AddressRole, ContainerInterface, Family, HostAddress, HostRoute, Item};
 
 use super::observe::NetlinkRows;
 
@@ -88,6 +92,18 @@ pub async fn apply(
                 report.record(kind, change, result);
             }
             continue;
+        }
+        if kind == Kind::Sysctl {
+            // IPv6 forwarding last: turning it on drops the RA default routes
+            // of every interface whose `accept_ra` is not 2 yet.
+            changes.sort_by_key(|c| {
+                let forwarding6 = c
+                    .after
+                    .as_ref()
+                    .and_then(Item::sysctl)
+                    .is_some_and(|s| s.family == Family::Ipv6 && s.key == "forwarding");
+                (c.op != Op::Delete, forwarding6)
+            });
         }
         for change in changes {
             let result = match kind {
@@ -314,6 +330,7 @@ async fn configure_inside(
             what: format!("interface {} in container {}", want.ifname, want.container),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "missing after creation"),
         })?;
+    ipv6_inside(want)?;
     netlink
         .set_link(
             link.index,
@@ -325,16 +342,19 @@ async fn configure_inside(
             },
         )
         .await?;
+    let addresses = want.addresses();
     for address in netlink.addresses_marked().await? {
-        let ours = policy.owns_container_address(address.address, address.protocol, want.address);
-        if address.index == link.index && ours && address.address != want.address {
+        let ours = policy.owns_container_address(address.address, address.protocol, &addresses);
+        if address.index == link.index && ours && !addresses.contains(&address.address) {
             netlink.delete_address(link.index, address.address).await?;
         }
     }
-    netlink
-        .add_address_marked(link.index, want.address, ROUTE_PROTOCOL)
-        .await?;
-    let route = |to: ipnet::Ipv4Net, via| Route {
+    for address in addresses {
+        netlink
+            .add_address_marked(link.index, address, ROUTE_PROTOCOL)
+            .await?;
+    }
+    let route = |to: IpNet, via: IpAddr| Route {
         to,
         via: Some(via),
         oif: Some(link.index),
@@ -343,10 +363,18 @@ async fn configure_inside(
         metric: policy.container_route_metric(to),
     };
     let extra: Vec<Route> = want.routes.iter().map(|r| route(r.to, r.via)).collect();
-    let default = want
-        .gateway
-        .map(|gateway| route(ipnet::Ipv4Net::default(), gateway));
-    let wanted: Vec<&Route> = extra.iter().chain(&default).collect();
+    let defaults: Vec<Route> = want
+        .gateways()
+        .into_iter()
+        .map(|gateway| {
+            let default = match gateway {
+                IpAddr::V4(_) => IpNet::V4(Default::default()),
+                IpAddr::V6(_) => IpNet::V6(Default::default()),
+            };
+            route(default, gateway)
+        })
+        .collect();
+    let wanted: Vec<&Route> = extra.iter().chain(&defaults).collect();
     // Routes of ours on the interface that the topology no longer has are stale.
     for existing in netlink.routes().await? {
         let stale = existing.oif == Some(link.index)
@@ -361,7 +389,7 @@ async fn configure_inside(
     for route in &extra {
         netlink.replace_route(route).await?;
     }
-    if let Some(default) = &default {
+    for default in &defaults {
         // First among the default routes of its metric, replacing none of them
         // (Docker's on eth0 has the same metric, see `marks`).
         netlink.prepend_route(default).await?;
@@ -371,6 +399,37 @@ async fn configure_inside(
             .map_err(io(format!("tx checksum off on {}", want.ifname)))?;
     }
     Ok(())
+}
+
+/// IPv6 inside the container, on ovsmesh's interface only, before it comes up
+/// and gets its addresses: router advertisements ignored (`accept_ra=0`, so
+/// no SLAAC address or RA route races the static ones: containernetworking/
+/// plugins#160), and IPv6 on where the interface has an IPv6 address (Docker
+/// turns `disable_ipv6` on in containers of networks without IPv6, and a new
+/// interface inherits it). Without IPv6 in the container's kernel at all
+/// only an interface that needs it fails.
+fn ipv6_inside(want: &ContainerInterface) -> Result<(), NetlinkError> {
+    let needed = want.address6.is_some();
+    let setting = |key: &str, value: u32| {
+        if sysctl::read_of(Family::Ipv6, &want.ifname, key) == Some(value) {
+            return Ok(());
+        }
+        sysctl::write_of(Family::Ipv6, &want.ifname, key, value).map_err(io(format!(
+            "net.ipv6.conf.{}.{key} in container {}",
+            want.ifname, want.container
+        )))
+    };
+    let result = setting("accept_ra", 0).and_then(|()| {
+        if needed {
+            setting("disable_ipv6", 0)
+        } else {
+            Ok(())
+        }
+    });
+    match result {
+        Err(error) if needed => Err(error),
+        _ => Ok(()),
+    }
 }
 
 async fn address(
@@ -513,19 +572,19 @@ fn forwarding(context: &HostContext<'_>, change: &Change) -> Result<(), NetlinkE
         .map_err(io(format!("forwarding on {}", change.id)))
 }
 
-/// A `net.ipv4.conf.DEV.KEY` setting, remembering the value it replaces. A
+/// A `net.FAMILY.conf.DEV.KEY` setting, remembering the value it replaces. A
 /// setting no longer wanted is left as it is until `down` puts back the
 /// remembered value.
 fn setting(context: &HostContext<'_>, change: &Change) -> Result<(), NetlinkError> {
     let Some(want) = change.after.as_ref().and_then(Item::sysctl) else {
         return Ok(());
     };
-    sysctl::set_remembering(context.mesh, &want.dev, &want.key, want.value)
+    sysctl::set_remembering(context.mesh, want.family, &want.dev, &want.key, want.value)
         .map_err(io(change.id.clone()))
 }
 
-/// `down`: forwarding and the other IPv4 settings back to what they were
-/// before ovsmesh changed them.
+/// `down`: forwarding and the other settings back to what they were before
+/// ovsmesh changed them.
 pub fn restore_forwarding(mesh: &str) -> Result<Vec<String>, NetlinkError> {
-    sysctl::restore_every_key(mesh).map_err(io("restore IPv4 settings".to_string()))
+    sysctl::restore_every_key(mesh).map_err(io("restore forwarding and settings".to_string()))
 }

@@ -8,14 +8,14 @@
 //! warnings for `status` and `apply`, and into the refusal of an uplink NIC
 //! that would cut the host off.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::networkd;
 use crate::netlink::index::LinkIndex;
-use crate::netlink::{sysctl, Link, Netlink, NetlinkError};
+use crate::netlink::{is_link_local, sysctl, Link, Netlink, NetlinkError};
 use crate::topology::Topology;
 
 /// A device and its MTU.
@@ -29,8 +29,8 @@ pub struct Device {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uplink {
     pub name: String,
-    /// Its IPv4 addresses.
-    pub addresses: Vec<Ipv4Net>,
+    /// Its addresses (IPv6 link-local ones left out: every IPv6 link has one).
+    pub addresses: Vec<IpNet>,
     /// The host's default route leaves through it.
     pub default_route: bool,
 }
@@ -80,7 +80,7 @@ pub async fn read(
     };
     let underlay = match &this.underlay_nic {
         Some(nic) => by_name(nic).map(device),
-        None => holder(links, &addresses, this.underlay_address.addr()).map(device),
+        None => holder(links, &addresses, this.tunnel_ip(topology.mesh.underlay)).map(device),
     };
     let uplink = this
         .uplink_nic
@@ -90,7 +90,7 @@ pub async fn read(
             name: link.name.clone(),
             addresses: addresses
                 .iter()
-                .filter(|(index, _)| *index == link.index)
+                .filter(|(index, a)| *index == link.index && !is_link_local(a))
                 .map(|(_, address)| *address)
                 .collect(),
             default_route: routes
@@ -113,8 +113,8 @@ pub async fn read(
 /// The link holding `address`.
 fn holder<'a>(
     links: &'a LinkIndex,
-    addresses: &[(u32, Ipv4Net)],
-    address: Ipv4Addr,
+    addresses: &[(u32, IpNet)],
+    address: IpAddr,
 ) -> Option<&'a Link> {
     let (index, _) = addresses.iter().find(|(_, a)| a.addr() == address)?;
     links.by_index(*index)

@@ -15,10 +15,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::StreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::marks::Policy;
 use crate::netlink::{ethtool, many, Address, Link, Netlink, NetlinkError, Route};
@@ -35,7 +35,7 @@ pub(super) struct Inside {
     pub link: Option<Link>,
     /// The addresses on the interface, whoever added them.
     pub addresses: Vec<Address>,
-    /// Every IPv4 route of the container's main table, in the kernel's order.
+    /// Every route of the container's main table (both families), in the kernel's order.
     pub routes: Vec<Route>,
     /// The container's link names by index (to name other routes' devices).
     pub names: BTreeMap<u32, String>,
@@ -161,22 +161,26 @@ async fn read_inside(netlink: &Netlink, ifnames: &[String]) -> Result<Vec<Inside
 /// One container interface as `marks` sees it: what of it is this mesh's.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct View {
-    /// The mesh's address on it (the wanted one if there, else another of its own).
+    /// The mesh's IPv4 address on it (the wanted one if there, else another of its own).
     pub address: Option<Ipv4Net>,
-    /// The gateway of the mesh's default route (with the container default metric).
+    /// The mesh's IPv6 address on it, likewise.
+    pub address6: Option<Ipv6Net>,
+    /// The gateway of the mesh's IPv4 default route (with the container default metric).
     pub gateway: Option<Ipv4Addr>,
+    /// The gateway of the mesh's IPv6 default route, likewise.
+    pub gateway6: Option<Ipv6Addr>,
     /// The mesh's other routes through it (with the mesh's metric), sorted.
     pub routes: Vec<crate::topology::Route>,
     /// The mesh's addresses and routes on it that `want` does not have.
     pub stale: Vec<String>,
     /// What is not the mesh's and clashes with `want`, one description each.
     pub conflicts: Vec<String>,
-    /// Another default route that wins over the mesh's, described.
-    pub overridden: Option<String>,
+    /// Other default routes that win over the mesh's (one per family at most), described.
+    pub overridden: Vec<String>,
 }
 
 /// Sort the addresses and routes on the interface `index` (`inside`) into the
-/// mesh's and everyone else's, against `want`. Pure.
+/// mesh's and everyone else's, against `want`; both families alike. Pure.
 pub(super) fn classify(
     policy: &Policy,
     want: &ContainerInterface,
@@ -186,34 +190,45 @@ pub(super) fn classify(
     let mut view = View::default();
     let describe =
         |route: &Route| describe_route(route, |i| inside.names.get(&i).map(String::as_str));
-    let ours: Vec<Ipv4Net> = inside
+    let wanted_addresses = want.addresses();
+    let ours: Vec<IpNet> = inside
         .addresses
         .iter()
-        .filter(|a| policy.owns_container_address(a.address, a.protocol, want.address))
+        .filter(|a| policy.owns_container_address(a.address, a.protocol, &wanted_addresses))
         .map(|a| a.address)
         .collect();
-    view.address = ours
-        .iter()
-        .find(|a| **a == want.address)
-        .or(ours.first())
-        .copied();
-    for address in ours.iter().filter(|a| Some(**a) != view.address) {
+    // Per family: the wanted address if there, else another of the mesh's.
+    let pick = |v6: bool| {
+        let family = || ours.iter().filter(move |a| a.addr().is_ipv6() == v6);
+        family()
+            .find(|a| wanted_addresses.contains(a))
+            .or_else(|| family().next())
+            .copied()
+    };
+    let kept: Vec<IpNet> = [pick(false), pick(true)].into_iter().flatten().collect();
+    for address in &kept {
+        match address {
+            IpNet::V4(a) => view.address = Some(*a),
+            IpNet::V6(a) => view.address6 = Some(*a),
+        }
+    }
+    for address in ours.iter().filter(|a| !kept.contains(a)) {
         view.stale.push(format!("address {address}"));
     }
     for address in inside.addresses.iter().map(|a| a.address) {
-        if !ours.contains(&address) && address.addr() == want.address.addr() {
+        let same = wanted_addresses
+            .iter()
+            .find(|w| w.addr() == address.addr());
+        if let (false, Some(wanted)) = (ours.contains(&address), same) {
             view.conflicts.push(format!(
-                "address {address} (not ovsmesh's) has the topology's address {} with another prefix",
-                want.address
+                "address {address} (not ovsmesh's) has the topology's address {wanted} with another prefix"
             ));
         }
     }
     // Destinations the topology routes through this interface.
-    let mut wanted: Vec<Ipv4Net> = want.routes.iter().map(|r| r.to).collect();
-    if want.gateway.is_some() {
-        wanted.push(Ipv4Net::default());
-    }
-    let mut ours_default = None;
+    let mut wanted: Vec<IpNet> = want.routes.iter().map(|r| r.to).collect();
+    wanted.extend(want.gateways().into_iter().map(default_of));
+    let mut ours_defaults = Vec::new();
     for route in inside.routes.iter().filter(|r| r.oif == Some(index)) {
         if !policy.owns_container_route(route.to, route.protocol, route.metric) {
             // The kernel's own route to the interface's subnet is no clash.
@@ -228,9 +243,13 @@ pub(super) fn classify(
         }
         let fits = route.metric == policy.container_route_metric(route.to);
         match route.via {
-            Some(via) if fits && route.to.prefix_len() == 0 && view.gateway.is_none() => {
+            Some(IpAddr::V4(via)) if fits && route.to.prefix_len() == 0 && view.gateway.is_none() => {
                 view.gateway = Some(via);
-                ours_default = Some(route);
+                ours_defaults.push(route);
+            }
+            Some(IpAddr::V6(via)) if fits && route.to.prefix_len() == 0 && view.gateway6.is_none() => {
+                view.gateway6 = Some(via);
+                ours_defaults.push(route);
             }
             Some(via) if fits && route.to.prefix_len() > 0 => {
                 view.routes
@@ -240,10 +259,10 @@ pub(super) fn classify(
         }
     }
     view.routes.sort();
-    if let Some(ours) = ours_default {
-        let winner = default_route_winner(&inside.routes);
+    for ours in ours_defaults {
+        let winner = default_route_winner(&inside.routes, ours.to.addr().is_ipv6());
         if let Some(winner) = winner.filter(|w| *w != ours) {
-            view.overridden = Some(format!(
+            view.overridden.push(format!(
                 "its default route via {} loses to {}, which is not ovsmesh's: traffic to other networks leaves the other way",
                 ours.via.map(|v| v.to_string()).unwrap_or_default(),
                 describe(winner)
@@ -253,18 +272,27 @@ pub(super) fn classify(
     view
 }
 
+/// The default destination of `gateway`'s family.
+fn default_of(gateway: IpAddr) -> IpNet {
+    match gateway {
+        IpAddr::V4(_) => IpNet::V4(Ipv4Net::default()),
+        IpAddr::V6(_) => IpNet::V6(Ipv6Net::default()),
+    }
+}
+
 /// `RTPROT_KERNEL`: a route the kernel made for an address's subnet.
 const RTPROT_KERNEL: u8 = 2;
 
-/// The default route the kernel uses: the lowest metric, the first of equals.
-fn default_route_winner(routes: &[Route]) -> Option<&Route> {
-    routes.iter().filter(|r| r.to.prefix_len() == 0).fold(
-        None,
-        |best: Option<&Route>, r| match best {
+/// The default route of a family (`ipv6` or not) the kernel uses: the lowest
+/// metric, the first of equals.
+fn default_route_winner(routes: &[Route], ipv6: bool) -> Option<&Route> {
+    routes
+        .iter()
+        .filter(|r| r.to.prefix_len() == 0 && r.to.addr().is_ipv6() == ipv6)
+        .fold(None, |best: Option<&Route>, r| match best {
             Some(b) if b.metric <= r.metric => Some(b),
             _ => Some(r),
-        },
-    )
+        })
 }
 
 #[cfg(test)]

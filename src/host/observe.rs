@@ -14,14 +14,17 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::marks::{AddressPolicy, Policy};
 use crate::netlink::index::LinkIndex;
-use crate::netlink::{ethtool, sysctl, Link, Netlink, NetlinkError};
+use crate::netlink::{ethtool, is_link_local, sysctl, Link, Netlink, NetlinkError, RTPROT_RA};
 use crate::runtime::{RuntimeError, Runtimes};
 use crate::state::{
-    AddressRole, ContainerInterface, EndpointLink, HostAddress, HostRoute, HostState, Kind,
-    Occupied,
+    AddressRole, ContainerInterface, EndpointLink, Family, HostAddress, HostRoute, HostState,
+    Kind, Occupied, Sysctl,
 };
 use crate::topology::Runtime;
 
@@ -75,7 +78,8 @@ pub async fn observe(
         let Some(link) = by_index.get(&index) else {
             continue;
         };
-        if !devices.addresses.is_ours(&link.name, address) {
+        // The kernel's IPv6 link-local address is never ours, on any device.
+        if is_link_local(&address) || !devices.addresses.is_ours(&link.name, address) {
             continue;
         }
         let role = if link.name == devices.overlay_bridge {
@@ -95,6 +99,11 @@ pub async fn observe(
 
     // Routes with this mesh's marks. ovsmesh sets `dev` only together with `onlink`.
     for route in netlink.routes().await? {
+        if route.protocol == RTPROT_RA && route.to.prefix_len() == 0 {
+            if let Some(link) = route.oif.and_then(|i| by_index.get(&i)) {
+                state.ra_routes.insert(link.name.clone());
+            }
+        }
         if policy.route_in_the_way(route.protocol, route.metric) {
             state.occupied.push(Occupied {
                 kind: Kind::Route,
@@ -132,14 +141,28 @@ pub async fn observe(
             state.forwarding.insert(dev.clone(), on);
         }
     }
-    for (name, want) in &desired.sysctls {
-        if let Some(value) = sysctl::read(&want.dev, &want.key) {
-            let seen = crate::state::Sysctl {
+    let mut settings: Vec<Sysctl> = desired.sysctls.values().cloned().collect();
+    if forwards_ipv6(desired) {
+        // `accept_ra` where IPv6 forwarding would cost the host its RA default
+        // route, and where this mesh set it before (see `desired::settle`).
+        let mut devices = state.ra_routes.clone();
+        devices.extend(sysctl::remembered_devices(mesh, Family::Ipv6, "accept_ra"));
+        settings.extend(devices.into_iter().map(|dev| Sysctl {
+            family: Family::Ipv6,
+            dev,
+            key: "accept_ra".to_string(),
+            value: 0,
+            claimed: false,
+        }));
+    }
+    for want in settings {
+        if let Some(value) = sysctl::read_of(want.family, &want.dev, &want.key) {
+            let seen = Sysctl {
                 value,
-                claimed: sysctl::remembers(mesh, &want.key, &want.dev),
-                ..want.clone()
+                claimed: sysctl::remembers(mesh, want.family, &want.key, &want.dev),
+                ..want
             };
-            state.sysctls.insert(name.clone(), seen);
+            state.sysctls.insert(seen.name(), seen);
         }
     }
 
@@ -218,7 +241,7 @@ pub async fn observe(
                     inside: true,
                 });
             }
-            if let Some(overridden) = view.overridden {
+            for overridden in view.overridden {
                 state.overridden.push(format!(
                     "container {container}, interface {}: {overridden}",
                     iface.ifname
@@ -237,8 +260,10 @@ pub async fn observe(
                 host_end: host_end.map(|l| l.name.clone()).unwrap_or_default(),
                 mac: link.mac.unwrap_or(crate::topology::Mac([0; 6])),
                 mtu: link.mtu,
-                address: view.address.unwrap_or_default(),
+                address: view.address,
+                address6: view.address6,
                 gateway: view.gateway,
+                gateway6: view.gateway6,
                 routes: view.routes,
                 tx_checksum_off: !inside.tx_checksum_on && !host_tx_on,
                 stale: view.stale,
@@ -263,8 +288,10 @@ pub async fn observe(
                 host_end: link.name.clone(),
                 mac: link.mac.unwrap_or(crate::topology::Mac([0; 6])),
                 mtu: link.mtu,
-                address: ipnet::Ipv4Net::default(),
+                address: None,
+                address6: None,
                 gateway: None,
+                gateway6: None,
                 routes: Vec::new(),
                 tx_checksum_off: false,
                 stale: Vec::new(),
@@ -273,6 +300,14 @@ pub async fn observe(
     }
     rows.links = index;
     Ok((state, rows))
+}
+
+/// Whether a state turns IPv6 forwarding on.
+pub fn forwards_ipv6(state: &HostState) -> bool {
+    state
+        .sysctls
+        .values()
+        .any(|s| s.family == Family::Ipv6 && s.key == "forwarding" && s.value == 1)
 }
 
 /// A route as conflict messages and warnings name it, e.g. `default via

@@ -8,14 +8,14 @@
 //! systemd-networkd removing foreign routes, and the firewall dropping the
 //! tunnel protocol on INPUT.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::facts::HostFacts;
 use super::iptables_read::{self, Packet, Protocol, Ruleset, Verdict};
 use crate::marks::{self, Role};
 use crate::plan::{Kind, Op, Plan};
 use crate::state::{AddressRole, HostState, Item};
-use crate::topology::{Datapath, Encap, Mesh, RoutedMode, Topology};
+use crate::topology::{Datapath, Encap, Family, Mesh, RoutedMode, Topology};
 
 /// `apply` would make an uplink NIC that carries the host's own address (or
 /// default route) a trunk port: the host would lose it. Nothing is changed.
@@ -72,7 +72,7 @@ pub fn warnings(topology: &Topology, desired: &HostState, facts: &HostFacts) -> 
             Some(nic) => format!("underlay_nic {nic} does not exist on this host: tunnels to peers cannot work"),
             None => format!(
                 "no interface of this host holds the underlay address {}: tunnels to peers cannot work (local_ip must be an address of this host)",
-                host.underlay_address.addr()
+                host.tunnel_ip(topology.mesh.underlay)
             ),
         }),
         _ => {}
@@ -108,7 +108,7 @@ fn arp_ignore(topology: &Topology, desired: &HostState, facts: &HostFacts) -> Op
     let gateway = desired
         .addresses
         .values()
-        .find(|a| a.role == AddressRole::OverlayGateway)?;
+        .find(|a| a.role == AddressRole::OverlayGateway && a.address.addr().is_ipv4())?;
     let all = facts.arp_ignore_all.unwrap_or(0);
     let own = facts.arp_ignore_overlay.unwrap_or(0);
     let effective = all.max(own);
@@ -127,7 +127,7 @@ fn arp_ignore(topology: &Topology, desired: &HostState, facts: &HostFacts) -> Op
 /// How the tunnel protocol is named to people.
 pub fn tunnel_protocol(mesh: &Mesh) -> String {
     match (mesh.encap, mesh.udp_port()) {
-        (Encap::Gre, _) | (_, None) => "GRE (IP protocol 47)".to_string(),
+        (Encap::Gre | Encap::Ip6gre, _) | (_, None) => "GRE (IP protocol 47)".to_string(),
         (Encap::Vxlan, Some(port)) => format!("VXLAN (UDP {port})"),
         (Encap::Geneve, Some(port)) => format!("Geneve (UDP {port})"),
     }
@@ -153,23 +153,24 @@ pub fn tunnel_input(
         Some(port) => Protocol::Udp(port),
         None => Protocol::Gre,
     };
-    let mut peers: Vec<(&str, Ipv4Addr)> = desired
+    let family = mesh.underlay;
+    let mut peers: Vec<(&str, IpAddr)> = desired
         .ports
         .values()
         .filter(|p| p.role == Role::Tunnel)
         .filter_map(|p| p.external_ids.get(marks::PEER))
         .filter_map(|peer| topology.hosts.get(peer))
-        .map(|peer| (peer.name.as_str(), peer.underlay_address.addr()))
+        .map(|peer| (peer.name.as_str(), peer.tunnel_ip(family)))
         .collect();
     peers.sort();
     peers.dedup();
     // Dropping rule or policy → peers it drops.
-    let mut dropped: Vec<(String, Vec<(&str, Ipv4Addr)>)> = Vec::new();
+    let mut dropped: Vec<(String, Vec<(&str, IpAddr)>)> = Vec::new();
     for (name, address) in peers {
         let packet = Packet {
             protocol,
             source: Some(address),
-            destination: Some(host.underlay_address.addr()),
+            destination: Some(host.tunnel_ip(family)),
             in_interface: facts.underlay.as_ref().map(|d| d.name.as_str()),
         };
         if let Verdict::Dropped(by) = iptables_read::verdict(ruleset, "INPUT", &packet) {
@@ -179,20 +180,25 @@ pub fn tunnel_input(
             }
         }
     }
-    let subnet = host.underlay_address.trunc();
+    let subnet = host.underlay(family).map(|net| net.trunc());
+    let program = match family {
+        Family::Ipv4 => "iptables",
+        Family::Ipv6 => "ip6tables",
+    };
     dropped
         .into_iter()
         .map(|(by, list)| {
             let names: Vec<String> = list.iter().map(|(n, a)| format!("{n} ({a})")).collect();
-            let source = if list.iter().all(|(_, a)| subnet.contains(a)) {
-                format!(" -s {subnet}")
-            } else {
-                String::new()
+            let source = match subnet {
+                Some(subnet) if list.iter().all(|(_, a)| subnet.contains(a)) => {
+                    format!(" -s {subnet}")
+                }
+                _ => String::new(),
             };
             let rule = match protocol {
-                Protocol::Gre => format!("iptables -I INPUT -p gre{source} -j ACCEPT"),
+                Protocol::Gre => format!("{program} -I INPUT -p gre{source} -j ACCEPT"),
                 Protocol::Udp(port) => {
-                    format!("iptables -I INPUT -p udp --dport {port}{source} -j ACCEPT")
+                    format!("{program} -I INPUT -p udp --dport {port}{source} -j ACCEPT")
                 }
             };
             format!(

@@ -12,18 +12,21 @@
 //!   or through an OVS row of ours (a bridge's own port, a gateway port).
 //! - An address is ours only on a link we own; on any other device (an adopted
 //!   bridge, the underlay bridge) only the exact address the topology puts there.
+//!   IPv6 link-local addresses (fe80::/10) are the kernel's on every device.
 //! - Routes are ours by protocol [`ROUTE_PROTOCOL`] **and** the mesh's own metric
 //!   ([`Policy::route_metric`]). The metric is part of the kernel's key of a
 //!   route, so a write of one mesh can never land on another's route; a foreign
 //!   route that holds our key is a conflict, never overwritten.
 //! - Inside a container, only on the interface ovsmesh made (the peer of its
-//!   veth host end, which is the mesh's by its alias): routes with protocol
-//!   [`ROUTE_PROTOCOL`] and the mesh's metric, or, for the default route,
-//!   [`CONTAINER_DEFAULT_METRIC`]; addresses that are the topology's exact
-//!   address or carry [`ROUTE_PROTOCOL`] as their protocol (`IFA_PROTO`,
-//!   Linux 6.1+). Everything else there is someone else's: left alone, and a
-//!   conflict where it holds what the topology gives the interface.
-//! - IPv4 settings (`net.ipv4.conf.DEV.KEY`: forwarding, `send_redirects`)
+//!   veth host end, which is the mesh's by its alias): routes of either family
+//!   with protocol [`ROUTE_PROTOCOL`] and the mesh's metric, or, for a default
+//!   route, [`CONTAINER_DEFAULT_METRIC`]; addresses that are the topology's
+//!   exact address (IPv4 or IPv6) or carry [`ROUTE_PROTOCOL`] as their
+//!   protocol (`IFA_PROTO`, Linux 6.1+). Everything else there is someone
+//!   else's: left alone, and a conflict where it holds what the topology gives
+//!   the interface. IPv6 link-local addresses are the kernel's there too.
+//! - Settings (`net.ipv4.conf.DEV.KEY`: forwarding, `send_redirects`,
+//!   `arp_ignore`; `net.ipv6.conf.DEV.KEY`: `all.forwarding`, `accept_ra`)
 //!   carry no mark, and meshes may share one (`all`). A mesh claims a setting
 //!   by remembering, per network namespace, the value it had before: the first
 //!   remembers the host's own value and the others copy it, and `down` puts it
@@ -35,7 +38,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -91,6 +94,13 @@ const METRIC_BASE: u32 = (ROUTE_PROTOCOL as u32) << 24;
 /// lose to any other default route. Other container routes keep the mesh's
 /// metric.
 pub const CONTAINER_DEFAULT_METRIC: u32 = 0;
+
+/// Metric of the IPv6 default route ovsmesh gives a container. IPv6 has no
+/// metric 0 (the kernel stores 0 as 1024, where Docker's and router
+/// advertisements' default routes sit), and two IPv6 routes of one metric to
+/// one destination become one multipath route rather than first and second:
+/// 1 wins over them without sharing their metric.
+pub const CONTAINER_DEFAULT_METRIC6: u32 = 1;
 
 /// Start of every veth host end's alias.
 const ALIAS_PREFIX: &str = "ovsmesh:";
@@ -406,7 +416,7 @@ impl<'a> Policy<'a> {
             .cloned()
             .collect();
         owned.extend(devices.gateway_ports.iter().cloned());
-        let mut exact: BTreeMap<String, BTreeSet<Ipv4Net>> = BTreeMap::new();
+        let mut exact: BTreeMap<String, BTreeSet<IpNet>> = BTreeMap::new();
         for (dev, address) in &devices.topology_addresses {
             if !owned.contains(dev) {
                 exact.entry(dev.clone()).or_default().insert(*address);
@@ -447,12 +457,12 @@ impl<'a> Policy<'a> {
     }
 
     /// The metric of a route this mesh makes inside a container (see
-    /// [`CONTAINER_DEFAULT_METRIC`]).
-    pub fn container_route_metric(&self, to: Ipv4Net) -> u32 {
-        if to.prefix_len() == 0 {
-            CONTAINER_DEFAULT_METRIC
-        } else {
-            self.route_metric()
+    /// [`CONTAINER_DEFAULT_METRIC`] and [`CONTAINER_DEFAULT_METRIC6`]).
+    pub fn container_route_metric(&self, to: IpNet) -> u32 {
+        match to {
+            IpNet::V4(to) if to.prefix_len() == 0 => CONTAINER_DEFAULT_METRIC,
+            IpNet::V6(to) if to.prefix_len() == 0 => CONTAINER_DEFAULT_METRIC6,
+            _ => self.route_metric(),
         }
     }
 
@@ -460,17 +470,19 @@ impl<'a> Policy<'a> {
     /// mesh's: protocol 79 and the metric it gives such a route (or the mesh's
     /// metric, which an older ovsmesh gave the default route: stale, ours to
     /// remove).
-    pub fn owns_container_route(&self, to: Ipv4Net, protocol: u8, metric: u32) -> bool {
+    pub fn owns_container_route(&self, to: IpNet, protocol: u8, metric: u32) -> bool {
         protocol == ROUTE_PROTOCOL
             && (metric == self.container_route_metric(to) || metric == self.route_metric())
     }
 
     /// Whether an address on one of this mesh's container interfaces is this
-    /// mesh's: the topology's exact address (`wanted`), or one ovsmesh added
-    /// (protocol 79; a kernel before 6.1 keeps no address protocol, and then
-    /// only the exact address is recognised).
-    pub fn owns_container_address(&self, address: Ipv4Net, protocol: u8, wanted: Ipv4Net) -> bool {
-        address == wanted || protocol == ROUTE_PROTOCOL
+    /// mesh's: one of the topology's exact addresses for it (`wanted`, IPv4 and
+    /// IPv6), or one ovsmesh added (protocol 79; a kernel before 6.1 keeps no
+    /// address protocol, and then only the exact addresses are recognised).
+    /// IPv6 link-local addresses are the kernel's, never ours.
+    pub fn owns_container_address(&self, address: IpNet, protocol: u8, wanted: &[IpNet]) -> bool {
+        let link_local = matches!(address, IpNet::V6(a) if a.addr().segments()[0] & 0xffc0 == 0xfe80);
+        !link_local && (wanted.contains(&address) || protocol == ROUTE_PROTOCOL)
     }
 
     /// Whether a route not ours holds the key a route of ours needs (same
@@ -570,21 +582,22 @@ pub struct DeviceFacts {
     /// Internal ports carrying VLAN gateways that are this mesh's in OVS.
     pub gateway_ports: BTreeSet<String>,
     /// (device, address) pairs the topology puts on this host.
-    pub topology_addresses: Vec<(String, Ipv4Net)>,
+    pub topology_addresses: Vec<(String, IpNet)>,
 }
 
-/// Which IPv4 addresses on host devices are a mesh's.
+/// Which addresses (of both families) on host devices are a mesh's; an IPv6
+/// link-local address is the kernel's, and the observer never asks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
     /// Devices the mesh owns: every address on them is its.
     owned: BTreeSet<String>,
     /// Other devices: only these addresses are its.
-    exact: BTreeMap<String, BTreeSet<Ipv4Net>>,
+    exact: BTreeMap<String, BTreeSet<IpNet>>,
 }
 
 impl AddressPolicy {
     /// Whether `address` on device `dev` is the mesh's.
-    pub fn is_ours(&self, dev: &str, address: Ipv4Net) -> bool {
+    pub fn is_ours(&self, dev: &str, address: IpNet) -> bool {
         self.owned.contains(dev) || self.exact.get(dev).is_some_and(|a| a.contains(&address))
     }
 }

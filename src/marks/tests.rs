@@ -9,7 +9,7 @@ fn ids(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn net(text: &str) -> Ipv4Net {
+fn net(text: &str) -> IpNet {
     text.parse().unwrap()
 }
 
@@ -217,14 +217,28 @@ fn an_endpoint_alias_carries_its_facts_and_only_this_mesh_reads_it() {
 #[test]
 fn inside_a_container_only_the_topologys_address_and_the_meshs_marked_routes_are_ours() {
     let policy = Policy::new("m1");
-    let wanted = net("172.17.1.2/24");
-    assert!(policy.owns_container_address(wanted, 0, wanted));
-    assert!(policy.owns_container_address(net("172.17.1.7/24"), ROUTE_PROTOCOL, wanted));
-    assert!(!policy.owns_container_address(net("172.17.1.100/32"), 0, wanted));
-    assert!(!policy.owns_container_address(net("172.17.1.2/16"), 0, wanted));
+    let wanted = [
+        net("172.17.1.2/24"),
+        net("fd00:1::2/64"),
+    ];
+    assert!(policy.owns_container_address(wanted[0], 0, &wanted));
+    assert!(policy.owns_container_address(wanted[1], 0, &wanted));
+    assert!(policy.owns_container_address(net("172.17.1.7/24"), ROUTE_PROTOCOL, &wanted));
+    assert!(policy.owns_container_address(net("fd00:1::7/64"), ROUTE_PROTOCOL, &wanted));
+    assert!(!policy.owns_container_address(net("172.17.1.100/32"), 0, &wanted));
+    assert!(!policy.owns_container_address(net("172.17.1.2/16"), 0, &wanted));
+    assert!(!policy.owns_container_address(net("fd00:1::2/48"), 0, &wanted));
+    // The kernel's link-local address is never ours, whatever its protocol.
+    assert!(!policy.owns_container_address(net("fe80::1/64"), ROUTE_PROTOCOL, &wanted));
 
-    let default = Ipv4Net::default();
+    let default = IpNet::V4(Default::default());
+    let default6 = IpNet::V6(Default::default());
     let other = net("198.51.100.0/24");
+    // IPv6 has no metric 0 (the kernel makes it 1024): 1 wins over Docker's.
+    assert_eq!(policy.container_route_metric(default6), 1);
+    assert!(policy.owns_container_route(default6, ROUTE_PROTOCOL, 1));
+    assert!(!policy.owns_container_route(default6, ROUTE_PROTOCOL, 1024));
+    assert_eq!(policy.container_route_metric(net("2001:db8::/32")), policy.route_metric());
     let mine = policy.route_metric();
     // The default route gets the lowest metric (it must win over Docker's, also 0).
     assert_eq!(policy.container_route_metric(default), 0);

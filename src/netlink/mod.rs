@@ -14,12 +14,14 @@ pub mod sysctl;
 
 use std::fs::File;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressProtocol};
+use ipnet::IpNet;
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
+};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage,
 };
@@ -87,11 +89,11 @@ pub struct Link {
     pub peer_index: Option<u32>,
 }
 
-/// An IPv4 route of the main table.
+/// A route of the main table, IPv4 or IPv6.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub to: Ipv4Net,
-    pub via: Option<Ipv4Addr>,
+    pub to: IpNet,
+    pub via: Option<IpAddr>,
     pub oif: Option<u32>,
     pub onlink: bool,
     pub protocol: u8,
@@ -99,12 +101,12 @@ pub struct Route {
     pub metric: u32,
 }
 
-/// An IPv4 address of a link, and the protocol that added it (`IFA_PROTO`,
-/// Linux 6.1 and later; 0 where unset or unknown).
+/// An address of a link (either family), and the protocol that added it
+/// (`IFA_PROTO`, Linux 6.1 and later; 0 where unset or unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Address {
     pub index: u32,
-    pub address: Ipv4Net,
+    pub address: IpNet,
     pub protocol: u8,
 }
 
@@ -304,8 +306,10 @@ impl Netlink {
             .map_err(nl(format!("delete link {index}")))
     }
 
-    /// IPv4 addresses, with the index of their link.
-    pub async fn addresses(&self) -> Result<Vec<(u32, Ipv4Net)>, NetlinkError> {
+    /// Addresses of both families, with the index of their link (IPv6
+    /// link-local ones included: callers that manage addresses skip them, see
+    /// [`is_link_local`]).
+    pub async fn addresses(&self) -> Result<Vec<(u32, IpNet)>, NetlinkError> {
         Ok(self
             .addresses_marked()
             .await?
@@ -314,7 +318,7 @@ impl Netlink {
             .collect())
     }
 
-    /// IPv4 addresses, with their link and the protocol that added them.
+    /// Addresses of both families, with their link and the protocol that added them.
     pub async fn addresses_marked(&self) -> Result<Vec<Address>, NetlinkError> {
         let messages: Vec<AddressMessage> = self
             .handle
@@ -327,21 +331,17 @@ impl Netlink {
         Ok(messages
             .iter()
             .filter_map(|m| {
-                let mut local = None;
-                let mut protocol = 0;
-                for attribute in &m.attributes {
-                    match attribute {
-                        AddressAttribute::Local(IpAddr::V4(ip))
-                        | AddressAttribute::Address(IpAddr::V4(ip)) => {
-                            local = local.or(Some(*ip));
-                        }
-                        AddressAttribute::Protocol(p) => protocol = u8::from(*p),
-                        _ => {}
-                    }
-                }
+                let protocol = m
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
                 Some(Address {
                     index: m.header.index,
-                    address: Ipv4Net::new(local?, m.header.prefix_len).ok()?,
+                    address: IpNet::new(address_of(m)?, m.header.prefix_len).ok()?,
                     protocol,
                 })
             })
@@ -353,37 +353,51 @@ impl Netlink {
     pub async fn add_address_marked(
         &self,
         index: u32,
-        address: Ipv4Net,
+        address: IpNet,
         protocol: u8,
+    ) -> Result<(), NetlinkError> {
+        self.add_address_with(index, address, Some(protocol)).await
+    }
+
+    /// Add (or refresh) an address. An IPv6 address is added without duplicate
+    /// address detection (`IFA_F_NODAD`, as netavark does): ovsmesh's plan
+    /// already rules out duplicates, and DAD would leave the address tentative
+    /// — unusable — for a second or more after every (re)plumb.
+    pub async fn add_address(&self, index: u32, address: IpNet) -> Result<(), NetlinkError> {
+        self.add_address_with(index, address, None).await
+    }
+
+    async fn add_address_with(
+        &self,
+        index: u32,
+        address: IpNet,
+        protocol: Option<u8>,
     ) -> Result<(), NetlinkError> {
         wrote();
         let mut request = self
             .handle
             .address()
-            .add(index, IpAddr::V4(address.addr()), address.prefix_len())
+            .add(index, address.addr(), address.prefix_len())
             .replace();
-        request
-            .message_mut()
-            .attributes
-            .push(AddressAttribute::Protocol(AddressProtocol::from(protocol)));
+        let message = request.message_mut();
+        if let IpNet::V6(_) = address {
+            message.header.flags |= AddressHeaderFlags::Nodad;
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        if let Some(protocol) = protocol {
+            message
+                .attributes
+                .push(AddressAttribute::Protocol(AddressProtocol::from(protocol)));
+        }
         request
             .execute()
             .await
             .map_err(nl(format!("add address {address} to link {index}")))
     }
 
-    pub async fn add_address(&self, index: u32, address: Ipv4Net) -> Result<(), NetlinkError> {
-        wrote();
-        self.handle
-            .address()
-            .add(index, IpAddr::V4(address.addr()), address.prefix_len())
-            .replace()
-            .execute()
-            .await
-            .map_err(nl(format!("add address {address} to link {index}")))
-    }
-
-    pub async fn delete_address(&self, index: u32, address: Ipv4Net) -> Result<(), NetlinkError> {
+    pub async fn delete_address(&self, index: u32, address: IpNet) -> Result<(), NetlinkError> {
         let messages: Vec<AddressMessage> = self
             .handle
             .address()
@@ -395,10 +409,7 @@ impl Netlink {
             .map_err(nl("list addresses"))?;
         for message in messages {
             let matches = message.header.prefix_len == address.prefix_len()
-                && message
-                    .attributes
-                    .iter()
-                    .any(|a| matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == address.addr()));
+                && address_of(&message) == Some(address.addr());
             if matches {
                 wrote();
                 deleted(self.handle.address().del(message).execute().await)
@@ -408,39 +419,56 @@ impl Netlink {
         Ok(())
     }
 
-    /// IPv4 routes of the main table. Route-cache exceptions (PMTU, redirects:
-    /// `RTM_F_CLONED`) are not routes: a kernel answering a legacy dump lists them
-    /// too (Debian 12's 6.1 does), and a PMTU exception inside a container is not drift.
+    /// Routes of the main table, both families. Route-cache exceptions (PMTU,
+    /// redirects: `RTM_F_CLONED`) are not routes: a kernel answering a legacy
+    /// dump lists them too (Debian 12's 6.1 does), and a PMTU exception inside
+    /// a container is not drift. The kernel's own routes (`proto kernel`: each
+    /// address's prefix route, IPv6's fe80::/64) are listed; they have no next hop.
     pub async fn routes(&self) -> Result<Vec<Route>, NetlinkError> {
-        let request = RouteMessageBuilder::<Ipv4Addr>::new().build();
-        let messages: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(request)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(nl("list routes"))?;
-        Ok(messages
-            .iter()
-            .filter(|m| m.header.table == 254 && m.header.address_family == AddressFamily::Inet)
-            .filter(|m| !m.header.flags.contains(RouteFlags::Cloned))
-            .filter_map(route_of)
-            .collect())
+        let mut out = Vec::new();
+        for request in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let messages: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(request)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(nl("list routes"))?;
+            out.extend(
+                messages
+                    .iter()
+                    .filter(|m| {
+                        m.header.table == 254
+                            && matches!(
+                                m.header.address_family,
+                                AddressFamily::Inet | AddressFamily::Inet6
+                            )
+                    })
+                    .filter(|m| !m.header.flags.contains(RouteFlags::Cloned))
+                    .filter_map(route_of),
+            );
+        }
+        Ok(out)
     }
 
-    fn route_message(route: &Route) -> RouteMessage {
-        let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
+    fn route_message(route: &Route, with_flags: bool) -> RouteMessage {
+        let builder = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(route.to.network(), route.to.prefix_len())
+            .expect("one family")
             .protocol(RouteProtocol::from(route.protocol))
             .priority(route.metric);
-        if let Some(via) = route.via {
-            builder = builder.gateway(via);
-        }
+        let mut builder = match route.via {
+            Some(via) => builder.gateway(via).expect("the destination's family"),
+            None => builder,
+        };
         if let Some(oif) = route.oif {
             builder = builder.output_interface(oif);
         }
-        if route.onlink {
+        if route.onlink && with_flags {
             builder = builder.onlink();
         }
         builder.build()
@@ -451,7 +479,7 @@ impl Netlink {
         wrote();
         self.handle
             .route()
-            .add(Self::route_message(route))
+            .add(Self::route_message(route, true))
             .replace()
             .execute()
             .await
@@ -491,7 +519,7 @@ impl Netlink {
         wrote();
         self.handle
             .route()
-            .add(Self::route_message(route))
+            .add(Self::route_message(route, true))
             .execute()
             .await
             .map_err(nl(format!(
@@ -502,17 +530,8 @@ impl Netlink {
 
     pub async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError> {
         wrote();
-        let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(route.to.network(), route.to.prefix_len())
-            .protocol(RouteProtocol::from(route.protocol))
-            .priority(route.metric);
-        if let Some(oif) = route.oif {
-            builder = builder.output_interface(oif);
-        }
-        if let Some(via) = route.via {
-            builder = builder.gateway(via);
-        }
-        deleted(self.handle.route().del(builder.build()).execute().await)
+        let message = Self::route_message(route, false);
+        deleted(self.handle.route().del(message).execute().await)
             .map_err(nl(format!("delete route {}", route.to)))
     }
 }
@@ -566,21 +585,28 @@ fn link_of(message: &LinkMessage) -> Link {
 }
 
 fn route_of(message: &RouteMessage) -> Option<Route> {
-    let mut to = Ipv4Addr::UNSPECIFIED;
+    let v6 = message.header.address_family == AddressFamily::Inet6;
+    let mut to: IpAddr = if v6 {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
     let mut via = None;
     let mut oif = None;
     let mut metric = 0;
     for attribute in &message.attributes {
         match attribute {
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => to = *ip,
-            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(*ip),
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => to = (*ip).into(),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => to = (*ip).into(),
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some((*ip).into()),
+            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some((*ip).into()),
             RouteAttribute::Oif(index) => oif = Some(*index),
             RouteAttribute::Priority(priority) => metric = *priority,
             _ => {}
         }
     }
     Some(Route {
-        to: Ipv4Net::new(to, message.header.destination_prefix_length).ok()?,
+        to: IpNet::new(to, message.header.destination_prefix_length).ok()?,
         via,
         oif,
         onlink: message.header.flags.contains(RouteFlags::Onlink),
@@ -588,6 +614,32 @@ fn route_of(message: &RouteMessage) -> Option<Route> {
         metric,
     })
 }
+
+/// The address an address message is about (`IFA_LOCAL`, else `IFA_ADDRESS`).
+fn address_of(message: &AddressMessage) -> Option<IpAddr> {
+    let local = message.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    local.or_else(|| {
+        message.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })
+}
+
+/// An IPv6 link-local address (fe80::/10): the kernel's own on every IPv6
+/// link (neighbour discovery needs it), never a topology's.
+pub fn is_link_local(address: &IpNet) -> bool {
+    match address {
+        IpNet::V4(_) => false,
+        IpNet::V6(v6) => (v6.addr().segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// Route protocol of routes learned from IPv6 router advertisements (`proto ra`).
+pub const RTPROT_RA: u8 = 9;
 
 /// Run `work` with a [`Netlink`] opened inside `netns`, on the dedicated thread
 /// and runtime of [`crate::netns::block_on`]. The thread ends with the call.

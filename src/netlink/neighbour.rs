@@ -1,6 +1,6 @@
-//! The IPv4 neighbour (ARP) table, read by one rtnetlink dump.
+//! The neighbour tables (IPv4's ARP, IPv6's NDP), read by one rtnetlink dump.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::neighbour::{
@@ -11,11 +11,11 @@ use rtnetlink::packet_route::AddressFamily;
 use super::{nl, Netlink, NetlinkError};
 use crate::topology::Mac;
 
-/// A resolved IPv4 neighbour: `address` is at `mac` on link `index`.
+/// A resolved neighbour: `address` is at `mac` on link `index`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Neighbour {
     pub index: u32,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub mac: Mac,
 }
 
@@ -24,7 +24,7 @@ pub struct Neighbour {
 /// flags other than 0x0).
 pub fn resolved(message: &NeighbourMessage) -> Option<Neighbour> {
     let header = &message.header;
-    if header.family != AddressFamily::Inet
+    if !matches!(header.family, AddressFamily::Inet | AddressFamily::Inet6)
         || matches!(
             header.state,
             NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
@@ -36,7 +36,12 @@ pub fn resolved(message: &NeighbourMessage) -> Option<Neighbour> {
     let mut mac = None;
     for attribute in &message.attributes {
         match attribute {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => address = Some(*a),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                address = Some(IpAddr::V4(*a))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                address = Some(IpAddr::V6(*a))
+            }
             NeighbourAttribute::LinkLayerAddress(bytes) => {
                 mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(Mac)
             }
@@ -51,18 +56,22 @@ pub fn resolved(message: &NeighbourMessage) -> Option<Neighbour> {
 }
 
 impl Netlink {
-    /// Every resolved IPv4 neighbour of the namespace.
+    /// Every resolved neighbour of the namespace, IPv4 and IPv6.
     pub async fn neighbours(&self) -> Result<Vec<Neighbour>, NetlinkError> {
-        let messages: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(nl("list neighbours"))?;
-        Ok(messages.iter().filter_map(resolved).collect())
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let messages: Vec<NeighbourMessage> = self
+                .handle
+                .neighbours()
+                .get()
+                .set_address_family(family)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(nl("list neighbours"))?;
+            out.extend(messages.iter().filter_map(resolved));
+        }
+        Ok(out)
     }
 }
 
@@ -78,7 +87,7 @@ mod tests {
         message
             .attributes
             .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                Ipv4Addr::new(192, 0, 2, 9),
+                std::net::Ipv4Addr::new(192, 0, 2, 9),
             )));
         if let Some(mac) = mac {
             message
@@ -95,7 +104,7 @@ mod tests {
             resolved(&message(NeighbourState::Reachable, Some(mac.clone()))),
             Some(Neighbour {
                 index: 7,
-                address: Ipv4Addr::new(192, 0, 2, 9),
+                address: IpAddr::from([192, 0, 2, 9]),
                 mac: Mac([2, 0, 0, 0, 0, 9]),
             })
         );

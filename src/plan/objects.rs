@@ -352,6 +352,12 @@ impl Object for Sysctl {
 
     fn purpose(&self) -> String {
         match (self.key.as_str(), self.dev.as_str()) {
+            ("forwarding", _) => {
+                "the host routes IPv6 container traffic (Linux forwards IPv6 by `all` alone)".into()
+            }
+            ("accept_ra", _) => {
+                "IPv6 forwarding makes the kernel drop this interface's default route from router advertisements unless accept_ra is 2".into()
+            }
             ("send_redirects", "all") => {
                 "the kernel redirects when `all` or the device says so: off for all, other devices keep their own setting".into()
             }
@@ -376,10 +382,18 @@ impl Object for ContainerInterface {
             field("host_end", &self.host_end),
             field("mac", self.mac),
             field("mtu", self.mtu),
-            field("address", self.address),
         ];
+        if let Some(address) = self.address {
+            fields.push(field("address", address));
+        }
+        if let Some(address) = self.address6 {
+            fields.push(field("address6", address));
+        }
         if let Some(gateway) = self.gateway {
             fields.push(field("gateway", gateway));
+        }
+        if let Some(gateway) = self.gateway6 {
+            fields.push(field("gateway6", gateway));
         }
         if !self.routes.is_empty() {
             fields.push(field("routes", join(&self.routes)));
@@ -396,8 +410,10 @@ impl Object for ContainerInterface {
             .field("host_end", &self.host_end, &want.host_end, text)
             .field("mac", &self.mac, &want.mac, text)
             .field("mtu", &self.mtu, &want.mtu, text)
-            .field("address", &self.address, &want.address, text)
+            .field("address", &self.address, &want.address, optional)
+            .field("address6", &self.address6, &want.address6, optional)
             .field("gateway", &self.gateway, &want.gateway, optional)
+            .field("gateway6", &self.gateway6, &want.gateway6, optional)
             .field("routes", &self.routes, &want.routes, |r| join(r))
             .field(
                 "tx_checksum",
@@ -469,7 +485,7 @@ impl Object for FirewallRule {
                 "egress = \"nat\": traffic to outside the mesh leaves with the host's address"
                     .into()
             }
-            Rule::Jump { from, to } => format!("{from} evaluates ovsmesh's chain {to}"),
+            Rule::Jump { from, to, .. } => format!("{from} evaluates ovsmesh's chain {to}"),
             Rule::Other { .. } => "a rule with this mesh's mark that ovsmesh does not write".into(),
         }
     }
