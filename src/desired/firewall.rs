@@ -17,6 +17,11 @@
 //!   and a [`Masquerade`] of N that keeps the source address for every subnet of
 //!   the mesh (and multicast), so cross-host container traffic is never translated.
 //!
+//! Each for every family the host routes: an IPv6 rule is the same rule with
+//! `family` IPv6 (written by `ip6tables`, or with `meta nfproto ipv6`).
+//! Egress of IPv6 is accepted but never translated: NAT66 is not offered (an
+//! IPv6 container subnet is meant to be a prefix the upstream routes back).
+//!
 //! Traffic between the mesh and anything else stays the admin's policy unless a
 //! network asks for egress. `[mesh] manage_firewall = false`: no rules.
 
@@ -27,7 +32,7 @@ use ipnet::IpNet;
 use crate::state::{
     Accept, AddressRole, Conflict, FirewallHost, FirewallRule, HostState, Masquerade, Place, Rule,
 };
-use crate::topology::{names, Egress, Network, RoutedMode, Topology, VlanGateway};
+use crate::topology::{names, Egress, Family, Network, RoutedMode, Topology};
 
 /// Docker's chain for the admin's rules, evaluated first from FORWARD.
 pub const DOCKER_CHAIN: &str = "DOCKER-USER";
@@ -37,7 +42,8 @@ pub const OWN_FORWARD: &str = "OVSMESH-FORWARD";
 pub const OWN_POSTROUTING: &str = "OVSMESH-POSTROUTING";
 
 /// The rules `desired` (one host's state, addresses filled in) needs, at their
-/// logical places ([`Place::Forward`], [`Place::SourceNat`]).
+/// logical places ([`Place::Forward`], [`Place::SourceNat`]), for each family
+/// the host routes.
 pub fn rules(topology: &Topology, desired: &HostState) -> BTreeMap<String, FirewallRule> {
     let mut out = BTreeMap::new();
     if !topology.mesh.manage_firewall {
@@ -48,34 +54,42 @@ pub fn rules(topology: &Topology, desired: &HostState) -> BTreeMap<String, Firew
     };
     let accept = |accept: Accept| Rule::Accept(accept);
     let overlay = &topology.mesh.overlay_bridge;
-    let mut routing: Vec<&str> = Vec::new();
-    let mut own_subnet = None;
-    for address in desired.addresses.values() {
-        match address.role {
-            AddressRole::OverlayGateway => own_subnet = Some(IpNet::V4(address.address.trunc())),
-            AddressRole::VlanGateway => {}
-            AddressRole::Underlay => continue,
+    for family in [Family::Ipv4, Family::Ipv6] {
+        let mut routing: Vec<&str> = Vec::new();
+        let mut own_subnet = None;
+        for address in desired.addresses.values() {
+            if Family::of(address.address.addr()) != family {
+                continue;
+            }
+            match address.role {
+                AddressRole::OverlayGateway => own_subnet = Some(address.address.trunc()),
+                AddressRole::VlanGateway => {}
+                AddressRole::Underlay => continue,
+            }
+            if !routing.contains(&address.dev.as_str()) {
+                routing.push(&address.dev);
+            }
         }
-        if !routing.contains(&address.dev.as_str()) {
-            routing.push(&address.dev);
+        for a in &routing {
+            for b in routing.iter().filter(|b| *b != a) {
+                add(
+                    accept(Accept {
+                        family,
+                        in_if: Some(a.to_string()),
+                        out_if: Some(b.to_string()),
+                        ..Accept::default()
+                    }),
+                    Place::Forward,
+                );
+            }
         }
-    }
-    for a in &routing {
-        for b in routing.iter().filter(|b| *b != a) {
-            add(
-                accept(Accept {
-                    in_if: Some(a.to_string()),
-                    out_if: Some(b.to_string()),
-                    ..Accept::default()
-                }),
-                Place::Forward,
-            );
-        }
-    }
-    if let (Some(routed), Some(own)) = (topology.routed(), own_subnet) {
+        let (Some(routed), Some(own)) = (topology.routed(), own_subnet) else {
+            continue;
+        };
         match routed.mode {
             RoutedMode::Tunnel => add(
                 accept(Accept {
+                    family,
                     in_if: Some(overlay.clone()),
                     out_if: Some(overlay.clone()),
                     ..Accept::default()
@@ -83,13 +97,18 @@ pub fn rules(topology: &Topology, desired: &HostState) -> BTreeMap<String, Firew
                 Place::Forward,
             ),
             RoutedMode::Direct => {
-                for (peer, subnet) in &routed.subnets {
-                    if *peer == desired.host {
+                for peer in routed.hosts() {
+                    if peer == desired.host {
                         continue;
                     }
-                    let peer = IpNet::V4(*subnet);
+                    let theirs = routed
+                        .subnets_of(peer)
+                        .into_iter()
+                        .find(|(s, _)| Family::of(s.addr()) == family);
+                    let Some((peer, _)) = theirs else { continue };
                     add(
                         accept(Accept {
+                            family,
                             in_if: Some(overlay.clone()),
                             src: Some(own),
                             dst: Some(peer),
@@ -99,6 +118,7 @@ pub fn rules(topology: &Topology, desired: &HostState) -> BTreeMap<String, Firew
                     );
                     add(
                         accept(Accept {
+                            family,
                             out_if: Some(overlay.clone()),
                             src: Some(peer),
                             dst: Some(own),
@@ -112,8 +132,10 @@ pub fn rules(topology: &Topology, desired: &HostState) -> BTreeMap<String, Firew
     }
     let keep = mesh_subnets(topology);
     for (dev, network) in egress_networks(topology, &desired.host) {
+        let family = Family::of(network.addr());
         add(
             accept(Accept {
+                family,
                 in_if: Some(dev.clone()),
                 src: Some(network),
                 ..Accept::default()
@@ -122,6 +144,7 @@ pub fn rules(topology: &Topology, desired: &HostState) -> BTreeMap<String, Firew
         );
         add(
             accept(Accept {
+                family,
                 out_if: Some(dev),
                 dst: Some(network),
                 replies: true,
@@ -129,36 +152,38 @@ pub fn rules(topology: &Topology, desired: &HostState) -> BTreeMap<String, Firew
             }),
             Place::Forward,
         );
-        add(
-            Rule::Masquerade(Masquerade {
-                source: network,
-                keep: keep.clone(),
-            }),
-            Place::SourceNat,
-        );
+        // IPv6 leaves routed: NAT66 is not offered (see README "The host firewall").
+        if family == Family::Ipv4 {
+            add(
+                Rule::Masquerade(Masquerade {
+                    source: network,
+                    keep: keep.clone(),
+                }),
+                Place::SourceNat,
+            );
+        }
     }
     out
 }
 
 /// The networks with `egress = "nat"` that `host` routes: the device that
-/// holds their gateway here, and their subnet.
+/// holds their gateway here, and their subnet, of each family (IPv4's is
+/// masqueraded, IPv6's leaves routed).
 pub fn egress_networks(topology: &Topology, host: &str) -> Vec<(String, IpNet)> {
     let mesh = &topology.mesh;
     let mut out = Vec::new();
     for network in topology.networks.values() {
         match network {
             Network::Routed(routed) if routed.egress == Egress::Nat => {
-                if let Some(subnet) = routed.subnets.get(host) {
-                    out.push((mesh.overlay_bridge.clone(), IpNet::V4(*subnet)));
+                for (subnet, _) in routed.subnets_of(host) {
+                    out.push((mesh.overlay_bridge.clone(), subnet));
                 }
             }
             Network::Vlan(vlan) if vlan.egress == Egress::Nat => {
-                if let (Some(VlanGateway::Hosted { host: at, .. }), Some(subnet)) =
-                    (&vlan.gateway, vlan.subnet)
-                {
+                let port = names::gateway_port(&mesh.name, &vlan.name);
+                for (at, address) in vlan.hosted_gateways() {
                     if at == host {
-                        let port = names::gateway_port(&mesh.name, &vlan.name);
-                        out.push((port, IpNet::V4(subnet)));
+                        out.push((port.clone(), address.trunc()));
                     }
                 }
             }
@@ -168,8 +193,9 @@ pub fn egress_networks(topology: &Topology, host: &str) -> Vec<(String, IpNet)> 
     out
 }
 
-/// Every subnet of the mesh, aggregated: the routed subnets, the VLAN networks'
-/// subnets, and for a VLAN network without one its containers' networks.
+/// Every IPv4 subnet of the mesh, aggregated (what a masquerade keeps): the
+/// routed subnets, the VLAN networks' subnets, and for a VLAN network without
+/// one its containers' networks.
 fn mesh_subnets(topology: &Topology) -> Vec<IpNet> {
     let mut nets: Vec<IpNet> = Vec::new();
     for network in topology.networks.values() {
@@ -183,7 +209,7 @@ fn mesh_subnets(topology: &Topology) -> Vec<IpNet> {
                         .values()
                         .flat_map(|c| &c.interfaces)
                         .filter(|i| i.network == vlan.name)
-                        .map(|i| IpNet::V4(i.address.trunc())),
+                        .filter_map(|i| i.address.map(|a| IpNet::V4(a.trunc()))),
                 ),
             },
         }
@@ -200,26 +226,35 @@ pub fn place(target: &mut HostState, observed: &HostState, conflicts: &mut Vec<C
     let Some(host) = &observed.firewall_host else {
         return;
     };
-    let (forward, nat) = match host {
-        FirewallHost::Iptables { docker_user, .. } => {
-            let forward = if *docker_user {
-                DOCKER_CHAIN
-            } else {
-                OWN_FORWARD
+    // (IPv4's forward place, IPv6's, the nat place).
+    let (forward, forward6, nat) = match host {
+        FirewallHost::Iptables {
+            docker_user,
+            docker_user6,
+            ..
+        } => {
+            let chain = |docker: bool| {
+                let chain = if docker { DOCKER_CHAIN } else { OWN_FORWARD };
+                Place::iptables("filter", chain)
             };
             (
-                Place::iptables("filter", forward),
+                chain(*docker_user),
+                chain(*docker_user6),
                 Place::iptables("nat", OWN_POSTROUTING),
             )
         }
-        FirewallHost::Nftables => (
-            Place::Nftables {
+        FirewallHost::Nftables => {
+            let forward = Place::Nftables {
                 chain: "forward".into(),
-            },
-            Place::Nftables {
-                chain: "postrouting".into(),
-            },
-        ),
+            };
+            (
+                forward.clone(),
+                forward,
+                Place::Nftables {
+                    chain: "postrouting".into(),
+                },
+            )
+        }
         FirewallHost::Missing => {
             target.firewall.clear();
             return;
@@ -240,7 +275,9 @@ pub fn place(target: &mut HostState, observed: &HostState, conflicts: &mut Vec<C
     };
     let mut jumps = Vec::new();
     for rule in target.firewall.values_mut() {
+        let family = rule.rule.family();
         rule.place = match rule.place {
+            Place::Forward if family == Family::Ipv6 => forward6.clone(),
             Place::Forward => forward.clone(),
             Place::SourceNat => nat.clone(),
             ref placed => placed.clone(),
@@ -254,6 +291,7 @@ pub fn place(target: &mut HostState, observed: &HostState, conflicts: &mut Vec<C
             let jump = Rule::Jump {
                 from: from.to_string(),
                 to: chain.clone(),
+                family,
             };
             jumps.push(FirewallRule::new(jump, Place::iptables(table, from)));
         }

@@ -16,9 +16,9 @@
 //! as `iptables-save`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 /// The rules and policies of the filter table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,8 +53,8 @@ pub enum Protocol {
 #[derive(Debug, Clone)]
 pub struct Packet<'a> {
     pub protocol: Protocol,
-    pub source: Option<Ipv4Addr>,
-    pub destination: Option<Ipv4Addr>,
+    pub source: Option<IpAddr>,
+    pub destination: Option<IpAddr>,
     pub in_interface: Option<&'a str>,
 }
 
@@ -372,10 +372,10 @@ fn protocol_matches(value: &str, protocol: Protocol) -> Option<bool> {
     })
 }
 
-fn parse_net(text: &str) -> Option<Ipv4Net> {
-    text.parse::<Ipv4Net>()
+fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
         .ok()
-        .or_else(|| text.parse::<Ipv4Addr>().ok().map(Ipv4Net::from))
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// `4789`, `4000:5000` or `53,4789,6000:6100` contain `port`?

@@ -13,6 +13,8 @@ use std::fmt;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::topology::Family;
+
 /// One rule of a mesh in the host firewall (for a masquerade: the lines that make it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,8 +48,13 @@ pub enum Rule {
     /// A network's traffic to outside the mesh leaves with the address of the
     /// host's outgoing interface (`egress = "nat"`).
     Masquerade(Masquerade),
-    /// iptables: a built-in chain jumps to ovsmesh's own chain.
-    Jump { from: String, to: String },
+    /// iptables (or ip6tables): a built-in chain jumps to ovsmesh's own chain.
+    Jump {
+        from: String,
+        to: String,
+        #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+        family: Family,
+    },
     /// Observed: a rule with this mesh's mark that ovsmesh does not write (removed).
     Other { text: String },
 }
@@ -56,6 +63,10 @@ pub enum Rule {
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Accept {
+    /// The family it matches: IPv4 (`iptables`) or IPv6 (`ip6tables`; `meta
+    /// nfproto ipv6` in nftables). Addresses, where given, are of this family.
+    #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+    pub family: Family,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_if: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,9 +100,13 @@ pub fn multicast(net: &IpNet) -> IpNet {
 }
 
 impl Accept {
-    /// The match in iptables' words, e.g. `-i obr0 -o obr0`.
+    /// The match in iptables' words, e.g. `-i obr0 -o obr0` (`-6 -i obr0 -o
+    /// obr0` for IPv6: iptables-restore's own flag for an ip6tables-only rule).
     pub fn describe(&self) -> String {
         let mut words = Vec::new();
+        if self.family == Family::Ipv6 {
+            words.push("-6".to_string());
+        }
         for (flag, value) in [
             ("-i", self.in_if.clone()),
             ("-o", self.out_if.clone()),
@@ -110,13 +125,29 @@ impl Accept {
 }
 
 impl Rule {
+    /// The family the rule is written for (`iptables` or `ip6tables`).
+    pub fn family(&self) -> Family {
+        match self {
+            Rule::Accept(accept) => accept.family,
+            Rule::Masquerade(masquerade) => Family::of(masquerade.source.addr()),
+            Rule::Jump { family, .. } => *family,
+            Rule::Other { text } if text.starts_with("ip6 ") => Family::Ipv6,
+            Rule::Other { .. } => Family::Ipv4,
+        }
+    }
+
     /// The rule's identity in the state: what it matches, e.g.
     /// `accept -i obr0 -o obr0`, `masquerade -s 172.17.1.0/24`.
     pub fn id(&self) -> String {
         match self {
             Rule::Accept(accept) => format!("accept {}", accept.describe()),
             Rule::Masquerade(masquerade) => format!("masquerade -s {}", masquerade.source),
-            Rule::Jump { from, to } => format!("jump {from} -> {to}"),
+            Rule::Jump {
+                from,
+                to,
+                family: Family::Ipv4,
+            } => format!("jump {from} -> {to}"),
+            Rule::Jump { from, to, .. } => format!("jump -6 {from} -> {to}"),
             Rule::Other { text } => format!("other {text}"),
         }
     }
@@ -167,6 +198,10 @@ pub enum FirewallHost {
         variant: String,
         /// Docker's `DOCKER-USER` chain exists: the accept rules go there.
         docker_user: bool,
+        /// The same in ip6tables (Docker makes it only with `ip6tables` on):
+        /// the IPv6 accept rules go there.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        docker_user6: bool,
     },
     /// Native nftables: ovsmesh's own table `inet ovsmesh`.
     Nftables,

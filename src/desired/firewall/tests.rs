@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::*;
 use crate::desired::desired;
+use crate::state::Family;
 use crate::topology::{self, names};
 
 const MESH: &str = r#"
@@ -167,6 +168,7 @@ fn rules_go_into_docker_user_or_own_chains_with_their_jumps() {
     let docker = FirewallHost::Iptables {
         variant: "nf_tables".into(),
         docker_user: true,
+        docker_user6: false,
     };
     let (target, conflicts) = placed(Some(docker), &[]);
     assert!(conflicts.is_empty());
@@ -184,6 +186,7 @@ fn rules_go_into_docker_user_or_own_chains_with_their_jumps() {
     let plain = FirewallHost::Iptables {
         variant: "legacy".into(),
         docker_user: false,
+        docker_user6: false,
     };
     let (target, _) = placed(Some(plain), &[]);
     assert_eq!(
@@ -216,6 +219,7 @@ fn native_nftables_missing_unreadable_and_offline() {
         Rule::Jump {
             from: "FORWARD".into(),
             to: OWN_FORWARD.into(),
+            family: Family::Ipv4,
         },
         Place::iptables("filter", "FORWARD"),
     );

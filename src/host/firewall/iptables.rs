@@ -10,6 +10,10 @@
 //! `ovsmesh:MESH`. A change is written as deletes of the lines as listed and
 //! inserts at explicit positions, in one `iptables-restore --noflush` input
 //! (each table commits atomically); an own chain left empty goes with its jumps.
+//!
+//! IPv6 rules live in ip6tables, listed by `ip6tables-save` and written by
+//! `ip6tables-restore`: the same words, chains and marks, read and written by
+//! the same functions for the listing's family.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +21,7 @@ use ipnet::IpNet;
 
 use crate::desired::firewall::{DOCKER_CHAIN, OWN_FORWARD, OWN_POSTROUTING};
 use crate::host::iptables_read::Tables;
-use crate::state::{multicast, Accept, FirewallRule, Masquerade, Place, Rule};
+use crate::state::{multicast, Accept, Family, FirewallRule, Masquerade, Place, Rule};
 
 /// The comment marking a rule as `mesh`'s.
 pub fn mark(mesh: &str) -> String {
@@ -115,11 +119,13 @@ fn words(args: &[String], mark: &str) -> Words {
     out
 }
 
-fn part(table: &str, chain: &str, args: &[String], mark: &str) -> Part {
-    let w = words(args, mark);
+fn part(table: &str, chain: &str, args: &[String], mark: &str, family: Family) -> Part {
+    let mut w = words(args, mark);
+    w.accept.family = family;
     let other = || {
+        let prefix = if family == Family::Ipv6 { "ip6 " } else { "" };
         Part::Whole(Rule::Other {
-            text: format!("{table} {chain} {}", args.join(" ")),
+            text: format!("{prefix}{table} {chain} {}", args.join(" ")),
         })
     };
     if w.unknown {
@@ -134,12 +140,14 @@ fn part(table: &str, chain: &str, args: &[String], mark: &str) -> Part {
             Part::Whole(Rule::Jump {
                 from: chain.to_string(),
                 to: OWN_FORWARD.to_string(),
+                family,
             })
         }
         ("nat", Some(OWN_POSTROUTING), []) if plain && chain == "POSTROUTING" => {
             Part::Whole(Rule::Jump {
                 from: chain.to_string(),
                 to: OWN_POSTROUTING.to_string(),
+                family,
             })
         }
         ("nat", Some("RETURN"), []) => match w.accept {
@@ -149,6 +157,7 @@ fn part(table: &str, chain: &str, args: &[String], mark: &str) -> Part {
                 in_if: None,
                 out_if: None,
                 replies: false,
+                ..
             } if w.not_dst.is_none() => Part::Keep(src, dst),
             _ => other(),
         },
@@ -159,6 +168,7 @@ fn part(table: &str, chain: &str, args: &[String], mark: &str) -> Part {
                 in_if: None,
                 out_if: None,
                 replies: false,
+                ..
             } if w.not_dst == Some(multicast(&src)) => Part::Masquerade(src),
             _ => other(),
         },
@@ -166,8 +176,9 @@ fn part(table: &str, chain: &str, args: &[String], mark: &str) -> Part {
     }
 }
 
-/// This mesh's rules in `tables`, with what is out of order marked misplaced.
-pub fn observe(tables: &Tables, mesh: &str) -> Found {
+/// This mesh's rules in `tables` (a listing of `family`'s: `iptables-save`
+/// or `ip6tables-save`), with what is out of order marked misplaced.
+pub fn observe(tables: &Tables, mesh: &str, family: Family) -> Found {
     let mark = mark(mesh);
     let mut found = Found::default();
     // Source → (kept destinations, the lines in listing order).
@@ -188,7 +199,7 @@ pub fn observe(tables: &Tables, mesh: &str) -> Found {
                     chain: chain.clone(),
                     args: args.clone(),
                 };
-                match part(table, chain, args, &mark) {
+                match part(table, chain, args, &mark, family) {
                     Part::Whole(found_rule) => {
                         let id = found_rule.id();
                         let mut entry =
@@ -401,7 +412,7 @@ pub fn batch(
                     .flatten();
                 model.insert(table, chain, position, accept_spec(accept, &mark));
             }
-            Rule::Jump { from, to } => {
+            Rule::Jump { from, to, .. } => {
                 model.ensure_chain(table, to);
                 let mut args = comment(&mark).to_vec();
                 args.extend(["-j".to_string(), to.clone()]);

@@ -47,7 +47,7 @@ pub use run::{lock_path, RunError, DEADLINE, LOCK_WAIT};
 
 use crate::host::iptables_read::{self, Tables};
 use crate::plan::{Change, Kind, Op, Plan};
-use crate::state::{FirewallHost, FirewallRule, HostState, Occupied, Place, Rule};
+use crate::state::{Family, FirewallHost, FirewallRule, HostState, Occupied, Place, Rule};
 
 /// The host's firewall as one reconcile read it.
 #[derive(Debug, Clone)]
@@ -56,6 +56,9 @@ pub struct Snapshot {
     pub host: FirewallHost,
     /// `iptables-save`, by table; `None` without iptables.
     pub iptables: Option<Tables>,
+    /// `ip6tables-save`, by table; `None` without ip6tables (or when it could
+    /// not be read: then no IPv6 rule is written there).
+    pub ip6tables: Option<Tables>,
     /// `nft -j list ruleset`; `None` without nft (or when it could not be read).
     pub nft: Option<nft::Listing>,
 }
@@ -65,6 +68,7 @@ impl Default for Snapshot {
         Self {
             host: FirewallHost::Missing,
             iptables: None,
+            ip6tables: None,
             nft: None,
         }
     }
@@ -72,11 +76,20 @@ impl Default for Snapshot {
 
 /// Read the firewall of the calling thread's network namespace (bounded).
 pub async fn read() -> Snapshot {
-    // Side by side: a reconcile waits for the slower of the two, not both.
-    let (iptables, nft) = tokio::join!(
+    // Side by side: a reconcile waits for the slowest, not all in turn.
+    let (iptables, ip6tables, nft) = tokio::join!(
         run::run("iptables-save", &[], None),
+        run::run("ip6tables-save", &[], None),
         run::run("nft", &["-j", "list", "ruleset"], None)
     );
+    let ip6tables = match ip6tables {
+        Ok(Some(text)) => Some(iptables_read::tables(&text)),
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!(%error, "ip6tables-save: IPv6 rules are left as they are");
+            None
+        }
+    };
     let nft = match nft {
         Ok(Some(json)) => match nft::parse(&json) {
             Ok(listing) => Ok(Some(listing)),
@@ -90,9 +103,14 @@ pub async fn read() -> Snapshot {
             let variant = variant(&text);
             let tables = iptables_read::tables(&text);
             let nft = nft.ok().flatten();
+            let mut host = choose(Some((&variant, &tables)), nft.as_ref());
+            if let FirewallHost::Iptables { docker_user6, .. } = &mut host {
+                *docker_user6 = ip6tables.as_ref().is_some_and(has_docker_chain);
+            }
             Snapshot {
-                host: choose(Some((&variant, &tables)), nft.as_ref()),
+                host,
                 iptables: Some(tables),
+                ip6tables,
                 nft,
             }
         }
@@ -100,6 +118,7 @@ pub async fn read() -> Snapshot {
             Ok(nft) => Snapshot {
                 host: choose(None, nft.as_ref()),
                 iptables: None,
+                ip6tables: None,
                 nft,
             },
             Err(error) => unreadable(error),
@@ -148,17 +167,31 @@ pub fn choose(
         Some((_, tables)) if native && !iptables_in_use(tables) => FirewallHost::Nftables,
         Some((variant, tables)) => FirewallHost::Iptables {
             variant: variant.clone().unwrap_or_else(|| "unknown".into()),
-            docker_user: tables.get("filter").is_some_and(|t| {
-                t.chains
-                    .contains_key(crate::desired::firewall::DOCKER_CHAIN)
-            }),
+            docker_user: has_docker_chain(tables),
+            docker_user6: false,
         },
         None if nft.is_some() => FirewallHost::Nftables,
         None => FirewallHost::Missing,
     }
 }
 
+/// Whether Docker's `DOCKER-USER` chain is in a listing's filter table.
+fn has_docker_chain(tables: &Tables) -> bool {
+    tables.get("filter").is_some_and(|t| {
+        t.chains
+            .contains_key(crate::desired::firewall::DOCKER_CHAIN)
+    })
+}
+
 impl Snapshot {
+    /// The iptables listing of `family`.
+    fn tables(&self, family: Family) -> Option<&Tables> {
+        match family {
+            Family::Ipv4 => self.iptables.as_ref(),
+            Family::Ipv6 => self.ip6tables.as_ref(),
+        }
+    }
+
     /// This mesh's rules as observed, and what another nftables table's base
     /// chain would drop of what `want` accepts.
     pub fn observe(
@@ -167,8 +200,10 @@ impl Snapshot {
         want: &HostState,
     ) -> (BTreeMap<String, FirewallRule>, Vec<Occupied>) {
         let mut rules = BTreeMap::new();
-        if let Some(tables) = &self.iptables {
-            rules.extend(iptables::observe(tables, mesh).rules);
+        for family in [Family::Ipv4, Family::Ipv6] {
+            if let Some(tables) = self.tables(family) {
+                rules.extend(iptables::observe(tables, mesh, family).rules);
+            }
         }
         if let Some(listing) = &self.nft {
             for (id, rule) in nft::observe(listing, mesh).rules {
@@ -207,6 +242,11 @@ impl Snapshot {
         self.iptables.as_ref()?.get("filter")
     }
 
+    /// The filter table of `family`'s listing (the INPUT check of an IPv6 underlay reads ip6tables).
+    pub fn filter_of(&self, family: Family) -> Option<&iptables_read::Ruleset> {
+        self.tables(family)?.get("filter")
+    }
+
     /// The iptables FORWARD policy, if iptables is there to tell.
     pub fn forward_policy(&self) -> Option<String> {
         self.filter()?.policy("FORWARD").map(str::to_string)
@@ -235,22 +275,30 @@ pub async fn apply(
         .filter(|c| c.before.is_some())
         .map(|c| c.id.as_str())
         .collect();
-    for backend in [Backend::Iptables, Backend::Nftables] {
+    for backend in [
+        Backend::Iptables(Family::Ipv4),
+        Backend::Iptables(Family::Ipv6),
+        Backend::Nftables,
+    ] {
         let write: Vec<&FirewallRule> = changes
             .iter()
             .filter_map(|c| c.after.as_ref().and_then(|i| i.firewall()))
-            .filter(|r| backend.holds(&r.place))
+            .filter(|r| backend.holds(r))
             .collect();
         let (program, args, listed, input): (&str, Vec<String>, Vec<String>, Option<String>) =
             match backend {
-                Backend::Iptables => {
-                    let Some(tables) = &snapshot.iptables else {
+                Backend::Iptables(family) => {
+                    let Some(tables) = snapshot.tables(family) else {
                         continue;
                     };
-                    let found = iptables::observe(tables, mesh);
+                    let found = iptables::observe(tables, mesh, family);
                     let wait = LOCK_WAIT.to_string();
+                    let program = match family {
+                        Family::Ipv4 => "iptables-restore",
+                        Family::Ipv6 => "ip6tables-restore",
+                    };
                     (
-                        "iptables-restore",
+                        program,
                         vec!["-w".into(), wait, "--noflush".into()],
                         found.lines.keys().cloned().collect(),
                         iptables::batch(tables, &found, mesh, &delete, &write),
@@ -276,7 +324,7 @@ pub async fn apply(
                     .after
                     .as_ref()
                     .and_then(|i| i.firewall())
-                    .is_some_and(|r| backend.holds(&r.place));
+                    .is_some_and(|r| backend.holds(r));
                 written || (c.before.is_some() && listed.contains(&c.id))
             })
             .copied()
@@ -303,17 +351,18 @@ pub async fn apply(
 
 #[derive(Clone, Copy)]
 enum Backend {
-    Iptables,
+    /// iptables or ip6tables.
+    Iptables(Family),
     Nftables,
 }
 
 impl Backend {
-    fn holds(self, place: &Place) -> bool {
-        matches!(
-            (self, place),
-            (Backend::Iptables, Place::Iptables { .. })
-                | (Backend::Nftables, Place::Nftables { .. })
-        )
+    fn holds(self, rule: &FirewallRule) -> bool {
+        match (self, &rule.place) {
+            (Backend::Iptables(family), Place::Iptables { .. }) => rule.rule.family() == family,
+            (Backend::Nftables, Place::Nftables { .. }) => true,
+            _ => false,
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use expr::{address_expr, matches, single};
 pub use expr::{field_of, nets, states, Field};
 
 use super::iptables::mark;
-use crate::state::{multicast, Accept, FirewallRule, Masquerade, Place, Rule};
+use crate::state::{multicast, Accept, Family, FirewallRule, Masquerade, Place, Rule};
 
 /// ovsmesh's table (family `inet`).
 pub const TABLE: &str = "ovsmesh";
@@ -212,6 +212,11 @@ fn rule_of(expr: &[Statement<'_>]) -> Option<Rule> {
                 (Field::Src, Operator::EQ) => accept.src = Some(single(nets(right))?),
                 (Field::Dst, Operator::EQ) => accept.dst = Some(single(nets(right))?),
                 (Field::Dst, Operator::NEQ) => not_dst = Some(nets(right)?),
+                (Field::Nfproto, Operator::EQ) => match right {
+                    Expression::String(proto) if proto == "ipv4" => accept.family = Family::Ipv4,
+                    Expression::String(proto) if proto == "ipv6" => accept.family = Family::Ipv6,
+                    _ => return None,
+                },
                 (Field::CtState, Operator::IN | Operator::EQ) => {
                     let mut found = states(right)?;
                     found.sort();
@@ -238,12 +243,17 @@ fn rule_of(expr: &[Statement<'_>]) -> Option<Rule> {
             _ => return None,
         }
     }
+    // Addresses say the family themselves.
+    if let Some(net) = accept.src.or(accept.dst) {
+        accept.family = Family::of(net.addr());
+    }
     match (verdict?, not_dst) {
         (true, None) => Some(Rule::Accept(accept)),
         (false, Some(excluded)) => {
             let source = accept.src?;
             if accept
                 != (Accept {
+                    family: Family::of(source.addr()),
                     src: Some(source),
                     ..Accept::default()
                 })
@@ -269,6 +279,16 @@ pub fn statements(rule: &Rule) -> Option<Vec<Statement<'static>>> {
     let mut out = Vec::new();
     match rule {
         Rule::Accept(accept) => {
+            // An `inet` table sees both families: a rule without addresses
+            // names the family it is for.
+            if accept.src.is_none() && accept.dst.is_none() {
+                out.push(matches(
+                    Field::Nfproto,
+                    Operator::EQ,
+                    name(accept.family.as_str()),
+                    &v4,
+                ));
+            }
             if let Some(dev) = &accept.in_if {
                 out.push(matches(Field::InIf, Operator::EQ, name(dev), &v4));
             }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::plan::Plan;
+use crate::state::Family;
 
 fn tables(text: &str) -> Tables {
     iptables_read::tables(text)
@@ -23,7 +24,8 @@ fn the_backend_follows_what_the_host_uses() {
         choose(Some((&nf, &docker)), Some(&native())),
         FirewallHost::Iptables {
             variant: "nf_tables".into(),
-            docker_user: true
+            docker_user: true,
+            docker_user6: false
         }
     );
     // Nothing in iptables and a native firewall: nftables.
@@ -37,7 +39,8 @@ fn the_backend_follows_what_the_host_uses() {
         choose(Some((&None, &empty)), Some(&bare)),
         FirewallHost::Iptables {
             variant: "unknown".into(),
-            docker_user: false
+            docker_user: false,
+            docker_user6: false
         }
     );
     assert_eq!(choose(None, Some(&bare)), FirewallHost::Nftables);
@@ -63,14 +66,17 @@ fn status_says_where_the_rules_are_and_what_is_missing() {
         host: FirewallHost::Iptables {
             variant: "nf_tables".into(),
             docker_user: true,
+            docker_user6: false,
         },
         iptables: Some(tables("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n")),
+        ip6tables: None,
         nft: None,
     };
     let rule = FirewallRule::new(
         Rule::Jump {
             from: "POSTROUTING".into(),
             to: "OVSMESH-POSTROUTING".into(),
+            family: Family::Ipv4,
         },
         Place::iptables("nat", "POSTROUTING"),
     );

@@ -15,7 +15,7 @@ use nftables::expr::Expression;
 use nftables::stmt::{Match, Operator, Statement};
 
 use super::nft::{field_of, nets, states, Field, ListedChain, Listing, TABLE};
-use crate::state::Accept;
+use crate::state::{Accept, Family};
 
 /// A foreign base chain that drops the traffic of an accept rule, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,9 +68,9 @@ fn suggestion(accept: &Accept) -> String {
 
 /// The first foreign forward base chain that drops `accept`'s traffic.
 pub fn dropped(listing: &Listing, accept: &Accept) -> Option<Dropped> {
-    let family = match accept.src.or(accept.dst) {
-        Some(IpNet::V6(_)) => "ip6",
-        _ => "ip",
+    let family = match accept.family {
+        Family::Ipv6 => "ip6",
+        Family::Ipv4 => "ip",
     };
     listing
         .chains
@@ -165,6 +165,10 @@ fn holds(m: &Match<'_>, accept: &Accept) -> Option<bool> {
             let state = if accept.replies { "established" } else { "new" };
             states(right)?.iter().any(|s| s == state)
         }
+        Field::Nfproto => match right {
+            Expression::String(proto) => proto == accept.family.as_str(),
+            _ => return None,
+        },
     };
     match op {
         Operator::EQ | Operator::IN => Some(result),

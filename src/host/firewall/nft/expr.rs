@@ -62,6 +62,8 @@ pub enum Field {
     Src,
     Dst,
     CtState,
+    /// `meta nfproto`: the family of an `inet` table's packet.
+    Nfproto,
 }
 
 pub fn field_of(left: &Expression<'_>) -> Option<Field> {
@@ -83,6 +85,9 @@ pub fn field_of(left: &Expression<'_>) -> Option<Field> {
         Expression::Named(NamedExpression::CT(CT { key, .. })) if key == "state" => {
             Some(Field::CtState)
         }
+        Expression::Named(NamedExpression::Meta(Meta {
+            key: MetaKey::Nfproto,
+        })) => Some(Field::Nfproto),
         _ => None,
     }
 }
@@ -155,6 +160,9 @@ pub(super) fn matches(
             key: Cow::Borrowed("state"),
             family: None,
             dir: None,
+        })),
+        Field::Nfproto => Expression::Named(NamedExpression::Meta(Meta {
+            key: MetaKey::Nfproto,
         })),
     };
     Statement::Match(Match { left, right, op })

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::host::firewall::walk::dropped;
+use crate::state::Family;
 
 /// An `inet filter` of the admin's (forward: policy drop, established accepted,
 /// `veth*` accepted, a jump to a chain dropping 10/8), ovsmesh's table with mesh
@@ -99,7 +100,8 @@ fn what_ovsmesh_writes_reads_back_as_the_same_rule() {
     assert_eq!(
         statements(&Rule::Jump {
             from: "a".into(),
-            to: "b".into()
+            to: "b".into(),
+            family: Family::Ipv4
         }),
         None
     );
