@@ -149,7 +149,7 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
             warnings.push(format!(
                 "tunnel {key}: BFD is down — {} between the hosts is likely blocked by a firewall",
                 match encap {
-                    Encap::Gre => "GRE (IP protocol 47)",
+                    Encap::Gre | Encap::Ip6gre => "GRE (IP protocol 47)",
                     Encap::Vxlan => "VXLAN (UDP 4789)",
                     Encap::Geneve => "Geneve (UDP 6081)",
                 }

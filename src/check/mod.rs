@@ -9,11 +9,19 @@
 //! ping at the path MTU; in a lab, one short TCP transfer per network catches
 //! offload and MTU faults ping misses. This module computes what to expect (pure,
 //! unit-tested); `probe` sends the packets.
+//!
+//! A dual-stack interface is two endpoints, one per address: IPv4 is probed
+//! against IPv4 and IPv6 against IPv6, the IPv6 one labelled with `/6` after
+//! the interface (`blue1/eth1/6`), so each family's reachability and isolation
+//! is proven on its own (a reply's MAC is checked against the neighbour table
+//! of its family: ARP or NDP).
 
 pub mod probe;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use serde::Serialize;
 
@@ -26,7 +34,7 @@ pub struct Endpoint {
     pub ifname: String,
     pub host: String,
     pub network: String,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub prefix_len: u8,
     pub mac: Mac,
     pub mtu: u32,
@@ -35,11 +43,21 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn label(&self) -> String {
-        format!("{}/{}", self.container, self.ifname)
+        match self.address {
+            IpAddr::V4(_) => format!("{}/{}", self.container, self.ifname),
+            IpAddr::V6(_) => format!("{}/{}/6", self.container, self.ifname),
+        }
     }
 
-    fn on_link(&self, address: Ipv4Addr) -> bool {
-        ipnet::Ipv4Net::new(self.address, self.prefix_len).is_ok_and(|net| net.contains(&address))
+    fn on_link(&self, address: IpAddr) -> bool {
+        IpNet::new(self.address, self.prefix_len).is_ok_and(|net| net.contains(&address))
+    }
+
+    /// The ICMP echo payload that fills the interface's MTU (IPv4 20 + ICMP 8,
+    /// IPv6 40 + ICMPv6 8).
+    pub fn payload_for(&self, mtu: u32) -> u32 {
+        let headers = if self.address.is_ipv4() { 28 } else { 48 };
+        mtu.saturating_sub(headers)
     }
 }
 
@@ -66,17 +84,19 @@ pub fn expectations(topology: &Topology, from_hosts: Option<&str>) -> (Vec<Endpo
     let mut endpoints = Vec::new();
     for container in topology.containers.values() {
         for iface in &container.interfaces {
-            endpoints.push(Endpoint {
-                container: container.name.clone(),
-                ifname: iface.ifname.clone(),
-                host: container.host.clone(),
-                network: iface.network.clone(),
-                address: iface.address.addr(),
-                prefix_len: iface.address.prefix_len(),
-                mac: iface.mac,
-                mtu: iface.mtu,
-                runtime: container.runtime.clone(),
-            });
+            for address in iface.addresses() {
+                endpoints.push(Endpoint {
+                    container: container.name.clone(),
+                    ifname: iface.ifname.clone(),
+                    host: container.host.clone(),
+                    network: iface.network.clone(),
+                    address: address.addr(),
+                    prefix_len: address.prefix_len(),
+                    mac: iface.mac,
+                    mtu: iface.mtu,
+                    runtime: container.runtime.clone(),
+                });
+            }
         }
     }
     let is_vlan = |name: &str| matches!(topology.networks.get(name), Some(Network::Vlan(_)));
@@ -87,7 +107,10 @@ pub fn expectations(topology: &Topology, from_hosts: Option<&str>) -> (Vec<Endpo
         }
         for (j, to) in endpoints.iter().enumerate() {
             // Pinging one's own address proves nothing (overlapping subnets make it possible).
-            if from.container == to.container || from.address == to.address {
+            if from.container == to.container
+                || from.address == to.address
+                || from.address.is_ipv4() != to.address.is_ipv4()
+            {
                 continue;
             }
             if from.network == to.network {
@@ -126,7 +149,7 @@ pub struct Seen {
 pub struct ProbeResult {
     pub from: String,
     pub to: String,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub expect: Expect,
     pub seen: Seen,
     pub ok: bool,

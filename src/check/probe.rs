@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::{judge, Endpoint, Expect, Probe, ProbeResult, Report, Seen, TcpResult};
@@ -32,7 +32,8 @@ pub async fn locate(endpoints: &[Endpoint], runtimes: &Runtimes) -> Vec<Option<F
     found
 }
 
-fn ping(netns: &File, ifname: &str, address: Ipv4Addr, size: Option<u32>) -> bool {
+/// One ping (iputils' `ping` takes either family by the address).
+fn ping(netns: &File, ifname: &str, address: IpAddr, size: Option<u32>) -> bool {
     let address = address.to_string();
     let mut command = netns::command(netns, "ping");
     command.args(["-n", "-q", "-c", "1", "-W", "1", "-I", ifname]);
@@ -43,9 +44,9 @@ fn ping(netns: &File, ifname: &str, address: Ipv4Addr, size: Option<u32>) -> boo
     command.output().is_ok_and(|o| o.status.success())
 }
 
-/// The MAC the namespace's neighbour table holds for `address` on `ifname`
-/// (an rtnetlink dump inside the namespace).
-fn neighbour(netns: &File, ifname: &str, address: Ipv4Addr) -> Option<Mac> {
+/// The MAC the namespace's neighbour table (ARP or NDP) holds for `address`
+/// on `ifname` (an rtnetlink dump inside the namespace).
+fn neighbour(netns: &File, ifname: &str, address: IpAddr) -> Option<Mac> {
     let ifname = ifname.to_string();
     let found = in_netns(netns, |netlink| async move {
         let Some(link) = netlink.link_by_name(&ifname).await? else {
@@ -77,7 +78,7 @@ fn observe(netns: &File, from: &Endpoint, to: &Endpoint, probe: &Probe) -> Seen 
         },
     };
     let mtu_ok = (probe.expect == Expect::Reachable && reached).then(|| {
-        let payload = from.mtu.min(to.mtu).saturating_sub(28);
+        let payload = from.payload_for(from.mtu.min(to.mtu));
         (0..2).any(|_| ping(netns, &from.ifname, to.address, Some(payload)))
     });
     Seen {
@@ -147,7 +148,8 @@ pub fn tcp_per_network(
     results: &[ProbeResult],
     netns: &[Option<File>],
 ) -> Vec<TcpResult> {
-    let mut chosen: BTreeMap<&str, &Probe> = BTreeMap::new();
+    // One per network and family: (network, IPv6?).
+    let mut chosen: BTreeMap<(&str, bool), &Probe> = BTreeMap::new();
     for probe in probes.iter().filter(|p| p.expect == Expect::Reachable) {
         let (from, to) = (&endpoints[probe.from], &endpoints[probe.to]);
         let passed = results
@@ -156,27 +158,32 @@ pub fn tcp_per_network(
         if !passed {
             continue;
         }
-        let better = match chosen.get(from.network.as_str()) {
+        let key = (from.network.as_str(), from.address.is_ipv6());
+        let better = match chosen.get(&key) {
             None => true,
             Some(current) => {
                 endpoints[current.from].host == endpoints[current.to].host && from.host != to.host
             }
         };
         if better {
-            chosen.insert(&from.network, probe);
+            chosen.insert(key, probe);
         }
     }
     chosen
         .into_iter()
         .enumerate()
-        .map(|(i, (network, probe))| {
+        .map(|(i, ((network, ipv6), probe))| {
             let (from, to) = (&endpoints[probe.from], &endpoints[probe.to]);
             let outcome = match (&netns[probe.from], &netns[probe.to]) {
                 (Some(a), Some(b)) => transfer(a, b, to.address, 15201 + i as u16),
                 _ => Err("a container is not running".to_string()),
             };
             TcpResult {
-                network: network.to_string(),
+                network: if ipv6 {
+                    format!("{network} (IPv6)")
+                } else {
+                    network.to_string()
+                },
                 from: from.label(),
                 to: to.label(),
                 bytes: TCP_BYTES,
@@ -198,7 +205,7 @@ pub fn tcp_per_network(
 fn transfer(
     client_ns: &File,
     server_ns: &File,
-    address: Ipv4Addr,
+    address: IpAddr,
     port: u16,
 ) -> Result<Duration, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -340,14 +347,14 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let nine = Ipv4Addr::new(192, 0, 2, 9);
+        let nine = IpAddr::from([192, 0, 2, 9]);
         assert_eq!(
             neighbour(&ns, "d0", nine),
             Some("02:00:00:00:00:09".parse().unwrap())
         );
         // Only on the interface asked about, only resolved entries, and only in that namespace.
         assert_eq!(neighbour(&ns, "d1", nine), None);
-        assert_eq!(neighbour(&ns, "d1", Ipv4Addr::new(192, 0, 2, 7)), None);
+        assert_eq!(neighbour(&ns, "d1", IpAddr::from([192, 0, 2, 7])), None);
         assert_eq!(neighbour(&ns, "nope", nine), None);
         let here = File::open("/proc/self/ns/net").unwrap();
         assert_eq!(neighbour(&here, "d0", nine), None);

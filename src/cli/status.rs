@@ -67,7 +67,7 @@ pub(super) fn status(
         .warnings
         .extend(warnings::warnings(&topology, &want, &observed.facts));
     // The INPUT check reads the same listing the plan was made from.
-    if let Some(filter) = observed.firewall.filter() {
+    if let Some(filter) = observed.firewall.filter_of(topology.mesh.underlay) {
         status.warnings.extend(warnings::tunnel_input(
             &topology,
             &want,

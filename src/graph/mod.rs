@@ -199,11 +199,17 @@ fn host_cluster(
     edges: &mut Vec<Edge>,
 ) -> Cluster {
     let host = &topology.hosts[&state.host];
+    let underlay: Vec<String> = host
+        .underlay_address
+        .map(|a| a.to_string())
+        .into_iter()
+        .chain(host.underlay_address6.map(|a| a.to_string()))
+        .collect();
     let mut label = vec![
         host.name.clone(),
         format!(
             "underlay {} · {} datapath",
-            host.underlay_address,
+            underlay.join(" "),
             host.datapath.as_str()
         ),
     ];
@@ -264,7 +270,8 @@ fn host_cluster(
             runtime => label.push(runtime.to_string()),
         }
         for iface in &container.interfaces {
-            label.push(format!("{} {}", iface.ifname, iface.address));
+            let addresses: Vec<String> = iface.addresses().iter().map(|a| a.to_string()).collect();
+            label.push(format!("{} {}", iface.ifname, addresses.join(" ")));
             let colour = colours.get(&iface.network).copied();
             let (bridge, attachment) = match &topology.networks[&iface.network] {
                 Network::Vlan(vlan) => (
@@ -375,10 +382,10 @@ fn links(
     }
     // Direct mode: routed over the underlay, no tunnel port to draw.
     if let Some(routed) = topology.routed() {
-        if routed.mode == RoutedMode::Direct && routed.subnets.contains_key(me) {
-            for peer in routed.subnets.keys().filter(|p| p.as_str() != me) {
-                let to = if drawn.contains(&peer.as_str()) {
-                    if peer.as_str() < me {
+        if routed.mode == RoutedMode::Direct && routed.has_host(me) {
+            for peer in routed.hosts().into_iter().filter(|p| *p != me) {
+                let to = if drawn.contains(&peer) {
+                    if peer < me {
                         continue;
                     }
                     node_id(peer, &topology.mesh.overlay_bridge)
@@ -414,7 +421,7 @@ fn outside_host(topology: &Topology, peer: &str, graph: &mut Graph) -> String {
             id: id.clone(),
             label: vec![
                 format!("host {peer}"),
-                format!("underlay {}", host.underlay_address.addr()),
+                format!("underlay {}", host.tunnel_ip(topology.mesh.underlay)),
             ],
             shape: Shape::Outside,
             colour: None,
@@ -438,14 +445,22 @@ fn legend(topology: &Topology, colours: &BTreeMap<String, &'static str>) -> Clus
                 if let Some(subnet) = vlan.subnet {
                     label.push(format!("subnet {subnet}"));
                 }
-                match &vlan.gateway {
-                    Some(VlanGateway::Hosted { host, address }) => {
-                        label.push(format!("gateway {address} on {host}"))
+                if let Some(subnet) = vlan.subnet6 {
+                    label.push(format!("subnet6 {subnet}"));
+                }
+                let gateways = [
+                    vlan.gateway.as_ref().map(VlanGateway::ip),
+                    vlan.gateway6.as_ref().map(VlanGateway::ip),
+                ];
+                for gateway in gateways.into_iter().flatten() {
+                    match gateway {
+                        VlanGateway::Hosted { host, address } => {
+                            label.push(format!("gateway {address} on {host}"))
+                        }
+                        VlanGateway::External(address) => {
+                            label.push(format!("gateway {address} (external router)"))
+                        }
                     }
-                    Some(VlanGateway::External(address)) => {
-                        label.push(format!("gateway {address} (external router)"))
-                    }
-                    None => {}
                 }
                 Node {
                     id: format!("network/{}", vlan.name),
@@ -460,11 +475,10 @@ fn legend(topology: &Topology, colours: &BTreeMap<String, &'static str>) -> Clus
                     RoutedMode::Direct => "direct",
                 };
                 let mut label = vec![format!("{} · routed ({mode})", routed.name)];
-                for (host, subnet) in &routed.subnets {
-                    label.push(format!(
-                        "{host} {subnet} gw {}",
-                        routed.gateways[host.as_str()]
-                    ));
+                for host in routed.hosts() {
+                    for (subnet, gateway) in routed.subnets_of(host) {
+                        label.push(format!("{host} {subnet} gw {gateway}"));
+                    }
                 }
                 Node {
                     id: format!("network/{}", routed.name),

@@ -34,7 +34,7 @@ use crate::ovs::Session;
 use crate::ovsdb::{self, transact};
 use crate::runtime::Runtimes;
 use crate::topology::ident::under;
-use crate::topology::{Datapath, Runtime, Topology, VlanTransport};
+use crate::topology::{Datapath, Family, Runtime, Topology, VlanTransport};
 pub use error::LabError;
 pub use pidfile::kill_pidfile;
 pub use render::render_up;
@@ -240,7 +240,10 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
             Ok(())
         })
         .map_err(LabError::netlink("lab NICs"))?;
-        let address = host.underlay_address;
+        let addresses: Vec<ipnet::IpNet> = [Family::Ipv4, Family::Ipv6]
+            .into_iter()
+            .filter_map(|f| host.underlay(f))
+            .collect();
         let nic_names: Vec<String> = std::iter::once(host.underlay_nic.clone().unwrap_or_default())
             .chain(host.uplink_nic.clone())
             .collect();
@@ -265,7 +268,9 @@ async fn build_underlay(lab: &Lab, twin: &Topology) -> Result<(), LabError> {
             let on_bridge = netlink.link_by_name("br-phy").await?.is_some();
             if !on_bridge {
                 if let Some(nic) = netlink.link_by_name(&underlay_nic).await? {
-                    netlink.add_address(nic.index, address).await?;
+                    for address in addresses {
+                        netlink.add_address(nic.index, address).await?;
+                    }
                 }
             }
             Ok(())

@@ -26,7 +26,14 @@ pub fn render_up(lab: &Lab, topology: &Topology, report: &UpReport, docker: bool
             out,
             "host {name}: namespace {}, underlay {} on {}, OVSDB {}, logs {}",
             lab.host_ns(name),
-            host.underlay_address,
+            [
+                host.underlay_address.map(|a| a.to_string()),
+                host.underlay_address6.map(|a| a.to_string())
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" "),
             topology.mesh.underlay_bridge,
             lab.ovsdb_remote(name),
             lab.host_dir(name).display()
@@ -69,7 +76,10 @@ pub fn render_up(lab: &Lab, topology: &Topology, report: &UpReport, docker: bool
         let addresses: Vec<String> = container
             .interfaces
             .iter()
-            .map(|i| format!("{} {} ({})", i.ifname, i.address, i.network))
+            .map(|i| {
+                let addresses: Vec<String> = i.addresses().iter().map(|a| a.to_string()).collect();
+                format!("{} {} ({})", i.ifname, addresses.join(" "), i.network)
+            })
             .collect();
         let _ = writeln!(
             out,
