@@ -131,7 +131,12 @@ fn part(table: &str, chain: &str, args: &[String], mark: &str, family: Family) -
     if w.unknown {
         return other();
     }
-    let plain = w.accept == Accept::default() && w.not_dst.is_none();
+    // No match but the mark (of this family: the default Accept is IPv4's).
+    let bare = Accept {
+        family,
+        ..Accept::default()
+    };
+    let plain = w.accept == bare && w.not_dst.is_none();
     match (table, w.target.as_deref(), w.target_options.as_slice()) {
         ("filter", Some("ACCEPT"), []) if w.not_dst.is_none() => {
             Part::Whole(Rule::Accept(w.accept))

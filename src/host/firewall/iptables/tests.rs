@@ -222,3 +222,34 @@ fn the_last_rule_out_of_an_own_chain_takes_the_chain_and_every_jump_with_it() {
     );
     assert_eq!(quote(""), "\"\"");
 }
+
+#[test]
+fn an_ip6tables_listing_reads_its_jump_and_accepts_as_ipv6_rules() {
+    // `ip6tables-save` of a host this mesh routes IPv6 on: the jump into the
+    // own chain is this mesh's jump (not an unknown rule to delete each apply).
+    let listing = r#"*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:OVSMESH-FORWARD - [0:0]
+-A FORWARD -m comment --comment "ovsmesh:m" -j OVSMESH-FORWARD
+-A OVSMESH-FORWARD -s fd00:1::/64 -d fd00:2::/64 -i obr0 -m comment --comment "ovsmesh:m" -j ACCEPT
+COMMIT
+"#;
+    let found = observe(&tables(listing), "m", Family::Ipv6);
+    assert_eq!(
+        found.rules.keys().collect::<Vec<_>>(),
+        [
+            "accept -6 -i obr0 -s fd00:1::/64 -d fd00:2::/64",
+            "jump -6 FORWARD -> OVSMESH-FORWARD",
+        ]
+    );
+    assert_eq!(
+        found.rules["jump -6 FORWARD -> OVSMESH-FORWARD"].rule,
+        Rule::Jump {
+            from: "FORWARD".into(),
+            to: OWN_FORWARD.into(),
+            family: Family::Ipv6,
+        }
+    );
+}
