@@ -1,0 +1,223 @@
+//! IPv6 end to end in a lab (real OVS per host, userspace datapath), proven
+//! with packets by `check`: dual-stack containers on a VLAN network and on the
+//! routed network across three hosts over an IPv4 underlay
+//! (topology/dual-stack.toml), and the same kinds of networks carried by VXLAN
+//! over an IPv6-only underlay (topology/ipv6-underlay.toml). Each test has its
+//! own lab prefix and tears the lab down even when it fails.
+
+mod common;
+mod lab_support;
+
+use common::*;
+use lab_support::*;
+use ovsmesh::check::{Expect, Report};
+use ovsmesh::netns;
+
+/// What a command prints inside the lab namespace `name`.
+fn inside(lab: &LabGuard, name: &str, program: &str, args: &[&str]) -> String {
+    let out = netns::output(&lab.ns(name), program, args).unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} in {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The IPv6 probes of a report, and that there are some of each kind.
+fn assert_ipv6_probed(report: &Report) {
+    let ipv6 = |expect: Expect| {
+        report
+            .probes
+            .iter()
+            .filter(|p| p.expect == expect && p.from.ends_with("/6") && p.to.ends_with("/6"))
+            .count()
+    };
+    assert!(ipv6(Expect::Reachable) > 0, "no IPv6 reachability probed");
+    // Never a probe across families.
+    assert!(
+        report
+            .probes
+            .iter()
+            .all(|p| p.from.ends_with("/6") == p.to.ends_with("/6")),
+        "a probe mixes families"
+    );
+}
+
+#[test]
+#[ignore = "needs root + OVS"]
+fn dual_stack_containers_on_vlan_and_routed_networks_across_three_hosts() {
+    let lab = up(&seed("dual-stack.toml"), false);
+    let report = lab.assert_converged();
+    assert_ipv6_probed(&report);
+    // VLAN network blue: both families across hosts; blue3 is IPv6 only.
+    assert_pair(&report, "blue1/eth1", "blue2/eth1", Expect::Reachable);
+    assert_pair(&report, "blue1/eth1/6", "blue2/eth1/6", Expect::Reachable);
+    assert_pair(&report, "blue2/eth1/6", "blue3/eth1/6", Expect::Reachable);
+    assert_pair(&report, "edge/eth1/6", "blue3/eth1/6", Expect::Reachable);
+    assert!(
+        !report.probes.iter().any(|p| p.from == "blue3/eth1"),
+        "blue3 has no IPv4 address to probe from"
+    );
+    // red repeats blue's addresses of both families: isolated by the VLAN.
+    assert_pair(&report, "red2/eth1/6", "blue3/eth1/6", Expect::Isolated);
+    assert_pair(&report, "red3/eth1/6", "blue1/eth1/6", Expect::Isolated);
+    assert_pair(&report, "red3/eth1", "blue1/eth1", Expect::Isolated);
+    // Routed network pods: one IPv6 prefix per host, routed over the tunnels.
+    assert_pair(&report, "pod1/eth1/6", "pod3/eth1/6", Expect::Reachable);
+    assert_pair(&report, "pod3/eth1/6", "pod2/eth1/6", Expect::Reachable);
+    assert_pair(&report, "pod2/eth1", "pod1/eth1", Expect::Reachable);
+    assert_pair(&report, "edge/eth2/6", "pod2/eth1/6", Expect::Reachable);
+    // A TCP transfer per network and family.
+    for network in ["blue (IPv6)", "pods (IPv6)", "blue", "pods"] {
+        assert!(
+            report.tcp.iter().any(|t| t.network == network && t.ok),
+            "TCP over {network}: {:?}",
+            report.tcp
+        );
+    }
+
+    // The VLAN network's IPv6 gateway on node1 answers, and routes blue's
+    // members to the routed network (blue2 on node2 reaches pod1 on node1;
+    // as with IPv4, only the gateway's host routes the VLAN subnet).
+    assert!(lab.ping("blue2", "fd00:100::fe"), "blue2 -> gateway6");
+    assert!(lab.ping("blue2", "fd00:1::10"), "blue2 -> pod1 via node1");
+    // edge's IPv6 default route is the one `gateway6` picked (pods, eth2),
+    // its extra IPv6 route is there, both marked as ovsmesh's.
+    let routes = inside(&lab, "edge", "ip", &["-6", "route", "show"]);
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with("default via fd00:1::1 dev eth2")),
+        "{routes}"
+    );
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with("2001:db8:ff::/48 via fd00:1::1 dev eth2")),
+        "{routes}"
+    );
+    // Inside the container: no router advertisements, no DAD (never tentative).
+    let accept_ra = inside(
+        &lab,
+        "pod1",
+        "cat",
+        &["/proc/sys/net/ipv6/conf/eth1/accept_ra"],
+    );
+    assert_eq!(accept_ra.trim(), "0");
+    let addresses = inside(&lab, "pod1", "ip", &["-6", "addr", "show", "dev", "eth1"]);
+    assert!(addresses.contains("fd00:1::10/64"), "{addresses}");
+    assert!(!addresses.contains("tentative"), "{addresses}");
+    // The host routing IPv6 forwards it (Linux: by `all`).
+    let host = netns::open(&lab.lab.host_ns("node2")).unwrap();
+    let out = netns::output(&host, "cat", &["/proc/sys/net/ipv6/conf/all/forwarding"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+
+    // check proves IPv6 on its own: an IPv6 address taken away by hand is
+    // an IPv6 mismatch while IPv4 still passes, and an apply puts it back.
+    inside(
+        &lab,
+        "blue1",
+        "ip",
+        &["-6", "addr", "del", "fd00:100::1/64", "dev", "eth1"],
+    );
+    let broken = lab.check();
+    let failed: Vec<(&str, &str)> = broken
+        .probes
+        .iter()
+        .filter(|p| !p.ok)
+        .map(|p| (p.from.as_str(), p.to.as_str()))
+        .collect();
+    assert!(
+        failed.contains(&("blue2/eth1/6", "blue1/eth1/6")),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|(from, to)| from.ends_with("/6") && to.ends_with("/6")),
+        "only IPv6 pairs fail: {failed:?}"
+    );
+    let outcome = lab.apply("node1", false);
+    assert!(
+        !outcome.failed(),
+        "{:?} {:?}",
+        outcome.ovs.failures,
+        outcome.netlink.failures
+    );
+    let report = lab.assert_converged();
+    assert_pair(&report, "blue2/eth1/6", "blue1/eth1/6", Expect::Reachable);
+    // A second apply changes nothing.
+    for host in ["node1", "node2", "node3"] {
+        let outcome = lab.apply(host, false);
+        assert!(
+            outcome.plan.is_empty(),
+            "{host}: {:?}",
+            outcome.plan.changes
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root + OVS"]
+fn vxlan_over_an_ipv6_underlay_carries_dual_stack_vlan_and_routed_networks() {
+    let lab = up(&seed("ipv6-underlay.toml"), false);
+    let report = lab.assert_converged();
+    assert_ipv6_probed(&report);
+    for (from, to) in [
+        ("blue1/eth1", "blue3/eth1"),
+        ("blue3/eth1/6", "blue2/eth1/6"),
+        ("pod1/eth1", "pod2/eth1"),
+        ("pod2/eth1/6", "pod3/eth1/6"),
+    ] {
+        assert_pair(&report, from, to, Expect::Reachable);
+    }
+    assert!(
+        report.tcp.len() == 4 && report.tcp.iter().all(|t| t.ok),
+        "{:?}",
+        report.tcp
+    );
+    // The hosts reach each other only by IPv6: IPv4 only on loopback and
+    // the routed network's gateway bridge, the underlay bridge has IPv6 alone.
+    let host = netns::open(&lab.lab.host_ns("node1")).unwrap();
+    let out = netns::output(&host, "ip", &["-o", "addr"]).unwrap();
+    let addresses = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        addresses
+            .lines()
+            .filter(|l| l.contains(" inet "))
+            .all(|l| l.contains(" lo ") || l.contains(" obr0 ")),
+        "IPv4 on node1: {addresses}"
+    );
+    assert!(
+        addresses
+            .lines()
+            .any(|l| l.contains(" br-phy ") && l.contains("2001:db8::11/64")),
+        "{addresses}"
+    );
+    // Every tunnel is VXLAN to a peer's IPv6 underlay address.
+    let remote = lab.lab.ovsdb_remote("node1");
+    let tunnels = run(
+        "ovs-vsctl",
+        &[
+            &format!("--db={remote}"),
+            "--timeout=10",
+            "--columns=options",
+            "--bare",
+            "find",
+            "interface",
+            "type=vxlan",
+        ],
+    );
+    let remotes: Vec<&str> = tunnels.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!remotes.is_empty(), "no VXLAN tunnel on node1");
+    assert!(
+        remotes
+            .iter()
+            .all(|o| o.contains("remote_ip=2001:db8::12") || o.contains("remote_ip=2001:db8::13")),
+        "{tunnels}"
+    );
+    // The MTU budget counts the 40-byte IPv6 outer header: 1500 - (40+16+14+4).
+    let link = inside(&lab, "blue1", "ip", &["-o", "link", "show", "eth1"]);
+    assert!(link.contains("mtu 1426"), "{link}");
+}
