@@ -1,9 +1,10 @@
 //! IPv6 end to end in a lab (real OVS per host, userspace datapath), proven
 //! with packets by `check`: dual-stack containers on a VLAN network and on the
 //! routed network across three hosts over an IPv4 underlay
-//! (topology/dual-stack.toml), and the same kinds of networks carried by VXLAN
-//! over an IPv6-only underlay (topology/ipv6-underlay.toml). Each test has its
-//! own lab prefix and tears the lab down even when it fails.
+//! (topology/dual-stack.toml), and the same kinds of networks carried by
+//! VXLAN, Geneve and ip6gre over an IPv6-only underlay
+//! (topology/ipv6-underlay.toml). Each test has its own lab prefix and tears
+//! the lab down even when it fails.
 
 mod common;
 mod lab_support;
@@ -160,8 +161,18 @@ fn dual_stack_containers_on_vlan_and_routed_networks_across_three_hosts() {
 
 #[test]
 #[ignore = "needs root + OVS"]
-fn vxlan_over_an_ipv6_underlay_carries_dual_stack_vlan_and_routed_networks() {
-    let lab = up(&seed("ipv6-underlay.toml"), false);
+fn vxlan_geneve_and_ip6gre_over_an_ipv6_underlay_carry_dual_stack_vlan_and_routed_networks() {
+    // The MTU budget counts the 40-byte IPv6 outer header: 1500 - (40 + encap
+    // header + inner Ethernet 14 + VLAN tag 4) on the VLAN network's trunk.
+    for (encap, mtu) in [("vxlan", 1426), ("geneve", 1426), ("ip6gre", 1434)] {
+        let text = seed("ipv6-underlay.toml")
+            .replace("encap = \"vxlan\"", &format!("encap = \"{encap}\""));
+        over_an_ipv6_underlay(&text, encap, mtu);
+    }
+}
+
+fn over_an_ipv6_underlay(text: &str, encap: &str, mtu: u32) {
+    let lab = up(text, false);
     let report = lab.assert_converged();
     assert_ipv6_probed(&report);
     for (from, to) in [
@@ -174,7 +185,7 @@ fn vxlan_over_an_ipv6_underlay_carries_dual_stack_vlan_and_routed_networks() {
     }
     assert!(
         report.tcp.len() == 4 && report.tcp.iter().all(|t| t.ok),
-        "{:?}",
+        "{encap}: {:?}",
         report.tcp
     );
     // The hosts reach each other only by IPv6: IPv4 only on loopback and
@@ -195,7 +206,7 @@ fn vxlan_over_an_ipv6_underlay_carries_dual_stack_vlan_and_routed_networks() {
             .any(|l| l.contains(" br-phy ") && l.contains("2001:db8::11/64")),
         "{addresses}"
     );
-    // Every tunnel is VXLAN to a peer's IPv6 underlay address.
+    // Every tunnel is of the encap's type, to a peer's IPv6 underlay address.
     let remote = lab.lab.ovsdb_remote("node1");
     let tunnels = run(
         "ovs-vsctl",
@@ -206,18 +217,17 @@ fn vxlan_over_an_ipv6_underlay_carries_dual_stack_vlan_and_routed_networks() {
             "--bare",
             "find",
             "interface",
-            "type=vxlan",
+            &format!("type={encap}"),
         ],
     );
     let remotes: Vec<&str> = tunnels.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(!remotes.is_empty(), "no VXLAN tunnel on node1");
+    assert!(!remotes.is_empty(), "no {encap} tunnel on node1");
     assert!(
         remotes
             .iter()
             .all(|o| o.contains("remote_ip=2001:db8::12") || o.contains("remote_ip=2001:db8::13")),
         "{tunnels}"
     );
-    // The MTU budget counts the 40-byte IPv6 outer header: 1500 - (40+16+14+4).
     let link = inside(&lab, "blue1", "ip", &["-o", "link", "show", "eth1"]);
-    assert!(link.contains("mtu 1426"), "{link}");
+    assert!(link.contains(&format!("mtu {mtu}")), "{encap}: {link}");
 }
