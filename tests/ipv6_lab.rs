@@ -157,6 +157,35 @@ fn dual_stack_containers_on_vlan_and_routed_networks_across_three_hosts() {
             outcome.plan.changes
         );
     }
+
+    // An uplink of node2's (a veth `ra0`: the lab's underlay bridge goes
+    // with `down`) has a default route from router advertisements (one made
+    // to look so, `proto ra`): forwarding IPv6 would make the kernel drop it
+    // unless accept_ra is 2, so apply sets 2 and down puts the old value back.
+    let ip = |args: &[&str]| {
+        let out = netns::output(&host, "ip", args).unwrap();
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    };
+    ip(&["link", "add", "ra0", "type", "veth", "peer", "name", "ra0p"]);
+    ip(&["link", "set", "ra0p", "up"]);
+    ip(&["link", "set", "ra0", "up"]);
+    let accept_ra = || {
+        let path = "/proc/sys/net/ipv6/conf/ra0/accept_ra";
+        let out = netns::output(&host, "cat", &[path]).unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before = accept_ra();
+    assert_ne!(before, "2");
+    ip(&[
+        "-6", "route", "add", "default", "via", "fe80::1", "dev", "ra0", "proto", "ra",
+    ]);
+    let outcome = lab.apply("node2", false);
+    assert!(!outcome.failed(), "{:?}", outcome.netlink.failures);
+    assert_eq!(accept_ra(), "2");
+    assert!(lab.apply("node2", false).plan.is_empty());
+    let outcome = lab.apply("node2", true);
+    assert!(!outcome.failed(), "{:?}", outcome.netlink.failures);
+    assert_eq!(accept_ra(), before, "down restores accept_ra");
 }
 
 #[test]

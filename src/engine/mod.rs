@@ -169,6 +169,7 @@ async fn observe(
     state.overridden = links.overridden;
     state.foreign_links = links.foreign_links;
     state.endpoints = links.endpoints;
+    state.ra_routes = links.ra_routes;
     let facts = host::facts::read(netlink, &rows.links, topology, target.host).await?;
     // One read of the firewall per reconcile (bounded; never fails the observe:
     // an unreadable firewall is a fact the plan reports).
