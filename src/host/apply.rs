@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::netlink::{ethtool, is_link_local, sysctl, LinkChange, Netlink, NetlinkError, Route};
+use crate::netlink::{ethtool, sysctl, LinkChange, Netlink, NetlinkError, Route};
 use crate::plan::{Change, Kind, Op, Plan};
 use crate::state::{AddressRole, ContainerInterface, Family, HostAddress, HostRoute, Item};
 

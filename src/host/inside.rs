@@ -216,9 +216,7 @@ pub(super) fn classify(
         view.stale.push(format!("address {address}"));
     }
     for address in inside.addresses.iter().map(|a| a.address) {
-        let same = wanted_addresses
-            .iter()
-            .find(|w| w.addr() == address.addr());
+        let same = wanted_addresses.iter().find(|w| w.addr() == address.addr());
         if let (false, Some(wanted)) = (ours.contains(&address), same) {
             view.conflicts.push(format!(
                 "address {address} (not ovsmesh's) has the topology's address {wanted} with another prefix"
@@ -243,11 +241,15 @@ pub(super) fn classify(
         }
         let fits = route.metric == policy.container_route_metric(route.to);
         match route.via {
-            Some(IpAddr::V4(via)) if fits && route.to.prefix_len() == 0 && view.gateway.is_none() => {
+            Some(IpAddr::V4(via))
+                if fits && route.to.prefix_len() == 0 && view.gateway.is_none() =>
+            {
                 view.gateway = Some(via);
                 ours_defaults.push(route);
             }
-            Some(IpAddr::V6(via)) if fits && route.to.prefix_len() == 0 && view.gateway6.is_none() => {
+            Some(IpAddr::V6(via))
+                if fits && route.to.prefix_len() == 0 && view.gateway6.is_none() =>
+            {
                 view.gateway6 = Some(via);
                 ours_defaults.push(route);
             }

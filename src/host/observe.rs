@@ -14,9 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::IpAddr;
-
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::marks::{AddressPolicy, Policy};
 use crate::netlink::index::LinkIndex;

@@ -481,7 +481,8 @@ impl<'a> Policy<'a> {
     /// address protocol, and then only the exact addresses are recognised).
     /// IPv6 link-local addresses are the kernel's, never ours.
     pub fn owns_container_address(&self, address: IpNet, protocol: u8, wanted: &[IpNet]) -> bool {
-        let link_local = matches!(address, IpNet::V6(a) if a.addr().segments()[0] & 0xffc0 == 0xfe80);
+        let link_local =
+            matches!(address, IpNet::V6(a) if a.addr().segments()[0] & 0xffc0 == 0xfe80);
         !link_local && (wanted.contains(&address) || protocol == ROUTE_PROTOCOL)
     }
 

@@ -217,10 +217,7 @@ fn an_endpoint_alias_carries_its_facts_and_only_this_mesh_reads_it() {
 #[test]
 fn inside_a_container_only_the_topologys_address_and_the_meshs_marked_routes_are_ours() {
     let policy = Policy::new("m1");
-    let wanted = [
-        net("172.17.1.2/24"),
-        net("fd00:1::2/64"),
-    ];
+    let wanted = [net("172.17.1.2/24"), net("fd00:1::2/64")];
     assert!(policy.owns_container_address(wanted[0], 0, &wanted));
     assert!(policy.owns_container_address(wanted[1], 0, &wanted));
     assert!(policy.owns_container_address(net("172.17.1.7/24"), ROUTE_PROTOCOL, &wanted));
@@ -238,7 +235,10 @@ fn inside_a_container_only_the_topologys_address_and_the_meshs_marked_routes_are
     assert_eq!(policy.container_route_metric(default6), 1);
     assert!(policy.owns_container_route(default6, ROUTE_PROTOCOL, 1));
     assert!(!policy.owns_container_route(default6, ROUTE_PROTOCOL, 1024));
-    assert_eq!(policy.container_route_metric(net("2001:db8::/32")), policy.route_metric());
+    assert_eq!(
+        policy.container_route_metric(net("2001:db8::/32")),
+        policy.route_metric()
+    );
     let mine = policy.route_metric();
     // The default route gets the lowest metric (it must win over Docker's, also 0).
     assert_eq!(policy.container_route_metric(default), 0);

@@ -495,8 +495,9 @@ impl Netlink {
         };
         use rtnetlink::packet_route::RouteNetlinkMessage;
         wrote();
-        let mut request =
-            NetlinkMessage::from(RouteNetlinkMessage::NewRoute(Self::route_message(route)));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::NewRoute(Self::route_message(
+            route, true,
+        )));
         request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
         let what = || format!("add route {} metric {}", route.to, route.metric);
         let mut handle = self.handle.clone();
