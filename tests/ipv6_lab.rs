@@ -84,18 +84,19 @@ fn dual_stack_containers_on_vlan_and_routed_networks_across_three_hosts() {
     assert!(lab.ping("blue2", "fd00:100::fe"), "blue2 -> gateway6");
     assert!(lab.ping("blue2", "fd00:1::10"), "blue2 -> pod1 via node1");
     // edge's IPv6 default route is the one `gateway6` picked (pods, eth2),
-    // its extra IPv6 route is there, both marked as ovsmesh's.
+    // its extra IPv6 route is there, both marked as ovsmesh's (protocol 79; the IPv6
+    // default route metric 1: IPv6 has no 0).
     let routes = inside(&lab, "edge", "ip", &["-6", "route", "show"]);
     assert!(
         routes
             .lines()
-            .any(|l| l.starts_with("default via fd00:1::1 dev eth2")),
+            .any(|l| l.starts_with("default via fd00:1::1 dev eth2 proto 79 metric 1 ")),
         "{routes}"
     );
     assert!(
         routes
             .lines()
-            .any(|l| l.starts_with("2001:db8:ff::/48 via fd00:1::1 dev eth2")),
+            .any(|l| l.starts_with("2001:db8:ff::/48 via fd00:1::1 dev eth2 proto 79 ")),
         "{routes}"
     );
     // Inside the container: no router advertisements, no DAD (never tentative).
