@@ -9,7 +9,6 @@
 mod common;
 mod lab_support;
 
-use common::*;
 use lab_support::*;
 use ovsmesh::check::{Expect, Report};
 use ovsmesh::netns;
@@ -241,12 +240,9 @@ fn over_an_ipv6_underlay(text: &str, encap: &str, mtu: u32) {
         "{addresses}"
     );
     // Every tunnel is of the encap's type, to a peer's IPv6 underlay address.
-    let remote = lab.lab.ovsdb_remote("node1");
-    let tunnels = run(
-        "ovs-vsctl",
+    let tunnels = lab.vsctl(
+        "node1",
         &[
-            &format!("--db={remote}"),
-            "--timeout=10",
             "--columns=options",
             "--bare",
             "find",

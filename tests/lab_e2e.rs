@@ -146,13 +146,7 @@ fn three_host_lab_full_mesh_gateway_no_storm_idempotent_and_clean_down() {
     }
 
     // down leaves no owned row, link or route; a foreign port and route survive.
-    let node1 = lab.lab.ovsdb_remote("node1");
-    let vsctl = |args: &[&str]| {
-        let db = format!("--db={node1}");
-        let mut all = vec![db.as_str(), "--timeout=10"];
-        all.extend_from_slice(args);
-        run("ovs-vsctl", &all)
-    };
+    let vsctl = |args: &[&str]| lab.vsctl("node1", args);
     vsctl(&[
         "add-port",
         "ovs0",
@@ -245,16 +239,12 @@ fn docker_restart_then_apply_restores_reachability_with_the_same_ip_and_mac() {
 fn check_names_the_broken_pairs_when_an_owned_port_is_deleted_by_hand() {
     let lab = up(&as_netns(&seed("pipework-vlan.toml")), false);
     lab.assert_converged();
-    let remote = lab.lab.ovsdb_remote("B");
     let port = ovsmesh::desired::desired(&lab.lab.twin(&lab.topology), "B")
         .unwrap()
         .ports["access/test3/eth1"]
         .name
         .clone();
-    run(
-        "ovs-vsctl",
-        &[&format!("--db={remote}"), "--timeout=10", "del-port", &port],
-    );
+    lab.vsctl("B", &["del-port", &port]);
     let file = lab.lab.dir.join("topology.toml");
     std::fs::write(&file, as_netns(&seed("pipework-vlan.toml"))).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
@@ -308,11 +298,9 @@ fn status_reports_attached_drifted_waiting_and_tunnels() {
     );
 
     // Drift and a vanished container show, and the exit code says "not converged".
-    let remote = lab.lab.ovsdb_remote("A");
-    let port = run(
-        "ovs-vsctl",
+    let port = lab.vsctl(
+        "A",
         &[
-            &format!("--db={remote}"),
             "--columns=name",
             "--bare",
             "find",
@@ -320,17 +308,7 @@ fn status_reports_attached_drifted_waiting_and_tunnels() {
             "external_ids:ovsmesh-container=test1",
         ],
     );
-    run(
-        "ovs-vsctl",
-        &[
-            &format!("--db={remote}"),
-            "--timeout=10",
-            "set",
-            "port",
-            port.trim(),
-            "tag=999",
-        ],
-    );
+    lab.vsctl("A", &["set", "port", port.trim(), "tag=999"]);
     run(
         "ip",
         &["netns", "del", &format!("{}-test2", lab.lab.prefix)],

@@ -101,6 +101,14 @@ impl LabGuard {
         report
     }
 
+    /// `ovs-vsctl ARGS` against lab host `host`'s OVSDB; its output.
+    pub fn vsctl(&self, host: &str, args: &[&str]) -> String {
+        let db = format!("--db={}", self.lab.ovsdb_remote(host));
+        let mut all = vec![db.as_str(), "--timeout=10"];
+        all.extend_from_slice(args);
+        run("ovs-vsctl", &all)
+    }
+
     pub fn ns(&self, name: &str) -> std::fs::File {
         netns::open(&format!("{}-{name}", self.lab.prefix)).unwrap()
     }
