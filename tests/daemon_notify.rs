@@ -9,6 +9,7 @@ mod daemon_support;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
+use common::seed;
 use daemon_support::*;
 
 /// Every datagram that arrives within `within`.

@@ -181,7 +181,7 @@ fn iptables_children(pid: u32) -> Vec<(String, String)> {
 #[ignore = "needs root + OVS + iptables-legacy"]
 fn a_daemon_waiting_on_the_xtables_lock_exits_on_sigterm_within_2_s() {
     let _turn = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let mut setup = daemon_support::prepare(&daemon_support::seed("lab.toml"), "node1", false);
+    let mut setup = daemon_support::prepare(&seed("lab.toml"), "node1", false);
     let legacy = LegacyPath::new();
     let _lock = HeldLock::take();
     let path = legacy.path();

@@ -9,6 +9,7 @@
 mod common;
 mod lab_support;
 
+use common::seed;
 use lab_support::*;
 use ovsmesh::check::{Expect, Report};
 use ovsmesh::netns;

@@ -372,3 +372,13 @@ impl Drop for Dockerd {
         let _ = std::fs::remove_dir_all(&self.lab.dir);
     }
 }
+
+/// A seed topology of `topology/`, as text.
+pub fn seed(file: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("topology")
+            .join(file),
+    )
+    .unwrap()
+}

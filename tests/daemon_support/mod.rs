@@ -58,15 +58,6 @@ impl Drop for Setup {
 /// test never waits for it, a failing one reports which condition did not hold.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-pub fn seed(file: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("topology")
-            .join(file),
-    )
-    .unwrap()
-}
-
 /// A lab of `text`, and its daemon for `host`, reconciled once.
 pub fn start(text: &str, host: &str, docker: bool) -> Setup {
     let setup = prepare(text, host, docker);

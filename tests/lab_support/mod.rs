@@ -3,7 +3,6 @@
 //! test fails; `OVSMESH_KEEP_LAB=1` keeps it for a look).
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::common::*;
@@ -26,15 +25,6 @@ impl Drop for LabGuard {
         }
         let _ = runtime().block_on(lab::down(&self.lab));
     }
-}
-
-pub fn seed(file: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("topology")
-            .join(file),
-    )
-    .unwrap()
 }
 
 /// Docker containers of a seed topology become named namespaces (no dockerd needed).
