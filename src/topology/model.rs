@@ -200,6 +200,20 @@ impl<A: Copy + Into<IpAddr>> VlanGateway<A> {
     }
 }
 
+impl VlanGateway<IpAddr> {
+    /// The same gateway with its address narrowed by `to` (to one family's
+    /// type); `None` where `to` refuses the address.
+    pub fn narrow<B>(self, to: impl Fn(IpAddr) -> Option<B>) -> Option<VlanGateway<B>> {
+        Some(match self {
+            VlanGateway::Hosted { host, address } => VlanGateway::Hosted {
+                host,
+                address: to(address)?,
+            },
+            VlanGateway::External(address) => VlanGateway::External(to(address)?),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RoutedNetwork {
     pub name: String,

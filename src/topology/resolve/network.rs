@@ -68,13 +68,11 @@ impl Resolver<'_> {
                 subnet.map(IpNet::V4),
                 Family::Ipv4,
             )
-            .map(|g| match g {
-                VlanGateway::Hosted {
-                    host,
-                    address: IpAddr::V4(address),
-                } => VlanGateway::Hosted { host, address },
-                VlanGateway::External(IpAddr::V4(address)) => VlanGateway::External(address),
-                _ => unreachable!("an IPv4 gateway"),
+            .and_then(|g| {
+                g.narrow(|a| match a {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
             });
         let gateway6 = self
             .vlan_gateway(
@@ -85,13 +83,11 @@ impl Resolver<'_> {
                 subnet6.map(IpNet::V6),
                 Family::Ipv6,
             )
-            .map(|g| match g {
-                VlanGateway::Hosted {
-                    host,
-                    address: IpAddr::V6(address),
-                } => VlanGateway::Hosted { host, address },
-                VlanGateway::External(IpAddr::V6(address)) => VlanGateway::External(address),
-                _ => unreachable!("an IPv6 gateway"),
+            .and_then(|g| {
+                g.narrow(|a| match a {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                })
             });
         if raw.egress == Egress::Nat && !matches!(raw.gateway, Some(RawVlanGateway::Hosted(_))) {
             let why = match (&raw.gateway, &raw.gateway6) {
