@@ -144,6 +144,22 @@ fn dual_stack_containers_on_vlan_and_routed_networks_across_three_hosts() {
             .all(|(from, to)| from.ends_with("/6") && to.ends_with("/6")),
         "only IPv6 pairs fail: {failed:?}"
     );
+    // status shows the IPv6 drift on the interface.
+    let file = lab.lab.dir.join("topology.toml");
+    std::fs::write(&file, seed("dual-stack.toml")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ovsmesh"))
+        .args(["status", file.to_str().unwrap(), "--host", "node1"])
+        .args(["--lab", &lab.lab.prefix])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("blue1/eth1") && l.contains("drifted")),
+        "{text}"
+    );
+    assert!(text.contains("address6"), "{text}");
     let outcome = lab.apply("node1", false);
     assert!(
         !outcome.failed(),
