@@ -3,13 +3,14 @@
 //! routed network across three hosts over an IPv4 underlay
 //! (topology/dual-stack.toml), and the same kinds of networks carried by
 //! VXLAN, Geneve and ip6gre over an IPv6-only underlay
-//! (topology/ipv6-underlay.toml). Each test has its own lab prefix and tears
-//! the lab down even when it fails.
+//! (topology/ipv6-underlay.toml), and dual-stack Docker containers (a private
+//! dockerd per lab host). Each test has its own lab prefix and tears the lab
+//! down even when it fails.
 
 mod common;
 mod lab_support;
 
-use common::seed;
+use common::{run, seed};
 use lab_support::*;
 use ovsmesh::check::{Expect, Report};
 use ovsmesh::netns;
@@ -277,4 +278,49 @@ fn over_an_ipv6_underlay(text: &str, encap: &str, mtu: u32) {
     );
     let link = inside(&lab, "blue1", "ip", &["-o", "link", "show", "eth1"]);
     assert!(link.contains(&format!("mtu {mtu}")), "{encap}: {link}");
+}
+
+#[test]
+#[ignore = "needs root + OVS + Docker"]
+fn dual_stack_docker_containers_across_hosts_and_after_a_restart() {
+    // pipework-vlan.toml's Docker containers with an IPv6 address each:
+    // Docker disables IPv6 in a container whose networks have none, so
+    // ovsmesh turns it on for its interface.
+    let mut text = String::new();
+    for line in seed("pipework-vlan.toml").lines() {
+        text.push_str(line);
+        text.push('\n');
+        if line == "subnet = \"192.168.0.0/24\"" {
+            text.push_str("subnet6 = \"fd00:100::/64\"\n");
+        }
+        if let Some(n) = line
+            .strip_prefix("address = \"192.168.0.")
+            .and_then(|l| l.strip_suffix('"'))
+        {
+            text.push_str(&format!("address6 = \"fd00:100::{n}\"\n"));
+        }
+    }
+    let lab = up(&text, true);
+    let report = lab.assert_converged();
+    assert_ipv6_probed(&report);
+    assert_pair(&report, "test1/eth1/6", "test3/eth1/6", Expect::Reachable);
+    assert_pair(&report, "test1/eth1/6", "test4/eth1/6", Expect::Isolated);
+    assert_pair(&report, "test2/eth1/6", "test4/eth1/6", Expect::Reachable);
+
+    // Docker restarts test1 (a new namespace, IPv6 off again): apply re-plumbs
+    // both families.
+    let socket = lab.lab.docker_socket().unwrap();
+    let docker = |args: &[&str]| {
+        let mut all = vec!["-H", socket.as_str()];
+        all.extend_from_slice(args);
+        run("docker", &all)
+    };
+    let name = format!("{}-test1", lab.lab.prefix);
+    docker(&["restart", "-t", "0", &name]);
+    let outcome = lab.apply("A", false);
+    assert!(!outcome.failed(), "{:?}", outcome.netlink.failures);
+    let addr = docker(&["exec", &name, "ip", "-o", "-6", "addr", "show", "eth1"]);
+    assert!(addr.contains("fd00:100::1/64"), "{addr}");
+    let report = lab.assert_converged();
+    assert_pair(&report, "test1/eth1/6", "test3/eth1/6", Expect::Reachable);
 }
