@@ -180,6 +180,37 @@ fn dual_stack_containers_on_vlan_and_routed_networks_across_three_hosts() {
         );
     }
 
+    // The hosts' IPv6 FORWARD policy drops: the mesh's ip6tables accept
+    // rules carry its routed IPv6 traffic anyway; without the jump into
+    // them, node1 forwards none (IPv4 goes on), and apply puts it back.
+    let ip6tables = |host: &str, args: &[&str]| {
+        let ns = netns::open(&lab.lab.host_ns(host)).unwrap();
+        let out = netns::output(&ns, "ip6tables", args).unwrap();
+        assert!(
+            out.status.success(),
+            "ip6tables {args:?} on {host}: {out:?}"
+        );
+    };
+    for host in ["node1", "node2", "node3"] {
+        ip6tables(host, &["-P", "FORWARD", "DROP"]);
+    }
+    let report = lab.assert_converged();
+    assert_pair(&report, "pod1/eth1/6", "pod3/eth1/6", Expect::Reachable);
+    let jump = [
+        "FORWARD",
+        "-m",
+        "comment",
+        "--comment",
+        "ovsmesh:dual",
+        "-j",
+        "OVSMESH-FORWARD",
+    ];
+    ip6tables("node1", &[&["-D"][..], &jump].concat());
+    assert!(!lab.ping("pod1", "fd00:3::10"), "node1 drops routed IPv6");
+    assert!(lab.ping("pod1", "172.17.3.10"), "IPv4 is not affected");
+    assert!(!lab.apply("node1", false).failed());
+    assert!(lab.ping("pod1", "fd00:3::10"), "the jump is back");
+
     // An uplink of node2's (a veth `ra0`: the lab's underlay bridge goes
     // with `down`) has a default route from router advertisements (one made
     // to look so, `proto ra`): forwarding IPv6 would make the kernel drop it
