@@ -217,7 +217,7 @@ fn served_by_docker(desired: &HostState, observed: &Observed, key: &str) -> bool
             .state
             .ports
             .get(&format!("endpoint/{}", link.mark.endpoint));
-        link.mark.address == iface.address
+        Some(link.mark.address) == iface.address
             && port.is_some_and(|p| p.bridge == access.bridge && p.tag == access.tag)
     })
 }

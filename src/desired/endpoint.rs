@@ -120,7 +120,7 @@ fn declared<'t>(
     topology.containers.values().find_map(|c| {
         c.interfaces
             .iter()
-            .find(|i| i.network == network && i.address.addr() == address)
+            .find(|i| i.network == network && i.address.is_some_and(|a| a.addr() == address))
             .map(|i| (c, i))
     })
 }
@@ -282,16 +282,22 @@ pub fn entry(topology: &Topology, host: &str, network: &str, address: Ipv4Net) -
     if let Some((container, iface)) =
         declared(topology, network, address.addr()).filter(|(c, _)| c.host == host)
     {
-        let gateway = container
-            .gateway
-            .filter(|g| iface.address.trunc().contains(g));
+        // `declared` found it by its IPv4 address; a Docker endpoint is IPv4
+        // only (the plugin offers no IPv6 yet), so are its routes.
+        let own = iface.address.unwrap_or(address);
+        let gateway = container.gateway.filter(|g| own.trunc().contains(g));
         return Entry {
             network: network.to_string(),
-            address: iface.address,
+            address: own,
             mac: iface.mac,
             mtu: iface.mtu,
             gateway,
-            routes: iface.routes.clone(),
+            routes: iface
+                .routes
+                .iter()
+                .filter(|r| r.to.addr().is_ipv4())
+                .cloned()
+                .collect(),
             ifname_prefix: ifname_prefix(&iface.ifname),
             declared: Some(container.name.clone()),
         };
@@ -390,9 +396,12 @@ pub fn in_use<'a>(
                 let ifname = ids.get(marks::IFNAME);
                 if let Some(container) = container {
                     for iface in &container.interfaces {
-                        if iface.network == network && Some(&iface.ifname) == ifname {
+                        let own = iface
+                            .address
+                            .filter(|_| iface.network == network && Some(&iface.ifname) == ifname);
+                        if let Some(own) = own {
                             used.insert(
-                                iface.address.addr(),
+                                own.addr(),
                                 format!("container {} (--net=none)", container.name),
                             );
                         }
@@ -430,10 +439,10 @@ pub fn serve(topology: &Topology, host: &str, want: &mut HostState, observed: &m
         .filter(|c| c.host == host)
         .flat_map(|c| c.interfaces.iter().map(move |i| (c, i)))
         .filter(|(_, i)| {
-            observed
-                .endpoints
-                .values()
-                .any(|e| e.mark.network == i.network && e.mark.address.addr() == i.address.addr())
+            observed.endpoints.values().any(|e| {
+                e.mark.network == i.network
+                    && i.address.is_some_and(|a| a.addr() == e.mark.address.addr())
+            })
         })
         .map(|(c, i)| (c.name.clone(), i.ifname.clone()))
         .collect();

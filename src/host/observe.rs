@@ -20,8 +20,8 @@ use crate::netlink::index::LinkIndex;
 use crate::netlink::{ethtool, is_link_local, sysctl, Link, Netlink, NetlinkError, RTPROT_RA};
 use crate::runtime::{RuntimeError, Runtimes};
 use crate::state::{
-    AddressRole, ContainerInterface, EndpointLink, Family, HostAddress, HostRoute, HostState,
-    Kind, Occupied, Sysctl,
+    AddressRole, ContainerInterface, EndpointLink, Family, HostAddress, HostRoute, HostState, Kind,
+    Occupied, Sysctl,
 };
 use crate::topology::Runtime;
 

@@ -210,15 +210,17 @@ fn pools_without_fixed_addresses(topology: &Topology, problems: &mut Vec<Diagnos
             let Some(vlan) = topology.vlan(&iface.network) else {
                 continue;
             };
+            // Pools are IPv4: an IPv6-only interface takes nothing from them.
+            let Some(address) = iface.address.map(|a| a.addr()) else {
+                continue;
+            };
             for (host, pool) in &vlan.pools {
-                if pool.contains(&iface.address.addr()) {
+                if pool.contains(&address) {
                     problems.push(Diagnostic::value(
                         &networks_at().key(&vlan.name).key("pools").key(host),
                         format!(
                             "pool {pool} contains {}, container {:?}'s address on network {:?}",
-                            iface.address.addr(),
-                            container.name,
-                            vlan.name
+                            address, container.name, vlan.name
                         ),
                     ));
                 }
