@@ -10,7 +10,7 @@
 mod common;
 mod lab_support;
 
-use common::{run, seed};
+use common::seed;
 use lab_support::*;
 use ovsmesh::check::{Expect, Report};
 use ovsmesh::netns;
@@ -340,12 +340,7 @@ fn dual_stack_docker_containers_across_hosts_and_after_a_restart() {
 
     // Docker restarts test1 (a new namespace, IPv6 off again): apply re-plumbs
     // both families.
-    let socket = lab.lab.docker_socket().unwrap();
-    let docker = |args: &[&str]| {
-        let mut all = vec!["-H", socket.as_str()];
-        all.extend_from_slice(args);
-        run("docker", &all)
-    };
+    let docker = |args: &[&str]| lab.docker(args);
     let name = format!("{}-test1", lab.lab.prefix);
     docker(&["restart", "-t", "0", &name]);
     let outcome = lab.apply("A", false);

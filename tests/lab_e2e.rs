@@ -213,12 +213,7 @@ fn docker_restart_then_apply_restores_reachability_with_the_same_ip_and_mac() {
     let lab = up(&seed("pipework-vlan.toml"), true);
     let report = lab.assert_converged();
     assert_pair(&report, "test1/eth1", "test3/eth1", Expect::Reachable);
-    let socket = lab.lab.docker_socket().unwrap();
-    let docker = |args: &[&str]| {
-        let mut all = vec!["-H", socket.as_str()];
-        all.extend_from_slice(args);
-        run("docker", &all)
-    };
+    let docker = |args: &[&str]| lab.docker(args);
     let name = format!("{}-test1", lab.lab.prefix);
     let mac = docker(&["exec", &name, "cat", "/sys/class/net/eth1/address"]);
     docker(&["restart", "-t", "0", &name]);

@@ -99,6 +99,14 @@ impl LabGuard {
         run("ovs-vsctl", &all)
     }
 
+    /// `docker ARGS` against the lab's dockerd (a lab brought up with Docker); its output.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let socket = self.lab.docker_socket().expect("a lab with Docker");
+        let mut all = vec!["-H", socket.as_str()];
+        all.extend_from_slice(args);
+        run("docker", &all)
+    }
+
     pub fn ns(&self, name: &str) -> std::fs::File {
         netns::open(&format!("{}-{name}", self.lab.prefix)).unwrap()
     }
