@@ -239,6 +239,12 @@ fn dual_stack_containers_on_vlan_and_routed_networks_across_three_hosts() {
     let outcome = lab.apply("node2", true);
     assert!(!outcome.failed(), "{:?}", outcome.netlink.failures);
     assert_eq!(accept_ra(), before, "down restores accept_ra");
+    let out = netns::output(&host, "cat", &["/proc/sys/net/ipv6/conf/all/forwarding"]).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "down turns IPv6 forwarding back off"
+    );
 }
 
 #[test]
