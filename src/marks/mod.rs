@@ -38,7 +38,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -101,11 +101,6 @@ pub const CONTAINER_DEFAULT_METRIC: u32 = 0;
 /// one destination become one multipath route rather than first and second:
 /// 1 wins over them without sharing their metric.
 pub const CONTAINER_DEFAULT_METRIC6: u32 = 1;
-
-/// Start of every veth host end's alias.
-const ALIAS_PREFIX: &str = "ovsmesh:";
-/// Start of the alias of a Docker endpoint's veth host end (see [`EndpointMark`]).
-const ENDPOINT_ALIAS_PREFIX: &str = "ovsmesh-ep:";
 
 /// What an owned OVS port is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -355,52 +350,6 @@ impl<'a> Policy<'a> {
         matches!(role, Role::Underlay | Role::Uplink)
     }
 
-    // --- links ----------------------------------------------------------
-
-    /// The alias of a veth host end this mesh makes.
-    pub fn veth_alias(&self, container: &str, ifname: &str) -> String {
-        format!("{ALIAS_PREFIX}{}/{container}/{ifname}", self.mesh)
-    }
-
-    /// The (container, ifname) a link's alias says it is, if it is this mesh's veth.
-    pub fn veth_identity(&self, alias: Option<&str>) -> Option<(String, String)> {
-        let rest = alias?
-            .strip_prefix(ALIAS_PREFIX)?
-            .strip_prefix(self.mesh)?
-            .strip_prefix('/')?;
-        let (container, ifname) = rest.split_once('/')?;
-        Some((container.to_string(), ifname.to_string()))
-    }
-
-    /// The alias of a Docker endpoint's veth host end: the endpoint's facts, so
-    /// that they outlive any process (the kernel keeps them while the veth lives).
-    pub fn endpoint_alias(&self, mark: &EndpointMark) -> String {
-        format!(
-            "{ENDPOINT_ALIAS_PREFIX}{} {} {} {} {}",
-            self.mesh, mark.network, mark.endpoint, mark.address, mark.mac
-        )
-    }
-
-    /// The endpoint a link's alias says it is, if it is this mesh's endpoint veth.
-    pub fn endpoint_identity(&self, alias: Option<&str>) -> Option<EndpointMark> {
-        let mut words = alias?.strip_prefix(ENDPOINT_ALIAS_PREFIX)?.split(' ');
-        if words.next()? != self.mesh {
-            return None;
-        }
-        let mark = EndpointMark {
-            network: words.next()?.to_string(),
-            endpoint: words.next()?.to_string(),
-            address: words.next()?.parse().ok()?,
-            mac: words.next()?.parse().ok()?,
-        };
-        words.next().is_none().then_some(mark)
-    }
-
-    /// Whether a link with `alias` is this mesh's host end of `container`'s `ifname`.
-    pub fn owns_veth(&self, alias: Option<&str>, container: &str, ifname: &str) -> bool {
-        alias == Some(self.veth_alias(container, ifname).as_str())
-    }
-
     // --- addresses ------------------------------------------------------
 
     /// Which host addresses are this mesh's: every address on a link it owns
@@ -530,21 +479,6 @@ impl<'a> Policy<'a> {
     }
 }
 
-/// What a Docker endpoint's veth host end says of it (its alias): enough to
-/// rebuild its OVS port after any restart.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointMark {
-    /// The topology network.
-    pub network: String,
-    /// Docker's endpoint id.
-    pub endpoint: String,
-    /// The container's address on it.
-    pub address: Ipv4Net,
-    /// The MAC of the container's interface.
-    pub mac: crate::topology::Mac,
-}
-
 /// The `external_ids` key of `mesh`'s claim on a bridge.
 pub fn claim_key(mesh: &str) -> String {
     format!("{USER_PREFIX}{mesh}")
@@ -602,6 +536,9 @@ impl AddressPolicy {
         self.owned.contains(dev) || self.exact.get(dev).is_some_and(|a| a.contains(&address))
     }
 }
+
+mod links;
+pub use links::EndpointMark;
 
 #[cfg(test)]
 mod tests;
