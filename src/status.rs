@@ -148,11 +148,7 @@ pub fn report(desired: &HostState, plan: &Plan, observed: &Observed, mesh: &Mesh
         if bfd.as_deref() == Some("down") {
             warnings.push(format!(
                 "tunnel {key}: BFD is down — {} between the hosts is likely blocked by a firewall",
-                match encap {
-                    Encap::Gre | Encap::Ip6gre => "GRE (IP protocol 47)",
-                    Encap::Vxlan => "VXLAN (UDP 4789)",
-                    Encap::Geneve => "Geneve (UDP 6081)",
-                }
+                tunnel_protocol(encap, mesh.udp_port())
             ));
         }
         tunnels.push(TunnelStatus {
@@ -340,9 +336,33 @@ fn utc(seconds: i64) -> String {
     )
 }
 
+/// What a firewall between the hosts must let through for the mesh's tunnels
+/// (the UDP port is the mesh's `dst_port` when it has one).
+fn tunnel_protocol(encap: Encap, udp_port: Option<u16>) -> String {
+    match (encap, udp_port) {
+        (Encap::Vxlan, Some(port)) => format!("VXLAN (UDP {port})"),
+        (Encap::Geneve, Some(port)) => format!("Geneve (UDP {port})"),
+        (Encap::Ip6gre, _) => "ip6gre (IPv6 next header 47)".to_string(),
+        _ => "GRE (IP protocol 47)".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blocked_tunnel_names_the_meshs_own_udp_port() {
+        assert_eq!(
+            tunnel_protocol(Encap::Vxlan, Some(8472)),
+            "VXLAN (UDP 8472)"
+        );
+        assert_eq!(
+            tunnel_protocol(Encap::Geneve, Some(6081)),
+            "Geneve (UDP 6081)"
+        );
+        assert_eq!(tunnel_protocol(Encap::Gre, None), "GRE (IP protocol 47)");
+    }
 
     #[test]
     fn times_are_printed_in_utc() {
