@@ -20,6 +20,22 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// `ovs-vsctl ARGS` against lab host `host`'s OVSDB; its output.
+pub fn lab_vsctl(lab: &ovsmesh::lab::Lab, host: &str, args: &[&str]) -> String {
+    let db = format!("--db={}", lab.ovsdb_remote(host));
+    let mut all = vec![db.as_str(), "--timeout=10"];
+    all.extend_from_slice(args);
+    run("ovs-vsctl", &all)
+}
+
+/// `docker ARGS` against the lab's dockerd (a lab brought up with Docker); its output.
+pub fn lab_docker(lab: &ovsmesh::lab::Lab, args: &[&str]) -> String {
+    let socket = lab.docker_socket().expect("a lab with Docker");
+    let mut all = vec!["-H", socket.as_str()];
+    all.extend_from_slice(args);
+    run("docker", &all)
+}
+
 pub fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)

@@ -244,18 +244,12 @@ impl Setup {
     }
 
     pub fn vsctl(&self, host: &str, args: &[&str]) -> String {
-        let db = format!("--db={}", self.lab.ovsdb_remote(host));
-        let mut all = vec![db.as_str(), "--timeout=10"];
-        all.extend_from_slice(args);
-        run("ovs-vsctl", &all)
+        lab_vsctl(&self.lab, host, args)
     }
 
     /// The lab's Docker CLI (its private engine); panics when the command fails.
     pub fn docker(&self, args: &[&str]) -> String {
-        let socket = self.lab.docker_socket().expect("a lab with Docker");
-        let mut all = vec!["-H", socket.as_str()];
-        all.extend_from_slice(args);
-        run("docker", &all)
+        lab_docker(&self.lab, args)
     }
 
     /// The lab's Docker CLI, for conditions awaited: whether the command succeeded.

@@ -93,18 +93,12 @@ impl LabGuard {
 
     /// `ovs-vsctl ARGS` against lab host `host`'s OVSDB; its output.
     pub fn vsctl(&self, host: &str, args: &[&str]) -> String {
-        let db = format!("--db={}", self.lab.ovsdb_remote(host));
-        let mut all = vec![db.as_str(), "--timeout=10"];
-        all.extend_from_slice(args);
-        run("ovs-vsctl", &all)
+        lab_vsctl(&self.lab, host, args)
     }
 
     /// `docker ARGS` against the lab's dockerd (a lab brought up with Docker); its output.
     pub fn docker(&self, args: &[&str]) -> String {
-        let socket = self.lab.docker_socket().expect("a lab with Docker");
-        let mut all = vec!["-H", socket.as_str()];
-        all.extend_from_slice(args);
-        run("docker", &all)
+        lab_docker(&self.lab, args)
     }
 
     pub fn ns(&self, name: &str) -> std::fs::File {
