@@ -11,7 +11,7 @@
 //! A commit that passes is applied on **probation** (kubernetes-nmstate's
 //! rollback): within the window the host must still reach every tunnel peer it
 //! reached before the change (a ping of each peer across the overlay, see
-//! [`peers`]) and the
+//! [`peers`]; "before" includes the last minutes, see `reach`) and the
 //! engine's verification after apply must pass. If it does not, the daemon rolls
 //! back to the last good commit and marks this one bad on this host. The
 //! decision is the pure function [`decide`] of what the checks found.
@@ -103,6 +103,8 @@ pub struct Follower {
     pub probation: Option<Probation>,
     /// The last fetch's failure (a remote down, a ref gone), until one succeeds.
     pub fetch_error: Option<String>,
+    /// The tunnel peers reached lately: the baseline of the next probation.
+    pub reached: super::reach::Reached,
 }
 
 impl Follower {
@@ -117,6 +119,7 @@ impl Follower {
             record,
             probation: None,
             fetch_error: None,
+            reached: Default::default(),
         }
     }
 

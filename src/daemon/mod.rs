@@ -38,6 +38,7 @@ mod notices;
 pub mod owned;
 pub mod plugin;
 mod probe;
+mod reach;
 pub mod reconcile;
 pub mod report;
 mod rollout;

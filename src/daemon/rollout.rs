@@ -215,7 +215,10 @@ impl Daemon {
             None => match follower.record.applied.clone() {
                 Some(last) => {
                     let peers = follow::peers(&self.topology, &host);
-                    let baseline = probe::reachable(&peers).await;
+                    let at = Instant::now();
+                    let answering = probe::reachable(&peers).await;
+                    follower.reached.note(&answering, at);
+                    let baseline = follower.reached.baseline(&answering, at);
                     let previous = (last, self.topology.clone(), self.text.clone());
                     (Some(previous), baseline)
                 }
@@ -255,7 +258,13 @@ impl Daemon {
 
     /// Check a commit on probation: accept it, wait, or roll back.
     pub(super) async fn check_probation(&mut self) {
-        let Some(probation) = self.follower.as_ref().and_then(|f| f.probation.clone()) else {
+        let Some(follower) = self.follower.as_mut() else {
+            return;
+        };
+        let Some(probation) = follower.probation.clone() else {
+            // Between commits: keep the baseline of the next one fresh.
+            let peers = follow::peers(&self.topology, &self.config.host);
+            follower.reached.probe_if_due(peers);
             return;
         };
         let required: std::collections::BTreeMap<_, _> =
@@ -280,6 +289,7 @@ impl Daemon {
             Decision::Accept => {
                 tracing::info!(commit = %probation.applied.commit, "commit accepted: peers reached and verified");
                 follower.probation = None;
+                follower.reached.note(&checks.reachable, Instant::now());
                 follower.accept(probation.applied);
             }
             Decision::RollBack(reason) => {
