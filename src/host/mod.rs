@@ -6,6 +6,7 @@
 //! reconcile (`firewall`).
 
 pub mod apply;
+mod container_side;
 pub mod endpoint;
 pub mod facts;
 pub mod firewall;
