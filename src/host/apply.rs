@@ -10,7 +10,8 @@
 //! brought up, then the NIC's gateway routes are re-pointed at the bridge, and
 //! only then is the address removed from the NIC. `down` does the reverse.
 
-use crate::marks::{Policy, RouteMark};
+use super::context::{after, index_of, io, HostContext};
+use crate::marks::RouteMark;
 use crate::netlink::index::LinkIndex;
 use crate::netlink::{sysctl, Netlink, NetlinkError, Route};
 use crate::plan::{Change, Kind, Op, Plan};
@@ -30,18 +31,6 @@ pub struct Failure {
 pub struct NetlinkReport {
     pub applied: Vec<Change>,
     pub failures: Vec<Failure>,
-}
-
-/// Context for the netlink steps of one host.
-pub struct HostContext<'a> {
-    pub mesh: &'a str,
-    pub underlay_nic: Option<&'a str>,
-}
-
-impl<'a> HostContext<'a> {
-    pub(super) fn policy(&self) -> Policy<'a> {
-        Policy::new(self.mesh)
-    }
 }
 
 /// The container interfaces: done before the OVS transaction on the way up, so
@@ -123,39 +112,6 @@ impl NetlinkReport {
             }),
         }
     }
-}
-
-pub(super) async fn index_of(netlink: &Netlink, name: &str) -> Result<u32, NetlinkError> {
-    netlink
-        .link_by_name(name)
-        .await?
-        .map(|l| l.index)
-        .ok_or_else(|| NetlinkError::Io {
-            what: format!("device {name}"),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "does not exist (is ovs-vswitchd running?)",
-            ),
-        })
-}
-
-pub(super) fn io(what: String) -> impl FnOnce(std::io::Error) -> NetlinkError {
-    move |source| NetlinkError::Io { what, source }
-}
-
-/// The object a change makes (create, update, replace).
-pub(super) fn after<'c, T>(
-    change: &'c Change,
-    get: impl Fn(&'c Item) -> Option<T>,
-) -> Result<T, NetlinkError> {
-    change
-        .after
-        .as_ref()
-        .and_then(get)
-        .ok_or_else(|| NetlinkError::Io {
-            what: format!("{} {}", change.kind.as_str(), change.id),
-            source: std::io::Error::other("the plan carries no target for this change"),
-        })
 }
 
 async fn address(

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::apply::{after, index_of, io, HostContext};
+use super::context::{after, index_of, io, HostContext};
 use crate::marks::{Policy, ROUTE_PROTOCOL};
 use crate::netlink::many::Home;
 use crate::netlink::{ethtool, sysctl, LinkChange, Netlink, NetlinkError, Route};

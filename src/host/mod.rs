@@ -7,6 +7,7 @@
 
 pub mod apply;
 mod container_side;
+mod context;
 pub mod endpoint;
 pub mod facts;
 pub mod firewall;
@@ -17,5 +18,6 @@ pub mod observe;
 mod plumb;
 pub mod warnings;
 
-pub use apply::{apply, Failure, HostContext, NetlinkReport};
+pub use apply::{apply, Failure, NetlinkReport};
+pub use context::HostContext;
 pub use observe::{observe, Devices, NetlinkRows, ObserveError};

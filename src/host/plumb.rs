@@ -17,8 +17,8 @@ use crate::netlink::{ethtool, Netlink, NetlinkError};
 use crate::plan::{Change, Op};
 use crate::state::Item;
 
-use super::apply::HostContext;
 use super::container_side::container_interface;
+use super::context::HostContext;
 use super::observe::NetlinkRows;
 
 /// One container's share: its namespace and its changes (with their positions).
