@@ -21,6 +21,18 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# sshd for the ssh:// git test (it runs its own sshd in a lab namespace): installed without starting
+# the system's ssh service (policy-rc.d) nor enabling it at boot.
+if ! dpkg-query -W -f='${Status}' openssh-server 2>/dev/null | grep -q "install ok installed"; then
+    echo "setup: installing openssh-server (its service neither started nor enabled)"
+    policy=/usr/sbin/policy-rc.d made_policy=
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; }
+    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
+    if have systemctl; then systemctl disable --quiet ssh.service 2>/dev/null || true; fi
+fi
+
 # Stable Rust with rustfmt and clippy. Debian 12's cargo (1.63) is too old for the dependencies,
 # so a machine without a recent toolchain gets one from rustup.
 if ! have cargo && [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi

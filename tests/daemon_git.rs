@@ -475,3 +475,51 @@ fn peers_lost_just_before_a_commit_still_count_for_its_probation() {
     );
     assert_eq!(setup.metric("ovsmesh_topology_rollbacks_total"), 1.0);
 }
+
+/// `ssh://` through the `ssh` program, as an operator sets it up for a deploy
+/// key (`GIT_SSH_COMMAND` here; `core.sshCommand` or root's ssh config alike):
+/// the daemon follows a repository served by sshd, strict host-key checking on.
+#[test]
+#[ignore = "needs root + OVS + sshd"]
+fn a_remote_over_ssh_is_followed() {
+    let repo = Repo::new();
+    let state = TempDir::new("state");
+    let first = repo.commit("mesh/topology.toml", &seed("lab.toml"), None);
+    let setup = prepare(&seed("lab.toml"), "node1", false);
+    // sshd where the daemon runs: node1's namespace.
+    let sshd = Sshd::serve_in(&setup.lab.host_ns("node1"));
+    let url = sshd.url(&repo.bare);
+    let state_dir = state.0.display().to_string();
+    let ssh_command = sshd.ssh_command();
+    let args = [
+        "--git",
+        url.as_str(),
+        "--path",
+        "mesh/topology.toml",
+        "--poll",
+        "1s",
+        "--state-dir",
+        state_dir.as_str(),
+    ];
+    let setup = setup_daemon(setup, &args, &[("GIT_SSH_COMMAND", ssh_command.as_str())]);
+    assert!(info_names(&setup, &first), "{}", setup.log());
+    let source = report(&setup)["source"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(source.starts_with(&url), "{source}");
+
+    run(
+        "ip",
+        &["netns", "add", &format!("{}-extra", setup.lab.prefix)],
+    );
+    let good = repo.commit("mesh/topology.toml", &with_extra(), None);
+    assert!(setup.reaches("extra", "192.168.0.2"), "{}", setup.log());
+    assert!(eventually(PATIENCE, || applied(&setup) == good));
+    // The fetches went through sshd (it logs each accepted key).
+    let sshd_log = std::fs::read_to_string(sshd.dir.0.join("sshd.log")).unwrap_or_default();
+    assert!(
+        sshd_log.contains("Accepted publickey for root"),
+        "{sshd_log}"
+    );
+}

@@ -202,3 +202,94 @@ impl Drop for GitDaemon {
         let _ = self.child.wait();
     }
 }
+
+/// `sshd` in a network namespace on 127.0.0.1:[`Sshd::PORT`], letting root in
+/// with a key of its own only; stopped on drop. Its files (host key, client
+/// key, known_hosts, config) live in a temp dir of their own.
+pub struct Sshd {
+    child: Child,
+    pub dir: TempDir,
+}
+
+impl Sshd {
+    pub const PORT: u16 = 2222;
+
+    pub fn serve_in(netns: &str) -> Self {
+        let dir = TempDir::new("sshd");
+        let host_key = Key::new(&dir.0, "host_key");
+        let client = Key::new(&dir.0, "client_key");
+        std::fs::write(
+            dir.0.join("authorized_keys"),
+            format!("{}\n", client.public),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.0.join("known_hosts"),
+            format!("[127.0.0.1]:{} {}\n", Self::PORT, host_key.public),
+        )
+        .unwrap();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nStrictModes no\n\
+             UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\n",
+            port = Self::PORT,
+            d = dir.0.display()
+        );
+        std::fs::write(dir.0.join("sshd_config"), config).unwrap();
+        // The privilege separation directory sshd insists on.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, "/usr/sbin/sshd", "-D", "-e", "-f"])
+            .arg(dir.0.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.0.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("sshd (openssh-server)");
+        let sshd = Self { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sshd.answers(netns) {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not let the client in: {}",
+                std::fs::read_to_string(sshd.dir.0.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sshd
+    }
+
+    /// What `GIT_SSH_COMMAND` must be for a client to log in: this server's
+    /// key in known_hosts (checked strictly), the client key, no agent or prompt.
+    pub fn ssh_command(&self) -> String {
+        format!(
+            "ssh -F /dev/null -i {d}/client_key -o IdentitiesOnly=yes -o BatchMode=yes \
+             -o StrictHostKeyChecking=yes -o UserKnownHostsFile={d}/known_hosts",
+            d = self.dir.0.display()
+        )
+    }
+
+    pub fn url(&self, repo: &Path) -> String {
+        format!("ssh://root@127.0.0.1:{}{}", Self::PORT, repo.display())
+    }
+
+    fn answers(&self, netns: &str) -> bool {
+        let mut command = vec!["netns", "exec", netns];
+        let ssh = self.ssh_command();
+        command.extend(ssh.split(' '));
+        let port = Self::PORT.to_string();
+        command.extend(["-p", &port, "root@127.0.0.1", "true"]);
+        Command::new("ip")
+            .args(&command)
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
