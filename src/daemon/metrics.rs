@@ -178,7 +178,7 @@ fn respond(
 
 /// Serve the metrics and the status over HTTP/1.1 (`hyper`) on `address` until
 /// the process ends. A client that does not send its request within
-/// [`READ_TIMEOUT`] is dropped; a failed accept is logged and the listener keeps going.
+/// `READ_TIMEOUT` is dropped; a failed accept is logged and the listener keeps going.
 pub async fn serve(
     address: SocketAddr,
     metrics: Metrics,

@@ -15,7 +15,7 @@
 //! A bridge's own device whose MTU the mesh does not set (no `mtu_request`)
 //! gets its smallest port's MTU from ovs-vswitchd: a container's veth joining
 //! or leaving changes it. A notification of such a device that differs from
-//! its last one in the MTU only is no change of ours ([`FloatingMtu`]).
+//! its last one in the MTU only is no change of ours (`FloatingMtu`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::CStr;
@@ -30,7 +30,7 @@ use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage}
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use tokio::sync::{mpsc::UnboundedSender, watch};
 
-use super::triggers::{Trigger, WatchError};
+use super::wake::{Trigger, WatchError};
 use crate::marks;
 use crate::state::HostState;
 use crate::topology::{Runtime, Topology};

@@ -23,7 +23,7 @@
 //! daemon's own writes and a tool fighting it also cause, do not.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -38,74 +38,7 @@ use crate::ovsdb::{self, ConnectOptions, Notification};
 use crate::runtime::DockerSocket;
 use crate::source::file;
 
-/// A watcher that could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum WatchError {
-    #[error("netlink notifications: {0}")]
-    Netlink(#[source] std::io::Error),
-    #[error("watch {}: {source}", path.display())]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("signal handler: {0}")]
-    Signal(#[source] std::io::Error),
-}
-
-/// Why the daemon woke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Trigger {
-    Ovsdb,
-    OvsdbReconnected,
-    Netlink,
-    Netns,
-    Topology,
-    Docker,
-    /// A container was renamed: its process no longer says which name it has.
-    DockerRenamed,
-    DockerReconnected,
-    /// A plumbed container's namespace was replaced or is gone.
-    ContainerNetns,
-    /// Something changed on an interface inside a plumbed container.
-    ContainerDrift,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Ovsdb => "ovsdb change",
-            Trigger::OvsdbReconnected => "ovsdb reconnected",
-            Trigger::Netlink => "netlink change",
-            Trigger::Netns => "netns change",
-            Trigger::Topology => "topology file change",
-            Trigger::Docker => "docker event",
-            Trigger::DockerRenamed => "docker rename",
-            Trigger::DockerReconnected => "docker reconnected",
-            Trigger::ContainerNetns => "container namespace change",
-            Trigger::ContainerDrift => "change inside a container",
-        }
-    }
-
-    /// Triggers after which remembered container processes may name the wrong
-    /// container (see [`crate::runtime::DockerRuntime::forget`]).
-    pub fn forgets_containers(self) -> bool {
-        matches!(self, Trigger::DockerRenamed | Trigger::DockerReconnected)
-    }
-
-    /// Triggers the daemon's own writes also cause.
-    pub fn may_be_own_write(self) -> bool {
-        matches!(
-            self,
-            Trigger::Ovsdb | Trigger::Netlink | Trigger::ContainerDrift
-        )
-    }
-
-    /// Events that cut a backoff short: something new happened (a container
-    /// started, a server came back, the topology changed), not merely drift.
-    pub fn pre_empts_backoff(self) -> bool {
-        !self.may_be_own_write()
-    }
-}
+pub use super::wake::{Trigger, WatchError};
 
 /// Watch OVSDB; reconnect with backoff when the server goes away. The echoes
 /// of the Docker plugin's own writes do not wake the daemon (`echoes`).

@@ -1,12 +1,80 @@
-//! When the daemon wakes: the schedule of the next reconcile, and the signals
-//! (with the deadline by which a stop signal ends the process).
+//! Why and when the daemon wakes: the triggers (and the watchers' error), the
+//! schedule of the next reconcile, and the signals (with the deadline by which
+//! a stop signal ends the process).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use super::triggers::WatchError;
+/// A watcher that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("netlink notifications: {0}")]
+    Netlink(#[source] std::io::Error),
+    #[error("watch {}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// Why the daemon woke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Trigger {
+    Ovsdb,
+    OvsdbReconnected,
+    Netlink,
+    Netns,
+    Topology,
+    Docker,
+    /// A container was renamed: its process no longer says which name it has.
+    DockerRenamed,
+    DockerReconnected,
+    /// A plumbed container's namespace was replaced or is gone.
+    ContainerNetns,
+    /// Something changed on an interface inside a plumbed container.
+    ContainerDrift,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Ovsdb => "ovsdb change",
+            Trigger::OvsdbReconnected => "ovsdb reconnected",
+            Trigger::Netlink => "netlink change",
+            Trigger::Netns => "netns change",
+            Trigger::Topology => "topology file change",
+            Trigger::Docker => "docker event",
+            Trigger::DockerRenamed => "docker rename",
+            Trigger::DockerReconnected => "docker reconnected",
+            Trigger::ContainerNetns => "container namespace change",
+            Trigger::ContainerDrift => "change inside a container",
+        }
+    }
+
+    /// Triggers after which remembered container processes may name the wrong
+    /// container (see [`crate::runtime::DockerRuntime::forget`]).
+    pub fn forgets_containers(self) -> bool {
+        matches!(self, Trigger::DockerRenamed | Trigger::DockerReconnected)
+    }
+
+    /// Triggers the daemon's own writes also cause.
+    pub fn may_be_own_write(self) -> bool {
+        matches!(
+            self,
+            Trigger::Ovsdb | Trigger::Netlink | Trigger::ContainerDrift
+        )
+    }
+
+    /// Events that cut a backoff short: something new happened (a container
+    /// started, a server came back, the topology changed), not merely drift.
+    pub fn pre_empts_backoff(self) -> bool {
+        !self.may_be_own_write()
+    }
+}
 
 /// Triggers arriving within this window share one reconcile.
 pub const DEBOUNCE: Duration = Duration::from_millis(30);
@@ -14,8 +82,6 @@ pub const DEBOUNCE: Duration = Duration::from_millis(30);
 /// When the next reconcile runs. Drift notifications never bring a planned
 /// reconcile forward (a backoff holds); events that
 /// [`pre_empt`](Trigger::pre_empts_backoff) do.
-///
-/// [`Trigger::pre_empts_backoff`]: super::triggers::Trigger::pre_empts_backoff
 #[derive(Debug, Default)]
 pub struct Schedule {
     pub due: Option<Instant>,

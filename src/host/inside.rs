@@ -25,7 +25,7 @@ use crate::netlink::{ethtool, many, Address, Link, Netlink, NetlinkError, Route}
 use crate::runtime::{Located, Runtimes};
 use crate::state::ContainerInterface;
 
-use super::observe::{describe_route, ObserveError};
+use super::ObserveError;
 
 /// Docker inspections in flight at once.
 const LOCATE_AT_ONCE: usize = 16;
@@ -188,8 +188,7 @@ pub(super) fn classify(
     inside: &Inside,
 ) -> View {
     let mut view = View::default();
-    let describe =
-        |route: &Route| describe_route(route, |i| inside.names.get(&i).map(String::as_str));
+    let describe = |route: &Route| route.describe(|i| inside.names.get(&i).map(String::as_str));
     let wanted_addresses = want.addresses();
     let ours: Vec<IpNet> = inside
         .addresses

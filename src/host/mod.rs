@@ -20,4 +20,13 @@ pub mod warnings;
 
 pub use apply::{apply, Failure, NetlinkReport};
 pub use context::HostContext;
-pub use observe::{observe, Devices, NetlinkRows, ObserveError};
+pub use observe::{observe, Devices, NetlinkRows};
+
+/// Observing a host's netlink side (and its containers') failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::NetlinkError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+}

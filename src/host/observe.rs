@@ -17,8 +17,8 @@ use std::fs::File;
 
 use crate::marks::{AddressPolicy, Policy};
 use crate::netlink::index::LinkIndex;
-use crate::netlink::{ethtool, is_link_local, sysctl, Link, Netlink, NetlinkError, RTPROT_RA};
-use crate::runtime::{RuntimeError, Runtimes};
+use crate::netlink::{ethtool, is_link_local, sysctl, Link, Netlink, RTPROT_RA};
+use crate::runtime::Runtimes;
 use crate::state::{
     AddressRole, ContainerInterface, EndpointLink, Family, HostAddress, HostRoute, HostState, Kind,
     Occupied, Sysctl,
@@ -26,6 +26,7 @@ use crate::state::{
 use crate::topology::Runtime;
 
 use super::inside::{classify, find_all, Found};
+use super::ObserveError;
 
 /// What apply needs beyond the state: the namespaces, held for this reconcile
 /// only; and the host's links as observe dumped them (the reconcile's one link
@@ -34,14 +35,6 @@ use super::inside::{classify, find_all, Found};
 pub struct NetlinkRows {
     pub netns: BTreeMap<String, File>,
     pub links: LinkIndex,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ObserveError {
-    #[error(transparent)]
-    Netlink(#[from] NetlinkError),
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
 }
 
 /// The devices ovsmesh configures on a host, and which of their addresses are
@@ -105,7 +98,7 @@ pub async fn observe(
             state.occupied.push(Occupied {
                 kind: Kind::Route,
                 id: route.to.to_string(),
-                by: describe_route(&route, |i| by_index.get(&i).map(|l| l.name.as_str())),
+                by: route.describe(|i| by_index.get(&i).map(|l| l.name.as_str())),
                 inside: false,
             });
         }
@@ -305,24 +298,4 @@ pub fn forwards_ipv6(state: &HostState) -> bool {
         .sysctls
         .values()
         .any(|s| s.family == Family::Ipv6 && s.key == "forwarding" && s.value == 1)
-}
-
-/// A route as conflict messages and warnings name it, e.g. `default via
-/// 172.17.0.1 dev eth0 proto 3 metric 0` (`dev` names a device by index).
-pub(super) fn describe_route<'a>(
-    route: &crate::netlink::Route,
-    dev: impl Fn(u32) -> Option<&'a str>,
-) -> String {
-    let mut text = if route.to.prefix_len() == 0 {
-        "default".to_string()
-    } else {
-        route.to.to_string()
-    };
-    if let Some(via) = route.via {
-        text.push_str(&format!(" via {via}"));
-    }
-    if let Some(name) = route.oif.and_then(dev) {
-        text.push_str(&format!(" dev {name}"));
-    }
-    format!("{text} proto {} metric {}", route.protocol, route.metric)
 }

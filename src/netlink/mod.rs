@@ -97,6 +97,25 @@ pub struct Route {
     pub metric: u32,
 }
 
+impl Route {
+    /// The route as conflict messages and warnings name it, e.g. `default via
+    /// 172.17.0.1 dev eth0 proto 3 metric 0` (`dev` names a device by index).
+    pub fn describe<'a>(&self, dev: impl Fn(u32) -> Option<&'a str>) -> String {
+        let mut text = if self.to.prefix_len() == 0 {
+            "default".to_string()
+        } else {
+            self.to.to_string()
+        };
+        if let Some(via) = self.via {
+            text.push_str(&format!(" via {via}"));
+        }
+        if let Some(name) = self.oif.and_then(dev) {
+            text.push_str(&format!(" dev {name}"));
+        }
+        format!("{text} proto {} metric {}", self.protocol, self.metric)
+    }
+}
+
 /// An address of a link (either family), and the protocol that added it
 /// (`IFA_PROTO`, Linux 6.1 and later; 0 where unset or unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -164,7 +164,7 @@ pub async fn root_uuid(client: &Client) -> Result<String, OvsdbError> {
         .to_string())
 }
 
-/// The OVSDB lock of a mesh: an OVSDB <id> (letters, digits, '_').
+/// The OVSDB lock of a mesh: an OVSDB `<id>` (letters, digits, '_').
 pub fn lock_name(mesh: &str) -> String {
     let safe: String = mesh
         .chars()

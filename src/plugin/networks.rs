@@ -94,7 +94,7 @@ pub fn judge(
 }
 
 /// Keep the host's Docker networks as the topology says, on every nudge and
-/// every [`EVERY`]. Runs as its own task: dockerd may not answer for a while
+/// every `EVERY`. Runs as its own task: dockerd may not answer for a while
 /// (starting, it waits for its plugins), and nothing waits for this.
 pub async fn keep(
     plugin: Arc<Plugin>,
