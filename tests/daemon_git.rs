@@ -70,6 +70,15 @@ fn status_text(setup: &Setup) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
+/// The newest bad commit is `cut`, rolled back because node2 and node3 were lost.
+fn assert_rolled_back_for_lost_peers(setup: &Setup, cut: &str) {
+    let bad = &report(setup)["bad"][0];
+    assert_eq!(bad["commit"], cut);
+    assert_eq!(bad["verdict"], "rolled-back");
+    let reason = bad["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("peers unreachable: node2, node3"), "{bad}");
+}
+
 fn with_extra() -> String {
     seed("lab.toml")
         + "\n[containers.extra]\nhost = \"node1\"\nnetns = \"extra\"\nnetwork = \"blue\"\naddress = \"192.168.0.50\"\n"
@@ -171,16 +180,7 @@ fn a_bad_commit_is_refused_and_a_cutting_one_rolled_back_within_the_window() {
         rolled_back < Duration::from_secs(WINDOW + 10),
         "{rolled_back:?}"
     );
-    let bad = &report(&setup)["bad"][0];
-    assert_eq!(bad["commit"], cut.as_str());
-    assert_eq!(bad["verdict"], "rolled-back");
-    assert!(
-        bad["reason"]
-            .as_str()
-            .unwrap()
-            .contains("peers unreachable: node2, node3"),
-        "{bad}"
-    );
+    assert_rolled_back_for_lost_peers(&setup, &cut);
     assert_eq!(applied(&setup), good);
     assert!(
         setup.reaches("pod1", "172.17.2.10"),
@@ -443,15 +443,7 @@ fn peers_lost_just_before_a_commit_still_count_for_its_probation() {
         "a commit cutting node1 off was kept: {}",
         setup.log()
     );
-    let bad = &report(&setup)["bad"][0];
-    assert_eq!(bad["commit"], cut.as_str());
-    assert!(
-        bad["reason"]
-            .as_str()
-            .unwrap()
-            .contains("peers unreachable: node2, node3"),
-        "{bad}"
-    );
+    assert_rolled_back_for_lost_peers(&setup, &cut);
     assert!(setup.reaches("pod1", "172.17.2.10"), "{}", setup.log());
 
     // Not too strict either: a good commit pushed while the peers are quiet is
