@@ -281,7 +281,7 @@ export OVSMESH_DEB="$deb"
 step "set-up: box (vagrant/box/build.sh, cached)"
 must "box built or taken from the cache" sh -c "vagrant/box/build.sh > $state/box.path"
 box=$(tail -1 "$state/box.path")
-check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh scripts/vm-checks/git-follow.sh scripts/vm-checks/plugin.sh scripts/package.sh scripts/setup-packaging.sh
+check "shellcheck of the lab's scripts" shellcheck -x vagrant/provision.sh vagrant/box/build.sh scripts/vm-test.sh scripts/vm-checks/kernel-host.sh scripts/vm-checks/git-follow.sh scripts/vm-checks/plugin.sh scripts/vm-checks/ipv6.sh scripts/package.sh scripts/setup-packaging.sh
 step "set-up: private libvirtd in namespace $ns"
 must "libvirtd running, storage pool defined" start_libvirtd
 must "box added to Vagrant" vagrant_ box add --name "$OVSMESH_BOX" "$box"
@@ -407,6 +407,7 @@ without_rules() {
 check "opted out: routed overlay passes nothing, dropped by Docker's FORWARD policy" without_rules
 check "opted out: no ovsmesh rules left, status warns about the DROP policy" on_all \
     "! iptables -S | grep ovsmesh: && ovsmesh status --host HOST /etc/ovsmesh/topology.toml | grep 'warning: .*DROP and manage_firewall = false'"
+default_again() { push_topology "$topology" && converged_all 60; }
 back_to_default() { push_topology "$topology" && converged_all 60 && ping_from node1 pod1 203.0.113.170; }
 check "default topology back: rules back, pod1 -> pod2 again" back_to_default
 # A smaller underlay MTU on node2 for a moment: the kernel's GRE answers pod2's don't-fragment
@@ -464,6 +465,29 @@ check "uplink: every VM converged" converged_all 60
 check "uplink: check --host on every VM" check_all
 check "uplink: TCP 1 MiB blue2 -> blue3" tcp node2 blue2 node3 blue3 192.0.2.3
 
+step "IPv6: dual stack over the IPv4 underlay (GRE), then ip6gre and VXLAN over an IPv6 underlay"
+# shellcheck source=scripts/vm-checks/ipv6.sh
+source "$repo/scripts/vm-checks/ipv6.sh"
+check "dual-stack topology copied in (subnet6, gateway6, subnets6, address6)" v6_push "$(v6_dual_topology)"
+check "dual stack: every VM converged" converged_all 60
+check "dual stack: check --host on every VM, IPv6 probes among them" v6_check_all
+check "dual stack: blue1 -> blue3 over IPv6 (VLAN over GRE)" v6_ping node1 blue1 2001:db8:100::3
+check "dual stack: blue2 -> pod1 over IPv6 (routed by node1's gateway6)" v6_ping node2 blue2 2001:db8:1::140
+check "dual stack: what the kernel showed on node1 (forwarding, routes, accept_ra, nodad)" v6_kernel_shows
+check "IPv6 underlay 2001:db8::11-13/64 on the VMs' underlay NICs, peers reached" v6_underlay_up
+check "ip6gre over the IPv6 underlay copied in" v6_push "$(v6_underlay_topology ip6gre)"
+check "ip6gre: every VM converged" converged_all 60
+check "ip6gre: check --host on every VM, IPv6 probes among them" v6_check_all
+check "ip6gre: TCP 1 MiB pod1 -> pod2 over IPv6" tcp node1 pod1 node2 pod2 2001:db8:2::170
+check "ip6gre: TCP 1 MiB blue3 -> blue1 over IPv4" tcp node3 blue3 node1 blue1 192.0.2.1
+check "ip6gre: what the kernel showed on node1 (tunnel ports, datapath)" v6_kernel_shows ip6gre
+check "vxlan over the IPv6 underlay copied in" v6_push "$(v6_underlay_topology vxlan)"
+check "vxlan over IPv6: every VM converged" converged_all 60
+check "vxlan over IPv6: check --host on every VM, IPv6 probes among them" v6_check_all
+check "default topology back (IPv4 only), every VM converged" default_again
+check "no 2001:db8 address left in the containers" v6_addresses_gone
+check "IPv6 underlay addresses removed" v6_underlay_down
+
 step "default topology back: check and status on every VM"
 check "default topology copied in" push_topology "$topology"
 check "status converged on every VM" converged_all 60
@@ -482,7 +506,6 @@ plugin_variant() { # the default topology, declaring web1 (192.0.2.10 on red) on
 }
 check "topology declaring web1 (192.0.2.10 on node1) copied in, converged" plugin_variant
 check "declared --ip: the entry's MAC, MTU, routes; restart keeps them; rm removes veth and port" pl_declared
-default_again() { push_topology "$topology" && converged_all 60; }
 check "default topology back, converged" default_again
 check "docker restart of a pooled container keeps address and MAC" pl_restart_keeps
 check "routed network: node1's subnet and gateway, reached from pod2 on node2" pl_routed
