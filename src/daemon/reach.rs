@@ -56,10 +56,15 @@ impl Reached {
         baseline(now, &seen.last, at, RECENT)
     }
 
-    /// Start a probe of `peers` in the background when one is due and none runs.
-    pub fn probe_if_due(&mut self, peers: BTreeMap<String, IpAddr>) {
+    /// Start a probe of the peers `peers` gives in the background when one is
+    /// due and none runs (asked every second: the peers are worked out only then).
+    pub fn probe_if_due(&mut self, peers: impl FnOnce() -> BTreeMap<String, IpAddr>) {
         let due = self.last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY);
-        if !due || peers.is_empty() || self.probing.swap(true, Ordering::AcqRel) {
+        if !due || self.probing.load(Ordering::Acquire) {
+            return;
+        }
+        let peers = peers();
+        if peers.is_empty() || self.probing.swap(true, Ordering::AcqRel) {
             return;
         }
         self.last_probe = Some(Instant::now());

@@ -263,8 +263,10 @@ impl Daemon {
         };
         let Some(probation) = follower.probation.clone() else {
             // Between commits: keep the baseline of the next one fresh.
-            let peers = follow::peers(&self.topology, &self.config.host);
-            follower.reached.probe_if_due(peers);
+            let (topology, host) = (&self.topology, &self.config.host);
+            follower
+                .reached
+                .probe_if_due(|| follow::peers(topology, host));
             return;
         };
         let required: std::collections::BTreeMap<_, _> =
