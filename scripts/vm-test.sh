@@ -482,8 +482,8 @@ source "$repo/scripts/vm-checks/ipv6.sh"
 check "dual-stack topology copied in (subnet6, gateway6, subnets6, address6)" v6_push "$(v6_dual_topology)"
 check "dual stack: every VM converged" converged_all 60
 check "dual stack: check --host on every VM, IPv6 probes among them" v6_check_all
-check "dual stack: blue1 -> blue3 over IPv6 (VLAN over GRE)" v6_ping node1 blue1 2001:db8:100::3
-check "dual stack: blue2 -> pod1 over IPv6 (routed by node1's gateway6)" v6_ping node2 blue2 2001:db8:1::140
+check "dual stack: blue1 -> blue3 over IPv6 (VLAN over GRE)" ping_from node1 blue1 2001:db8:100::3
+check "dual stack: blue2 -> pod1 over IPv6 (routed by node1's gateway6)" ping_from node2 blue2 2001:db8:1::140
 check "dual stack: what the kernel showed on node1 (forwarding, routes, accept_ra, nodad)" v6_kernel_shows
 check "IPv6 underlay 2001:db8::11-13/64 on the VMs' underlay NICs, peers reached" v6_underlay_up
 check "ip6gre over the IPv6 underlay copied in" v6_push "$(v6_underlay_topology ip6gre)"

@@ -52,9 +52,6 @@ v6_check_all() {
         [ "$rc" = 0 ] && [ "$ok" -ge 6 ] && [ "$iso" -ge 2 ]'
 }
 
-# ping6 HOST CONTAINER ADDRESS: one of three IPv6 pings answered
-v6_ping() { vm "$1" "inside $2 ping -6 -c 3 -W 2 $3"; }
-
 # The IPv6 underlay: 2001:db8::1N/64 on the NIC holding 203.0.113.1N (no DAD: usable at once),
 # and each VM reaches the other two by it.
 v6_underlay_up() {
